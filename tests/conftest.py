@@ -1,0 +1,50 @@
+"""Shared fixtures. The suite runs strict: a tracking failure raises instead of warning."""
+
+from __future__ import annotations
+
+import os
+
+# Before tracked is imported anywhere: failures of the tracker must be seen by the tests.
+os.environ["TRACKED_STRICT"] = "1"
+os.environ.pop("TRACKED_ENABLED", None)
+# MLflow's retries against an unreachable server would take minutes per request.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.model_selection import train_test_split
+
+from tracked.testing import MemoryBackend
+
+
+@pytest.fixture(scope="session")
+def iris():
+    """The demo's split: X_train, X_test, y_train, y_test."""
+    X, y = load_iris(return_X_y=True)
+    return train_test_split(X, y, test_size=0.2, random_state=42)
+
+
+@pytest.fixture
+def memory() -> MemoryBackend:
+    return MemoryBackend()
+
+
+@pytest.fixture
+def tracking_uri(tmp_path) -> str:
+    """A fresh sqlite MLflow store in a temporary folder."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def client(tracking_uri):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri)
+
+
+@pytest.fixture
+def in_tmp_cwd(tmp_path, monkeypatch):
+    """Run in an empty folder, so that MLflow's default store lands there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

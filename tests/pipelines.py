@@ -1,0 +1,75 @@
+"""Pipelines used across the tests (importable, so that instances pickle)."""
+
+from __future__ import annotations
+
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from tracked import TrackedPipeline
+
+
+class Iris(TrackedPipeline):
+    """The demo's workflow."""
+
+    experiment = "tests"
+
+    def __init__(self, n_components=2, C=1.0):
+        self.n_components = n_components
+        self.C = C
+
+    def preprocessing(self, X, y=None, train=True, stage="transformer"):
+        if train:
+            self.scaler = StandardScaler()
+            self.operator = self.scaler
+            return self.scaler.fit_transform(X, y)
+        self.operator = self.scaler
+        return self.scaler.transform(X)
+
+    def reduction(self, X, y=None, train=True, stage="transformer"):
+        if train:
+            self.pca = PCA(n_components=self.n_components, random_state=0)
+            self.operator = self.pca
+            return self.pca.fit_transform(X, y)
+        self.operator = self.pca
+        return self.pca.transform(X)
+
+    def classification(self, X, y=None, predict=False, stage="estimator"):
+        if not predict:
+            self.classifier = LogisticRegression(C=self.C, max_iter=1000)
+            self.operator = self.classifier
+            self.classifier.fit(X, y)
+            return self.classifier
+        self.operator = self.classifier
+        return self.classifier.predict(X)
+
+    def train(self, X, y):
+        X = self.preprocessing(X, y)
+        X = self.reduction(X, y)
+        return self.classification(X, y)
+
+    def predict(self, X, y=None):
+        X = self.preprocessing(X, train=False)
+        X = self.reduction(X, train=False)
+        return self.classification(X, y, predict=True)
+
+
+class Regression(TrackedPipeline):
+    """One scaler, one regressor."""
+
+    experiment = "tests"
+
+    def __init__(self, fit_intercept=True):
+        self.fit_intercept = fit_intercept
+
+    def scale(self, X, y=None, train=True, stage="transformer"):
+        if train:
+            self.scaler = StandardScaler().fit(X)
+        self.operator = self.scaler
+        return self.scaler.transform(X)
+
+    def regress(self, X, y=None, train=True, stage="estimator"):
+        if train:
+            self.regressor = LinearRegression(fit_intercept=self.fit_intercept).fit(X, y)
+        self.operator = self.regressor
+        return self.regressor.predict(X)

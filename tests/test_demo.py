@@ -1,0 +1,70 @@
+"""demo/iris.py on a fresh folder, with MLflow's default store, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMO = Path(__file__).parents[1] / "demo" / "iris.py"
+
+
+def run_demo(cwd: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, str(DEMO), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def printed(output: str, label: str) -> str:
+    [line] = [line for line in output.splitlines() if line.startswith(f"{label}: ")]
+    return line.split(": ", 1)[1]
+
+
+@pytest.mark.slow
+def test_two_demo_runs_leave_two_comparable_parent_runs_in_the_default_store(tmp_path):
+    from mlflow import MlflowClient
+
+    first = run_demo(tmp_path)
+    second = run_demo(tmp_path, "--n-components", "3", "--C", "0.5")
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert f"mlflow ui --backend-store-uri {uri}" in printed(first, "open the runs")
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("iris-demo")
+    parents = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`tracked.pipeline` LIKE '%IrisPipeline'",
+        order_by=["attributes.start_time ASC"],
+    )
+    assert [printed(first, "parent run id"), printed(second, "parent run id")] == [
+        run.info.run_id for run in parents
+    ]
+    assert {"n_components": "3", "C": "0.5"} == parents[1].data.params
+    for output, parent in zip((first, second), parents, strict=True):
+        assert float(printed(output, "accuracy")) == pytest.approx(parent.data.metrics["accuracy"])
+        children = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        )
+        phases = sorted(child.data.tags["tracked.phase"] for child in children)
+        assert phases == ["fit"] * 3 + ["inference"] * 3
+    assert parents[0].info.run_name != parents[1].info.run_name
+
+
+@pytest.mark.slow
+def test_the_demo_without_tracking_leaves_no_store(tmp_path):
+    output = run_demo(tmp_path, "--no-tracking")
+    assert "tracking: off" in output
+    assert [] == list(tmp_path.iterdir())

@@ -1,0 +1,45 @@
+"""Parent runs left open end with the interpreter, with a status that tells how it ended."""
+
+from __future__ import annotations
+
+import pytest
+from test_toggle import run_python
+
+
+def script(tracking_uri: str, ending: str) -> str:
+    return f"""
+        from sklearn.datasets import load_iris
+        from pipelines import Iris
+        X, y = load_iris(return_X_y=True)
+        pipe = Iris()
+        pipe.tracking_uri = {tracking_uri!r}
+        pipe.train(X, y)
+        print(pipe.run_id, flush=True)
+        {ending}
+    """
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("ending", "status", "returncode"),
+    [
+        ("pass", "FINISHED", 0),
+        ("raise ValueError('the end')", "FAILED", 1),
+        ("raise KeyboardInterrupt", "KILLED", None),
+    ],
+    ids=["normal", "exception", "interrupt"],
+)
+def test_an_open_parent_run_ends_at_interpreter_exit(
+    tmp_path, tracking_uri, client, ending, status, returncode
+):
+    result = run_python(script(tracking_uri, ending), tmp_path, TRACKED_STRICT="1")
+    if returncode is not None:
+        assert returncode == result.returncode, result.stderr
+    run_id = result.stdout.split()[0]
+    run = client.get_run(run_id)
+    assert status == run.info.status
+    assert run.info.end_time is not None
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    assert 3 == len(children)

@@ -1,0 +1,17 @@
+"""Record a class-based machine-learning workflow in MLflow without a line of tracking code.
+
+Subclass :class:`TrackedPipeline`, give each stage method a ``stage="transformer"`` or
+``stage="estimator"`` default, and every call becomes an MLflow child run of one parent run.
+"""
+
+from tracked._errors import PipelineDefinitionError, TrackingError, TrackingWarning
+from tracked._pipeline import TrackedPipeline
+from tracked._version import __version__
+
+__all__ = [
+    "PipelineDefinitionError",
+    "TrackedPipeline",
+    "TrackingError",
+    "TrackingWarning",
+    "__version__",
+]

@@ -1,0 +1,231 @@
+"""What is read from a pipeline and its operator: identities, params, metrics."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from tracked._records import FIT, INFERENCE
+
+OPERATOR_ATTRIBUTE = "operator"
+CONTEXT_ATTRIBUTE = "_tracked_context"
+
+
+def qualified_name(obj: object) -> str:
+    """``module.QualName`` of ``obj``'s class."""
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def to_text(value: object) -> str:
+    """A printable string for any value; never raises.
+
+    Lone surrogates and NUL characters, which stores reject, are escaped.
+    """
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = str(value)
+        except Exception:
+            try:
+                text = repr(value)
+            except Exception:
+                text = f"<unprintable {qualified_name(value)}>"
+        if not isinstance(text, str):  # a broken __str__ may return anything
+            text = f"<unprintable {qualified_name(value)}>"
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def flatten(params: Mapping[Any, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mappings flattened with ``__`` (scikit-learn's separator), values as text."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{to_text(key)}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, prefix=f"{name}__"))
+        else:
+            flat[name] = to_text(value)
+    return flat
+
+
+def is_fitted_name(name: str) -> bool:
+    """scikit-learn's convention: fitted attributes end in ``_`` and are not private."""
+    return name.endswith("_") and not name.startswith("_")
+
+
+def operator_params(operator: object) -> dict[str, str]:
+    """Hyperparameters of ``operator`` as flat text.
+
+    scikit-learn estimators: ``get_params(deep=True)``. Anything else: its public,
+    non-callable, non-fitted attributes.
+    """
+    get_params = getattr(operator, "get_params", None)
+    if callable(get_params):
+        return flatten(get_params(deep=True))
+    state = getattr(operator, "__dict__", None) or {}
+    return flatten(
+        {
+            name: value
+            for name, value in state.items()
+            if not name.startswith("_") and not is_fitted_name(name) and not callable(value)
+        }
+    )
+
+
+def init_params(obj: object) -> dict[str, Any]:
+    """Constructor arguments read back as attributes, as ``BaseEstimator.get_params`` does."""
+    init = type(obj).__init__
+    if init is object.__init__:
+        return {}
+    params = {}
+    for name, parameter in list(inspect.signature(init).parameters.items())[1:]:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if hasattr(obj, name):
+            params[name] = getattr(obj, name)
+    return params
+
+
+def non_default_params(obj: object) -> dict[str, Any]:
+    """The constructor arguments whose value differs from the signature's default."""
+    init = type(obj).__init__
+    if init is object.__init__:
+        return {}
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(init).parameters.items()
+        if p.default is not p.empty
+    }
+    changed = {}
+    for name, value in init_params(obj).items():
+        default = defaults.get(name, inspect.Parameter.empty)
+        try:
+            same = value is default or bool(value == default)
+        except Exception:  # arrays and other values without a truth value
+            same = False
+        if not same:
+            changed[name] = value
+    return changed
+
+
+# -- phase detection -------------------------------------------------------------------------
+#
+# Before a stage runs we cannot know which object it will put in ``self.operator`` (the previous
+# stage's operator is usually still there), so comparing ``self.operator`` before and after
+# calls everything a fit. Instead we note every object the instance holds, with its fitted
+# attributes; after the call, an operator not held before is new (fit), one whose fitted
+# attributes are other objects was refitted (fit), anything else only ran inference.
+# The snapshot keeps references, so ``is`` comparisons cannot be fooled by reused ids.
+
+
+def _fitted_state(obj: object) -> dict[str, object] | None:
+    state = getattr(obj, "__dict__", None)
+    if not isinstance(state, dict):
+        return None
+    return {name: value for name, value in state.items() if is_fitted_name(name)}
+
+
+def snapshot(instance: object) -> dict[int, tuple[object, dict[str, object] | None]]:
+    """Identity and fitted state of every object held by ``instance``."""
+    held = {}
+    for name, value in vars(instance).items():
+        if name == CONTEXT_ATTRIBUTE or value is None:
+            continue
+        held[id(value)] = (value, _fitted_state(value))
+    return held
+
+
+def detect_phase(
+    before: Mapping[int, tuple[object, dict[str, object] | None]], operator: object
+) -> str:
+    """``fit`` when ``operator`` is new or was refitted since ``before``, else ``inference``."""
+    entry = before.get(id(operator))
+    if entry is None or entry[0] is not operator:
+        return FIT
+    old = entry[1]
+    new = _fitted_state(operator)
+    if old is None or new is None:
+        return INFERENCE
+    if old.keys() != new.keys():
+        return FIT
+    return INFERENCE if all(new[name] is value for name, value in old.items()) else FIT
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
+REGRESSION_METRICS = ("r2", "rmse", "mae")
+
+
+def task_of(operator: object) -> str | None:
+    """``classifier``, ``regressor`` or None when it cannot predict."""
+    if not callable(getattr(operator, "predict", None)):
+        return None
+    from sklearn.base import is_classifier, is_regressor
+
+    try:
+        if is_classifier(operator):
+            return "classifier"
+        if is_regressor(operator):
+            return "regressor"
+    except Exception:  # objects that only look like estimators
+        pass
+    return "classifier" if hasattr(operator, "classes_") else "regressor"
+
+
+def default_metrics(task: str, y_true: Any, y_pred: Any) -> dict[str, float]:
+    """The default evaluation set for ``task``."""
+    from sklearn import metrics
+
+    if task == "classifier":
+        return {
+            "accuracy": metrics.accuracy_score(y_true, y_pred),
+            "f1_macro": metrics.f1_score(y_true, y_pred, average="macro", zero_division=0),
+            "precision_macro": metrics.precision_score(
+                y_true, y_pred, average="macro", zero_division=0
+            ),
+            "recall_macro": metrics.recall_score(y_true, y_pred, average="macro", zero_division=0),
+        }
+    return {
+        "r2": metrics.r2_score(y_true, y_pred),
+        "rmse": metrics.root_mean_squared_error(y_true, y_pred),
+        "mae": metrics.mean_absolute_error(y_true, y_pred),
+    }
+
+
+def scorers(scoring: str | Iterable[str] | Mapping[str, Any]) -> dict[str, Callable[..., float]]:
+    """scikit-learn's ``scoring`` convention resolved to ``{name: scorer}``.
+
+    Raises:
+        ValueError: for an unknown scorer name (scikit-learn's message lists the valid ones).
+    """
+    from sklearn.metrics import get_scorer
+
+    if isinstance(scoring, str):
+        return {scoring: get_scorer(scoring)}
+    if isinstance(scoring, Mapping):
+        return {
+            str(name): get_scorer(scorer) if isinstance(scorer, str) else scorer
+            for name, scorer in scoring.items()
+        }
+    return {name: get_scorer(name) for name in scoring}
+
+
+def evaluate(operator: object, X: Any, y: Any, scoring: Any = None) -> dict[str, float]:
+    """Evaluation metrics of ``operator`` on ``(X, y)``; empty when it cannot predict."""
+    if scoring is not None:
+        return {name: float(scorer(operator, X, y)) for name, scorer in scorers(scoring).items()}
+    task = task_of(operator)
+    if task is None:
+        return {}
+    return {
+        name: float(value) for name, value in default_metrics(task, y, operator.predict(X)).items()
+    }

@@ -1,0 +1,25 @@
+"""The library's exceptions and warnings, each subclassing the nearest builtin."""
+
+from __future__ import annotations
+
+
+class TrackingWarning(UserWarning):
+    """Tracking itself failed or had nothing to record; the workflow was not affected.
+
+    Raised as :class:`TrackingError` instead when strict mode is on
+    (``TRACKED_STRICT=1`` or ``strict = True`` on the pipeline class).
+    """
+
+
+class TrackingError(RuntimeError):
+    """A tracking failure, raised only in strict mode.
+
+    Outside strict mode the same failure is a :class:`TrackingWarning`.
+    """
+
+
+class PipelineDefinitionError(TypeError):
+    """A ``TrackedPipeline`` subclass is defined wrongly (a typo in a stage kind, ...).
+
+    Raised when the class statement runs, so mistakes surface before any data flows.
+    """

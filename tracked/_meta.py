@@ -1,0 +1,218 @@
+"""The metaclass: finds stages when a class is defined, checks them, wraps each once."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABCMeta
+from collections.abc import Mapping
+from types import FunctionType
+from typing import Any
+
+import wrapt
+
+from tracked._capture import CONTEXT_ATTRIBUTE
+from tracked._errors import PipelineDefinitionError
+from tracked._records import STAGE_KINDS
+from tracked._stage import SPEC_ATTRIBUTE, StageSpec, make_stage_wrapper
+
+_NO_DEFAULT = object()
+
+
+def stage_spec_of(obj: object) -> StageSpec | None:
+    """The spec of a wrapped stage, None for anything else."""
+    if isinstance(obj, wrapt.FunctionWrapper):
+        return getattr(obj._self_wrapper, SPEC_ATTRIBUTE, None)
+    return None
+
+
+def _stage_default(function: object) -> object:
+    try:
+        signature = inspect.signature(function)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return _NO_DEFAULT
+    parameter = signature.parameters.get("stage")
+    if parameter is None or parameter.default is parameter.empty:
+        return _NO_DEFAULT
+    return parameter.default
+
+
+def _kinds() -> str:
+    return " or ".join(repr(kind) for kind in STAGE_KINDS)
+
+
+def _check_kind(cls_name: str, method: str, kind: object, where: str) -> str:
+    if kind not in STAGE_KINDS:
+        msg = (
+            f"{cls_name}.{method}: {where} is {kind!r}; a stage kind must be {_kinds()} "
+            "(check the spelling)"
+        )
+        raise PipelineDefinitionError(msg)
+    return kind  # type: ignore[return-value]
+
+
+def _declared_stage(cls_name: str, name: str, value: object) -> str | None:
+    """The kind a namespace entry declares with its ``stage=`` default, if any."""
+    inner = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+    if not callable(inner) or stage_spec_of(inner) is not None:
+        return None
+    default = _stage_default(inner)
+    if not isinstance(default, str):
+        return None
+    kind = _check_kind(cls_name, name, default, "the default of `stage`")
+    if not isinstance(value, FunctionType):
+        msg = (
+            f"{cls_name}.{name} declares stage={default!r} but is a "
+            f"{type(value).__name__}; a stage must be a plain method that sets self.operator"
+        )
+        raise PipelineDefinitionError(msg)
+    return kind
+
+
+def _inherited(cls: type, name: str) -> tuple[type, object] | None:
+    """The first class in the MRO after ``cls`` that defines ``name``, with its value."""
+    for base in cls.__mro__[1:]:
+        if name in base.__dict__:
+            return base, base.__dict__[name]
+    return None
+
+
+def discover(cls: type, namespace: Mapping[str, Any]) -> dict[str, str]:
+    """Methods of ``cls`` to wrap, with their kinds.
+
+    Raises:
+        PipelineDefinitionError: a misspelt kind, an unknown method in ``stages``, or a
+            ``stages`` entry that contradicts the method's own ``stage=`` default.
+    """
+    name_of_cls = cls.__name__
+    found: dict[str, str] = {}
+    for name, value in namespace.items():
+        kind = _declared_stage(name_of_cls, name, value)
+        if kind is not None:
+            found[name] = kind
+        elif isinstance(value, FunctionType):
+            # An override without the marker stays a stage of the kind its base declared.
+            inherited = _inherited(cls, name)
+            spec = stage_spec_of(inherited[1]) if inherited else None
+            if spec is not None:
+                found[name] = spec.kind
+
+    stages = namespace.get("stages")
+    if stages is not None:
+        if not isinstance(stages, Mapping):
+            msg = (
+                f"{name_of_cls}.stages must be a mapping of method name to kind, "
+                f"not {type(stages).__name__}"
+            )
+            raise PipelineDefinitionError(msg)
+        for method, kind in stages.items():
+            _check_kind(name_of_cls, method, kind, f"stages[{method!r}]")
+            value = namespace.get(method, _NO_DEFAULT)
+            if value is _NO_DEFAULT:
+                inherited = _inherited(cls, method)
+                if inherited is None:
+                    msg = (
+                        f"{name_of_cls}.stages names {method!r}, "
+                        f"but {name_of_cls} has no such method"
+                    )
+                    raise PipelineDefinitionError(msg)
+                value = inherited[1]
+            spec = stage_spec_of(value)
+            declared = spec.kind if spec is not None else found.get(method)
+            if declared is not None and declared != kind:
+                msg = (
+                    f"{name_of_cls}.stages[{method!r}] is {kind!r} but the method is declared "
+                    f"a {declared!r} stage; make them agree"
+                )
+                raise PipelineDefinitionError(msg)
+            if not isinstance(value, FunctionType) and spec is None:
+                msg = f"{name_of_cls}.stages names {method!r}, which is not a plain method"
+                raise PipelineDefinitionError(msg)
+            if spec is None:
+                found[method] = kind
+    return found
+
+
+# -- class attributes ---------------------------------------------------------------------------
+
+
+def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
+    """Type-check the configuration attributes a class sets, naming the class and the fix."""
+    name = cls.__name__
+    checks = {
+        "tracking": (bool,),
+        "strict": (bool,),
+        "experiment": (str, type(None)),
+        "tracking_uri": (str, type(None)),
+        "run_name": (str, type(None)),
+    }
+    for attribute, types in checks.items():
+        if attribute in namespace and not isinstance(namespace[attribute], types):
+            expected = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            msg = (
+                f"{name}.{attribute} must be {expected}, not {type(namespace[attribute]).__name__}"
+            )
+            raise PipelineDefinitionError(msg)
+    if namespace.get("experiment") == "":
+        msg = f"{name}.experiment must not be empty; use None for the class name"
+        raise PipelineDefinitionError(msg)
+    if namespace.get("backend") is not None:
+        from tracked.backends.base import is_backend
+
+        if not is_backend(namespace["backend"]):
+            msg = (
+                f"{name}.backend must be None (MLflow) or a backend such as "
+                f"tracked.testing.MemoryBackend(), not {namespace['backend']!r}"
+            )
+            raise PipelineDefinitionError(msg)
+    if namespace.get("scoring") is not None:
+        from tracked._capture import scorers
+
+        try:
+            scorers(namespace["scoring"])
+        except (ValueError, TypeError) as exc:
+            msg = f"{name}.scoring is not valid scikit-learn scoring: {exc}"
+            raise PipelineDefinitionError(msg) from None
+
+
+# -- the metaclass ------------------------------------------------------------------------------
+
+
+class TrackedMeta(ABCMeta):
+    """Wraps the stage methods of every ``TrackedPipeline`` subclass as the class is made.
+
+    It derives from ``ABCMeta`` so that pipelines can also inherit from abstract base classes
+    without a metaclass conflict.
+    """
+
+    def __new__(mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any):
+        cls = super().__new__(mcls, name, bases, namespace, **kwargs)
+        _check_attributes(cls, namespace)
+        for method, kind in discover(cls, namespace).items():
+            raw = namespace.get(method)
+            if raw is None:
+                raw = _inherited(cls, method)[1]  # type: ignore[index]
+            spec = StageSpec.of(raw, kind, name)
+            setattr(cls, method, wrapt.FunctionWrapper(raw, make_stage_wrapper(spec)))
+        return cls
+
+    def __call__(cls, *args: Any, **kwargs: Any):
+        instance = super().__call__(*args, **kwargs)
+        # Captured after the user's __init__: the environment's kill switch, and (in a later
+        # version) the group run the instance belongs to.
+        from tracked._session import Context
+
+        state = getattr(instance, "__dict__", None)
+        if state is not None and CONTEXT_ATTRIBUTE not in state:
+            state[CONTEXT_ATTRIBUTE] = Context(instance)
+        return instance
+
+    @property
+    def stage_kinds(cls) -> dict[str, str]:
+        """The class's stages by method name, including inherited ones."""
+        kinds: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            for attribute, value in vars(klass).items():
+                spec = stage_spec_of(value)
+                if spec is not None:
+                    kinds[attribute] = spec.kind
+        return kinds

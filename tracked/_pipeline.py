@@ -1,0 +1,138 @@
+"""``TrackedPipeline``: the base class users subclass."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from tracked._capture import CONTEXT_ATTRIBUTE, init_params, non_default_params, to_text
+from tracked._meta import TrackedMeta
+from tracked._records import FAILED, FINISHED, KILLED
+from tracked._session import context_for
+
+
+class TrackedPipeline(metaclass=TrackedMeta):
+    """Base class of a workflow whose stage methods are recorded in MLflow.
+
+    A method is a stage when its signature has a parameter ``stage`` whose default is
+    ``"transformer"`` or ``"estimator"`` (or when ``stages`` names it). Every call of a stage
+    becomes a child run of the instance's parent run, with the params of ``self.operator``,
+    the fitted model of estimator stages and evaluation metrics when ``y`` is given.
+
+    Configuration (class attributes; ``tracking`` and ``strict`` may also be set per instance):
+
+    Attributes:
+        experiment: MLflow experiment name; None means the class name.
+        tracking: False runs stage methods untouched: nothing is logged and mlflow is never
+            imported. ``TRACKED_ENABLED=0`` in the environment switches tracking off for
+            every instance created afterwards, whatever the class says.
+        tracking_uri: the MLflow store; None lets MLflow resolve it (``MLFLOW_TRACKING_URI``,
+            else ``sqlite:///mlflow.db`` in the current directory).
+        backend: None for MLflow, or another backend such as
+            :class:`tracked.testing.MemoryBackend`.
+        strict: raise :class:`tracked.TrackingError` on tracking failures instead of warning
+            (``TRACKED_STRICT=1`` sets it for every pipeline).
+        scoring: evaluation metrics, in scikit-learn's ``scoring`` convention (a scorer name,
+            a list of names, or a dict of name to scorer); None means accuracy, f1_macro,
+            precision_macro and recall_macro for classifiers, r2, rmse and mae for regressors.
+        run_name: name of the parent run; None means the class name and the hyperparameters
+            that differ from their defaults.
+        stages: ``{"method": "transformer" | "estimator"}`` for methods whose signature you
+            cannot edit (inherited from a class you do not own).
+    """
+
+    experiment: ClassVar[str | None] = None
+    tracking: bool = True
+    tracking_uri: ClassVar[str | None] = None
+    backend: ClassVar[Any] = None
+    strict: bool = False
+    scoring: ClassVar[Any] = None
+    run_name: ClassVar[str | None] = None
+    stages: ClassVar[Mapping[str, str]] = {}
+
+    # -- the parent run ---------------------------------------------------------------------
+
+    def __enter__(self):
+        """Open the parent run now (when tracking is on) and return the pipeline."""
+        if self._tracking_active():
+            context_for(self).open_session(self)
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        """End the parent run: FINISHED, FAILED if the block raised, KILLED on Ctrl-C."""
+        if exc_type is None:
+            status = FINISHED
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = KILLED
+        else:
+            status = FAILED
+        self._end(status)
+
+    def close(self) -> None:
+        """End the parent run (FINISHED). The next stage call opens a new one."""
+        self._end(FINISHED)
+
+    def _end(self, status: str) -> None:
+        context = self.__dict__.get(CONTEXT_ATTRIBUTE)
+        if context is not None and context.owned_by(self):
+            context.close(status)
+
+    def _tracking_active(self) -> bool:
+        context = self.__dict__.get(CONTEXT_ATTRIBUTE)
+        return bool(self.tracking) and not (context is not None and context.killed)
+
+    @property
+    def run_id(self) -> str | None:
+        """Id of the current (or, once ended, the latest) parent run; None when untracked."""
+        context = self.__dict__.get(CONTEXT_ATTRIBUTE)
+        if context is None or not context.owned_by(self):
+            return None
+        session = context.session
+        if session is not None and session.run_id is not None:
+            return session.run_id
+        return context.last_run_id
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (pickle, copy.copy, deepcopy) gets its own tracking context, decided now:
+        # made while a parent run is open, it logs under that run; made before, it opens its own.
+        state = dict(self.__dict__)
+        context = state.get(CONTEXT_ATTRIBUTE)
+        if context is not None:
+            state[CONTEXT_ATTRIBUTE] = context.split()
+        return state
+
+    # -- scikit-learn's estimator conventions ---------------------------------------------------
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor arguments read back as attributes (``BaseEstimator.get_params``)."""
+        params = init_params(self)
+        if not deep:
+            return params
+        nested = dict(params)
+        for name, value in params.items():
+            get_params = getattr(value, "get_params", None)
+            if callable(get_params) and not isinstance(value, type):
+                nested.update({f"{name}__{key}": v for key, v in get_params(deep=True).items()})
+        return nested
+
+    def set_params(self, **params: Any):
+        """Set constructor arguments by name; ``name__param`` reaches nested estimators."""
+        valid = init_params(self)
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                msg = (
+                    f"invalid parameter {name!r} for {type(self).__name__}; "
+                    f"valid parameters are {sorted(valid)}"
+                )
+                raise ValueError(msg)
+            if sub:
+                valid[name].set_params(**{sub: value})
+            else:
+                setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        changed = non_default_params(self)
+        inner = ", ".join(f"{key}={to_text(value)!s}" for key, value in changed.items())
+        return f"{type(self).__name__}({inner})"

@@ -1,0 +1,62 @@
+"""Immutable values handed from the caller's thread to the backend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from attrs import field, frozen
+
+STAGE_KINDS = ("estimator", "transformer")
+FIT = "fit"
+INFERENCE = "inference"
+
+FINISHED = "FINISHED"
+FAILED = "FAILED"
+KILLED = "KILLED"
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds, MLflow's unit for timestamps."""
+    return time.time_ns() // 1_000_000
+
+
+def _frozen_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(value))
+
+
+@frozen(kw_only=True)
+class Metric:
+    """One metric value; ``step`` orders a history."""
+
+    key: str
+    value: float
+    step: int = 0
+    timestamp: int = field(factory=now_ms)
+
+
+@frozen(kw_only=True)
+class StageRecord:
+    """Everything captured about one stage call, ready to be written as a child run."""
+
+    stage: str
+    kind: str
+    phase: str
+    operator: str | None
+    start_ms: int
+    end_ms: int
+    status: str = FINISHED
+    error: str | None = None
+    params: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
+    tags: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
+    metrics: tuple[Metric, ...] = ()
+    #: Metrics that also go to the parent run (evaluation results).
+    parent_metrics: tuple[Metric, ...] = ()
+    #: The fitted operator to log as a model, or None.
+    model: Any = None
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.stage}:{self.phase}"

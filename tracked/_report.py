@@ -1,0 +1,58 @@
+"""The one boundary where tracking failures become warnings (or errors in strict mode).
+
+The contract, as in MLflow's ``safe_patch``: exceptions from the user's own code propagate
+untouched; exceptions from the instrumentation become a :class:`TrackingWarning` (once per
+cause) and a line on the ``tracked`` logger; in strict mode they raise :class:`TrackingError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+
+from tracked._errors import TrackingError, TrackingWarning
+
+logger = logging.getLogger("tracked")
+
+_seen: set[tuple[str, str, str]] = set()
+_seen_lock = threading.Lock()
+
+
+def _first_time(key: tuple[str, str, str]) -> bool:
+    with _seen_lock:
+        if key in _seen:
+            return False
+        _seen.add(key)
+        return True
+
+
+def describe(exc: BaseException, limit: int = 500) -> str:
+    """``TypeName: message``, cut to ``limit`` characters."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def report_failure(what: str, exc: BaseException, *, strict: bool, may_raise: bool = True) -> None:
+    """Report that tracking step ``what`` failed with ``exc``.
+
+    Args:
+        what: the tracking step, phrased to follow "tracked could not ...".
+        exc: what the tracker raised.
+        strict: raise :class:`TrackingError` instead of warning.
+        may_raise: False while a user's exception is in flight: it must not be masked,
+            so strict mode falls back to a warning.
+    """
+    msg = f"tracked could not {what}: {describe(exc)}"
+    if strict and may_raise:
+        raise TrackingError(msg) from exc
+    logger.warning(msg, exc_info=logger.isEnabledFor(logging.DEBUG))
+    if _first_time((what, type(exc).__name__, str(exc)[:200])):
+        warnings.warn(TrackingWarning(msg), stacklevel=3)
+
+
+def notice(what: str, key: str) -> None:
+    """A warning that is not a failure (e.g. nothing to capture), once per ``key``."""
+    logger.warning(what)
+    if _first_time(("notice", key, "")):
+        warnings.warn(TrackingWarning(what), stacklevel=3)

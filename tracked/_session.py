@@ -1,0 +1,334 @@
+"""The parent-run lifecycle of one pipeline instance, and the state that travels with it."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from tracked._capture import flatten, non_default_params, qualified_name, to_text
+from tracked._config import is_strict, killed_by_env
+from tracked._errors import TrackingError
+from tracked._records import FAILED, FINISHED, KILLED, Metric, StageRecord, now_ms
+from tracked._report import report_failure
+from tracked._version import __version__
+from tracked.backends.base import Backend
+
+ERROR_TAG_LIMIT = 1000
+
+
+def default_run_name(instance: object) -> str:
+    """Class name plus the hyperparameters that differ from their defaults.
+
+    Two runs of one class with other settings then differ at a glance in the MLflow UI.
+    """
+    changed = non_default_params(instance)
+    name = type(instance).__name__
+    if not changed:
+        return name
+    inner = ", ".join(f"{key}={to_text(value)}" for key, value in changed.items())
+    return truncate_name(f"{name}({inner})")
+
+
+def truncate_name(name: str, limit: int = 250) -> str:
+    return name if len(name) <= limit else name[: limit - 3] + "..."
+
+
+class Session:
+    """One parent run: opened once, given stage records, ended once.
+
+    All backend failures are reported through ``report_failure``; a session whose parent run
+    could not be created is *broken* and records nothing more (it does not retry on every
+    stage call against a store that is away).
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: Backend | None,
+        experiment: str,
+        run_name: str,
+        params: dict[str, str],
+        tags: dict[str, str],
+        strict: bool,
+        run_id: str | None = None,
+    ) -> None:
+        self.backend = backend
+        self.experiment = experiment
+        self.run_name = run_name
+        self.params = params
+        self.tags = tags
+        self.strict = strict
+        #: False for a copy that logs under a parent run someone else opened and will end.
+        self.owned = run_id is None
+        self.run_id = run_id
+        self.broken = backend is None
+        self.ended = False
+        self._lock = threading.Lock()
+        self._steps: dict[str, int] = {}
+
+    @property
+    def usable(self) -> bool:
+        return not self.broken and not self.ended and self.run_id is not None
+
+    def start(self) -> None:
+        """Create the parent run and log the pipeline's params (once; thread-safe)."""
+        with self._lock:
+            if self.run_id is not None or self.broken or self.ended:
+                return
+            assert self.backend is not None
+            try:
+                run_id = self.backend.start_run(
+                    experiment=self.experiment, run_name=self.run_name, tags=self.tags
+                )
+            except Exception as exc:
+                self.broken = True
+                report_failure(
+                    f"start a parent run in experiment {self.experiment!r} "
+                    "(nothing more is recorded for this run)",
+                    exc,
+                    strict=self.strict,
+                )
+                return
+            self.run_id = run_id
+            _open_sessions.add(self)
+        if self.params:
+            self._attempt("log the pipeline's params", self.backend.log, run_id, params=self.params)
+
+    def next_step(self, series: str) -> int:
+        """0, 1, 2, ... per ``series``: the step of repeated evaluations on the parent."""
+        with self._lock:
+            step = self._steps.get(series, 0)
+            self._steps[series] = step + 1
+            return step
+
+    def write_stage(self, record: StageRecord, *, may_raise: bool = True) -> None:
+        """Write ``record`` as a child run of this session's parent run."""
+        if not self.usable:
+            return
+        assert self.backend is not None and self.run_id is not None
+        backend = self.backend
+        failures: list[tuple[str, BaseException]] = []
+        what = f"record stage {record.stage!r}"
+        try:
+            child = backend.start_run(
+                experiment=self.experiment,
+                run_name=record.run_name,
+                parent_run_id=self.run_id,
+                tags=record.tags,
+                start_time=record.start_ms,
+            )
+        except Exception as exc:
+            report_failure(what, exc, strict=self.strict, may_raise=may_raise)
+            return
+        try:
+            if record.params or record.metrics:
+                try:
+                    backend.log(child, params=record.params, metrics=record.metrics)
+                except Exception as exc:
+                    failures.append((f"log params and metrics of stage {record.stage!r}", exc))
+            if record.model is not None:
+                try:
+                    backend.log_model(child, "model", record.model)
+                except Exception as exc:
+                    failures.append((f"log the model of stage {record.stage!r}", exc))
+            if record.parent_metrics:
+                try:
+                    backend.log(self.run_id, metrics=record.parent_metrics)
+                except Exception as exc:
+                    failures.append(("log evaluation metrics on the parent run", exc))
+        finally:
+            try:
+                backend.end_run(child, record.status, record.end_ms)
+            except Exception as exc:
+                failures.append((f"end the child run of stage {record.stage!r}", exc))
+        for step, exc in failures:
+            report_failure(step, exc, strict=self.strict, may_raise=may_raise)
+
+    def end(self, status: str = FINISHED) -> None:
+        """End the parent run with ``status`` (once; a copy's session never ends the run)."""
+        with self._lock:
+            if self.ended:
+                return
+            self.ended = True
+            _open_sessions.discard(self)
+            if not self.owned or self.run_id is None or self.broken:
+                return
+        assert self.backend is not None
+        self._attempt("end the parent run", self.backend.end_run, self.run_id, status, now_ms())
+
+    def _attempt(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            call(*args, **kwargs)
+        except Exception as exc:
+            report_failure(what, exc, strict=self.strict)
+
+
+def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tuple[Metric, ...]:
+    stamp = now_ms()
+    return tuple(
+        Metric(key=f"{prefix}{key}", value=value, step=step, timestamp=stamp)
+        for key, value in values.items()
+    )
+
+
+# -- per-instance context ----------------------------------------------------------------------
+
+
+class Context:
+    """Tracking state of one pipeline instance, stored in its ``__dict__``.
+
+    Pickling keeps only what a copy needs to go on logging under the right parent run: a
+    copy made while a parent run is open logs its stages under that run (and never ends it);
+    a copy made before starts a parent run of its own.
+    """
+
+    def __init__(self, owner: object | None = None, *, attached: dict[str, Any] | None = None):
+        self._owner = weakref.ref(owner) if owner is not None else None
+        self.killed = killed_by_env()
+        self.session: Session | None = None
+        self.last_run_id: str | None = None
+        self.attached = attached
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def owned_by(self, instance: object) -> bool:
+        if self._owner is None:  # fresh from unpickling: it belongs to its first user
+            self._owner = weakref.ref(instance)
+            return True
+        return self._owner() is instance
+
+    def transferable(self) -> dict[str, Any] | None:
+        """What a copy needs to log under this context's open parent run, if any."""
+        session = self.session
+        if session is not None and session.usable:
+            return {
+                "run_id": session.run_id,
+                "experiment": session.experiment,
+                "backend": session.backend,
+            }
+        return self.attached
+
+    def split(self) -> Context:
+        """A context for a copy of the owner, not yet owned by anyone."""
+        return Context(attached=self.transferable())
+
+    def __getstate__(self) -> dict[str, Any]:
+        attached = self.transferable()
+        if attached is not None and not _picklable_backend(attached["backend"]):
+            attached = {**attached, "backend": None}
+        return {"attached": attached}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(attached=state["attached"])  # type: ignore[misc]
+
+    def stack(self) -> list[str]:
+        """Names of the stages running on this instance in the calling thread."""
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
+
+    def open_session(self, instance: object) -> Session:
+        """The current session, started if needed; a new one after the last has ended."""
+        with self._lock:
+            session = self.session
+            if session is None or session.ended:
+                session = self.session = _build_session(instance, self.attached)
+        session.start()
+        if session.run_id is not None:
+            self.last_run_id = session.run_id
+        return session
+
+    def close(self, status: str = FINISHED) -> None:
+        with self._lock:
+            session, self.session = self.session, None
+        if session is not None:
+            session.end(status)
+
+
+def _picklable_backend(backend: object) -> bool:
+    from tracked.backends.memory import MemoryBackend
+
+    return not isinstance(backend, MemoryBackend)
+
+
+def context_for(instance: object) -> Context:
+    """The instance's context, created (or split off from a shallow copy's) when needed."""
+    from tracked._capture import CONTEXT_ATTRIBUTE
+
+    state = instance.__dict__
+    context = state.get(CONTEXT_ATTRIBUTE)
+    if context is None or not context.owned_by(instance):
+        attached = context.transferable() if context is not None else None
+        context = state[CONTEXT_ATTRIBUTE] = Context(instance, attached=attached)
+    return context
+
+
+def _build_session(instance: Any, attached: dict[str, Any] | None) -> Session:
+    strict = is_strict(instance)
+    experiment = getattr(instance, "experiment", None) or type(instance).__name__
+    run_name = getattr(instance, "run_name", None) or default_run_name(instance)
+    try:
+        if attached is not None:
+            experiment = attached["experiment"]
+            backend = attached["backend"] or _resolve_backend(instance)
+        else:
+            backend = _resolve_backend(instance)
+        params = flatten(instance.get_params(deep=True)) if attached is None else {}
+    except TrackingError:
+        raise
+    except Exception as exc:
+        report_failure("connect to the tracking backend", exc, strict=strict)
+        backend, params = None, {}
+    tags = {
+        "tracked.pipeline": qualified_name(instance),
+        "tracked.version": __version__,
+    }
+    return Session(
+        backend=backend,
+        experiment=experiment,
+        run_name=run_name,
+        params=params,
+        tags=tags,
+        strict=strict,
+        run_id=attached["run_id"] if attached is not None else None,
+    )
+
+
+def _resolve_backend(instance: Any) -> Backend:
+    backend = getattr(instance, "backend", None)
+    if backend is not None:
+        return backend
+    from tracked.backends.mlflow import shared_backend
+
+    return shared_backend(getattr(instance, "tracking_uri", None))
+
+
+# -- interpreter exit ----------------------------------------------------------------------------
+
+_open_sessions: set[Session] = set()
+
+
+def _exit_status() -> str:
+    # Set by the interpreter when an exception ended the program.
+    last = getattr(sys, "last_type", None)
+    if last is None:
+        return FINISHED
+    return KILLED if issubclass(last, KeyboardInterrupt) else FAILED
+
+
+def end_open_sessions(status: str | None = None) -> None:
+    """End every parent run still open (at interpreter exit)."""
+    final = status or _exit_status()
+    for session in list(_open_sessions):
+        # Strict mode at exit: there is nowhere left to raise to.
+        with contextlib.suppress(Exception):
+            session.end(final)
+
+
+atexit.register(end_open_sessions)

@@ -1,0 +1,136 @@
+"""A real in-memory backend, for users' own unit tests and for ours."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+from collections.abc import Mapping, Sequence
+
+from attrs import define, field
+
+from tracked._records import Metric, now_ms
+
+
+@define
+class MemoryRun:
+    """One run as the memory backend holds it."""
+
+    run_id: str
+    experiment: str
+    name: str
+    parent_run_id: str | None
+    start_time: int
+    status: str = "RUNNING"
+    end_time: int | None = None
+    tags: dict[str, str] = field(factory=dict)
+    params: dict[str, str] = field(factory=dict)
+    metrics: dict[str, list[Metric]] = field(factory=dict)
+    models: dict[str, object] = field(factory=dict)
+
+    def metric(self, key: str) -> float:
+        """The latest value of metric ``key``."""
+        return self.metrics[key][-1].value
+
+
+class MemoryBackend:
+    """Keeps runs in a dict. Thread-safe; models are stored as deep copies.
+
+    Example:
+        >>> backend = MemoryBackend()
+        >>> class Pipe(TrackedPipeline):  # doctest: +SKIP
+        ...     backend = backend
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.runs: dict[str, MemoryRun] = {}
+
+    def start_run(
+        self,
+        *,
+        experiment: str,
+        run_name: str,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        start_time: int | None = None,
+    ) -> str:
+        with self._lock:
+            run_id = f"mem-{next(self._ids)}"
+            self.runs[run_id] = MemoryRun(
+                run_id=run_id,
+                experiment=experiment,
+                name=run_name,
+                parent_run_id=parent_run_id,
+                start_time=start_time if start_time is not None else now_ms(),
+                tags=dict(tags or {}),
+            )
+        return run_id
+
+    def log(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        metrics: Sequence[Metric] = (),
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        with self._lock:
+            run = self._run(run_id)
+            for key, value in (params or {}).items():
+                if key in run.params and run.params[key] != value:
+                    msg = f"param {key!r} of run {run_id} is already {run.params[key]!r}"
+                    raise ValueError(msg)
+                run.params[key] = value
+            for metric in metrics:
+                run.metrics.setdefault(metric.key, []).append(metric)
+            run.tags.update(tags or {})
+
+    def log_model(self, run_id: str, name: str, model: object) -> None:
+        stored = copy.deepcopy(model)
+        with self._lock:
+            self._run(run_id).models[name] = stored
+
+    def end_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
+        with self._lock:
+            run = self._run(run_id)
+            run.status = status
+            run.end_time = end_time if end_time is not None else now_ms()
+
+    def __copy__(self) -> MemoryBackend:
+        return self  # a store is shared, not copied with the pipeline that uses it
+
+    def __deepcopy__(self, memo: dict) -> MemoryBackend:
+        return self
+
+    def __reduce__(self):
+        msg = (
+            "a MemoryBackend lives in one process and cannot be pickled; "
+            "use MLflow across processes"
+        )
+        raise TypeError(msg)
+
+    # -- queries for tests --------------------------------------------------------------------
+
+    def _run(self, run_id: str) -> MemoryRun:
+        try:
+            return self.runs[run_id]
+        except KeyError:
+            msg = f"no run {run_id!r} in this MemoryBackend"
+            raise KeyError(msg) from None
+
+    def get(self, run_id: str) -> MemoryRun:
+        """The run with id ``run_id``."""
+        with self._lock:
+            return self._run(run_id)
+
+    def parents(self) -> list[MemoryRun]:
+        """Runs without a parent, in creation order."""
+        with self._lock:
+            return [run for run in self.runs.values() if run.parent_run_id is None]
+
+    def children(self, run_id: str) -> list[MemoryRun]:
+        """Runs whose parent is ``run_id``, in creation order."""
+        with self._lock:
+            return [run for run in self.runs.values() if run.parent_run_id == run_id]

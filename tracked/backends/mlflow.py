@@ -1,0 +1,262 @@
+"""The MLflow backend: the only module that imports mlflow, and only when first used.
+
+Everything MLflow-specific lives here: tag names, store limits, the model flavour and the
+call sequence that makes ``runs:/<run>/<name>`` resolve without MLflow's fluent state.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tracked._records import Metric
+
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+# MLflow 3.x store limits (mlflow.utils.validation); copied so that sanitising needs no import.
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+_BAD_KEY_CHARACTERS = re.compile(r"[^\w.\- :]")
+
+
+def sanitize_key(key: str) -> str:
+    """A param/metric/tag name MLflow accepts: bad characters become ``_``, cut to 250.
+
+    Slashes are replaced too: MLflow treats names as paths and rejects ones that do not
+    normalise to themselves.
+    """
+    clean = _BAD_KEY_CHARACTERS.sub("_", key)[:MAX_KEY_LENGTH]
+    if clean in ("", ".") or clean.startswith(".."):
+        clean = ("_" + clean)[:MAX_KEY_LENGTH]
+    return clean
+
+
+def sanitize_keys(mapping: Mapping[str, str], limit: int) -> dict[str, str]:
+    """``mapping`` with sanitised keys and truncated values.
+
+    Keys that become equal once sanitised (``a/b`` and ``a?b``) are kept apart with a
+    numeric suffix rather than one overwriting the other.
+    """
+    clean: dict[str, str] = {}
+    for key, value in mapping.items():
+        name = base = sanitize_key(key)
+        counter = 1
+        while name in clean:
+            counter += 1
+            suffix = f"_{counter}"
+            name = base[: MAX_KEY_LENGTH - len(suffix)] + suffix
+        clean[name] = truncate(value, limit)
+    return clean
+
+
+def truncate(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters, marked with a trailing ``...``."""
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def pip_requirements() -> list[str]:
+    """Requirements of a logged scikit-learn model, given explicitly.
+
+    MLflow's inference of requirements costs seconds per model (it reloads the model in a
+    subprocess); the flavour's real needs are known.
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "skops")]
+
+
+class MlflowBackend:
+    """Writes runs to an MLflow tracking store through ``MlflowClient`` and explicit run ids.
+
+    Args:
+        tracking_uri: the store; None lets MLflow resolve it (``MLFLOW_TRACKING_URI``, else
+            ``sqlite:///mlflow.db`` in the current directory), at first use.
+    """
+
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        self._requested_uri = tracking_uri
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._tracking_uri: str | None = None
+        self._experiments: dict[str, str] = {}
+        self._run_experiment: dict[str, str] = {}
+        self._requirements: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(tracking_uri={self._requested_uri!r})"
+
+    def __reduce__(self):
+        # A copy (pickled to a worker, or deep-copied with its pipeline) talks to the same
+        # store through that process's shared backend.
+        return (shared_backend, (self._tracking_uri or self._requested_uri,))
+
+    @property
+    def client(self) -> Any:
+        """The ``MlflowClient``, created (and mlflow imported) on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import mlflow
+
+                    uri = self._requested_uri or mlflow.get_tracking_uri()
+                    self._client = mlflow.MlflowClient(tracking_uri=uri)
+                    self._tracking_uri = uri
+        return self._client
+
+    @property
+    def tracking_uri(self) -> str:
+        """The resolved tracking URI."""
+        self.client  # noqa: B018 - resolves the URI
+        assert self._tracking_uri is not None
+        return self._tracking_uri
+
+    def experiment_id(self, name: str) -> str:
+        """Id of experiment ``name``, created when missing (safe against concurrent creators)."""
+        cached = self._experiments.get(name)
+        if cached is not None:
+            return cached
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                experiment_id = client.create_experiment(name)
+            except MlflowException:
+                # Another thread or process created it in the meantime.
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise
+                experiment_id = experiment.experiment_id
+        else:
+            if experiment.lifecycle_stage == "deleted":
+                msg = (
+                    f"MLflow experiment {name!r} is deleted; restore it "
+                    f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) "
+                    "or set another `experiment` on the pipeline class"
+                )
+                raise ValueError(msg)
+            experiment_id = experiment.experiment_id
+        self._experiments[name] = experiment_id
+        return experiment_id
+
+    def start_run(
+        self,
+        *,
+        experiment: str,
+        run_name: str,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        start_time: int | None = None,
+    ) -> str:
+        experiment_id = self.experiment_id(experiment)
+        all_tags = sanitize_keys(tags or {}, MAX_TAG_VALUE_LENGTH)
+        if parent_run_id is not None:
+            all_tags[PARENT_RUN_TAG] = parent_run_id
+        run = self.client.create_run(
+            experiment_id, start_time=start_time, tags=all_tags, run_name=run_name
+        )
+        run_id = run.info.run_id
+        self._run_experiment[run_id] = experiment_id
+        return run_id
+
+    def log(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        metrics: Sequence[Metric] = (),
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        from mlflow.entities import Metric as MlflowMetric
+        from mlflow.entities import Param, RunTag
+
+        self.client.log_batch(
+            run_id,
+            metrics=[
+                MlflowMetric(sanitize_key(m.key), float(m.value), m.timestamp, m.step)
+                for m in metrics
+            ],
+            params=[
+                Param(k, v) for k, v in sanitize_keys(params or {}, MAX_PARAM_VALUE_LENGTH).items()
+            ],
+            tags=[RunTag(k, v) for k, v in sanitize_keys(tags or {}, MAX_TAG_VALUE_LENGTH).items()],
+            synchronous=True,
+        )
+
+    def log_model(self, run_id: str, name: str, model: object) -> None:
+        """Log ``model`` with the sklearn flavour in the skops format, as ``runs:/<run>/<name>``.
+
+        ``mlflow.sklearn.log_model`` would resolve the store from MLflow's global tracking
+        URI and, without an active run, create the logged model in the default experiment,
+        where ``runs:/`` does not find it. So the steps are done here with this client.
+        """
+        import mlflow.sklearn
+        import skops.io
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model
+
+        client = self.client
+        experiment_id = (
+            self._run_experiment.get(run_id) or client.get_run(run_id).info.experiment_id
+        )
+        if self._requirements is None:
+            self._requirements = pip_requirements()
+        # Types skops does not trust by default are listed explicitly in the MLmodel file, so
+        # that loading works without ever falling back to pickle.
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model)) or None
+        logged = client.create_logged_model(
+            experiment_id=experiment_id, name=name, source_run_id=run_id
+        )
+        try:
+            client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+            with tempfile.TemporaryDirectory(prefix="tracked-model-") as tmp:
+                path = os.path.join(tmp, name)
+                mlflow_model = Model(
+                    artifact_path=logged.artifact_location,
+                    model_uuid=logged.model_id,
+                    run_id=run_id,
+                    model_id=logged.model_id,
+                )
+                mlflow.sklearn.save_model(
+                    model,
+                    path,
+                    mlflow_model=mlflow_model,
+                    serialization_format="skops",
+                    skops_trusted_types=trusted,
+                    pip_requirements=self._requirements,
+                )
+                client.log_model_artifacts(logged.model_id, path)
+        except BaseException:
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            raise
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+
+    def end_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
+        self.client.set_terminated(run_id, status=status, end_time=end_time)
+
+
+_shared: dict[str, MlflowBackend] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_backend(tracking_uri: str | None) -> MlflowBackend:
+    """One backend per tracking URI per process, so that store connections are reused.
+
+    ``None`` is resolved now (``MLFLOW_TRACKING_URI``, else MLflow's default), so that a
+    changed environment reaches the next pipeline run.
+    """
+    if tracking_uri is None:
+        import mlflow
+
+        tracking_uri = mlflow.get_tracking_uri()
+    with _shared_lock:
+        backend = _shared.get(tracking_uri)
+        if backend is None:
+            backend = _shared[tracking_uri] = MlflowBackend(tracking_uri)
+        return backend
