@@ -12,6 +12,7 @@ experiment "iris-demo"; the script prints the command that opens them in the MLf
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -77,6 +78,18 @@ def ui_command(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 --port 5000"
 
 
+def serve_commands(tracking_uri: str, run_id: str, rows: list, port: int = 5001) -> list[str]:
+    """The commands that serve the composed model and query it."""
+    env = f"MLFLOW_TRACKING_URI={shlex.quote(tracking_uri)} "
+    body = json.dumps({"inputs": rows})
+    return [
+        f"serve it:  {env}mlflow models serve -m runs:/{run_id}/pipeline --env-manager local "
+        f"-h 127.0.0.1 -p {port}",
+        f"query it:  curl -s -X POST http://127.0.0.1:{port}/invocations "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-components", type=int, default=2, help="PCA components (default 2)")
@@ -112,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"parent run id: {pipe.run_id}")
     print(f"experiment: {IrisPipeline.experiment}")
     print(f"open the runs: {ui_command(tracking_uri)}")
+    if pipe.model_uri is not None:
+        print(f"composed model: runs:/{pipe.run_id}/pipeline ({pipe.model_uri})")
+        for line in serve_commands(tracking_uri, pipe.run_id, X_test[:2].tolist()):
+            print(line)
     return 0
 
 

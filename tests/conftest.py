@@ -18,6 +18,16 @@ from sklearn.model_selection import train_test_split
 from tracked.testing import MemoryBackend
 
 
+@pytest.fixture(autouse=True)
+def fresh_warnings():
+    """Each test sees the library's once-per-cause warnings afresh."""
+    from tracked import _report
+
+    _report.reset_seen()
+    yield
+    _report.reset_seen()
+
+
 @pytest.fixture(scope="session")
 def iris():
     """The demo's split: X_train, X_test, y_train, y_test."""
@@ -31,8 +41,12 @@ def memory() -> MemoryBackend:
 
 
 @pytest.fixture
-def tracking_uri(tmp_path) -> str:
-    """A fresh sqlite MLflow store in a temporary folder."""
+def tracking_uri(tmp_path, monkeypatch) -> str:
+    """A fresh sqlite MLflow store in a temporary folder, which is also the working folder.
+
+    MLflow puts a sqlite store's artifacts in ``./mlruns`` of the working folder.
+    """
+    monkeypatch.chdir(tmp_path)
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 

@@ -72,3 +72,25 @@ def test_non_default_params_compare_arrays_without_failing():
 
     assert {"weights": pytest.approx(np.ones(2))} == non_default_params(Pipe(np.ones(2)))
     assert {} == non_default_params(Pipe())
+
+
+def test_a_pipeline_built_empty_and_fitted_later_is_seen_as_fitted():
+    from sklearn.linear_model import LogisticRegression
+
+    holder = Holder()
+    holder.model = make_pipeline(StandardScaler(), LogisticRegression())
+    before = snapshot(holder)
+    X = np.arange(20.0).reshape(10, 2)
+    holder.model.fit(X, [0, 1] * 5)
+    assert "fit" == detect_phase(before, holder.model)
+    assert "inference" == detect_phase(snapshot(holder), holder.model)
+
+
+def test_operators_kept_in_a_container_are_recognised():
+    X = np.arange(12.0).reshape(6, 2)
+    holder = Holder()
+    holder.models = {"a": StandardScaler().fit(X), "b": StandardScaler()}
+    before = snapshot(holder)
+    holder.models["b"].fit(X)
+    assert "inference" == detect_phase(before, holder.models["a"])
+    assert "fit" == detect_phase(before, holder.models["b"])

@@ -61,6 +61,11 @@ def test_two_demo_runs_leave_two_comparable_parent_runs_in_the_default_store(tmp
         phases = sorted(child.data.tags["tracked.phase"] for child in children)
         assert phases == ["fit"] * 3 + ["inference"] * 3
     assert parents[0].info.run_name != parents[1].info.run_name
+    run_id = printed(first, "parent run id")
+    assert printed(first, "composed model").startswith(f"runs:/{run_id}/pipeline (models:/")
+    assert f"mlflow models serve -m runs:/{run_id}/pipeline --env-manager local" in printed(
+        first, "serve it"
+    )
 
 
 @pytest.mark.slow

@@ -78,7 +78,9 @@ def test_the_estimator_model_loads_back_from_a_runs_uri(tracking_uri, client, ir
     reduced = pipe.pca.transform(pipe.scaler.transform(X_test))
     np.testing.assert_array_equal(predictions, model.predict(reduced))
 
-    [logged] = client.search_logged_models(experiment_ids=[classify_fit.info.experiment_id])
+    [logged] = client.search_logged_models(
+        experiment_ids=[classify_fit.info.experiment_id], filter_string="name = 'model'"
+    )
     assert "READY" == str(logged.status)
     assert classify_fit.info.run_id == logged.source_run_id
     flavor = mlflow.models.get_model_info(f"runs:/{classify_fit.info.run_id}/model").flavors

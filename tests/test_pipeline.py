@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 
+import numpy as np
 import pytest
 from pipelines import Iris
 from sklearn.base import clone
@@ -102,3 +103,12 @@ def test_a_shallow_copy_does_not_share_the_original_session(memory, iris):
     twin.close()
     assert pipe.run_id != twin.run_id
     assert 2 == len(memory.parents())
+
+
+def test_stage_methods_pickle_by_reference_like_plain_methods(iris):
+    X_train, _, y_train, _ = iris
+    pipe = Iris()
+    pipe.tracking = False
+    bound = pickle.loads(pickle.dumps(pipe.preprocessing))
+    np.testing.assert_array_equal(pipe.preprocessing(X_train, y_train), bound(X_train, y_train))
+    assert Iris.preprocessing.__name__ == pickle.loads(pickle.dumps(Iris.preprocessing)).__name__

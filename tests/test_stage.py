@@ -264,7 +264,7 @@ def test_a_stage_that_sets_no_operator_still_gets_a_child_run_and_a_warning(memo
             return X * 2
 
     pipe = tracked_with(NoOperator(), memory)
-    with pytest.warns(TrackingWarning, match=r"NoOperator.double left no `self.operator`"):
+    with pytest.warns(TrackingWarning, match=r"NoOperator.double assigned no `self.operator`"):
         assert 6 == pipe.double(3)
     pipe.close()
     [child] = memory.children(pipe.run_id)
@@ -290,9 +290,12 @@ def test_an_estimator_that_is_not_scikit_learn_logs_no_model_and_says_so(memory)
 
     pipe = tracked_with(Custom(), memory)
     y = np.arange(4.0)
-    with pytest.warns(TrackingWarning, match="not a scikit-learn estimator"):
+    with pytest.warns(TrackingWarning) as caught:
         pipe.model(np.ones((4, 1)), y)
     pipe.close()
+    messages = [str(w.message) for w in caught]
+    assert any("(no get_params): its model is not logged" in m for m in messages)
+    assert any("no composed `pipeline` model" in m for m in messages)
     [child] = memory.children(pipe.run_id)
     assert {} == child.models
     assert {"scale": "1"} == child.params  # public, non-fitted attributes
@@ -378,3 +381,104 @@ def test_run_names_show_the_hyperparameters_that_differ(memory, iris):
     run_iris(memory, iris)
     run_iris(memory, iris, n_components=3, C=0.5)
     assert [run.name for run in memory.parents()] == ["Iris", "Iris(n_components=3, C=0.5)"]
+
+
+def test_an_operator_left_by_an_earlier_stage_is_not_this_stage_s(memory):
+    class Leftover(TrackedPipeline):
+        def scale(self, X, stage="transformer"):
+            self.operator = StandardScaler().fit(X)
+            return self.operator.transform(X)
+
+        def clip(self, X, stage="transformer"):
+            return np.clip(X, -1, 1)
+
+    pipe = tracked_with(Leftover(), memory)
+    with pytest.warns(TrackingWarning, match=r"Leftover.clip assigned no `self.operator`"):
+        pipe.clip(pipe.scale(np.arange(6.0).reshape(3, 2)))
+    pipe.close()
+    clip = memory.children(pipe.run_id)[1]
+    assert "tracked.operator" not in clip.tags
+
+
+def test_one_instance_in_two_threads_records_each_stage_s_own_operator(memory):
+    from sklearn.preprocessing import MinMaxScaler
+
+    started, proceed = threading.Event(), threading.Event()
+
+    class Shared(TrackedPipeline):
+        def slow(self, X, stage="transformer"):
+            self.operator = StandardScaler().fit(X)
+            started.set()
+            proceed.wait(timeout=10)
+            return X
+
+        def fast(self, X, stage="transformer"):
+            self.operator = MinMaxScaler().fit(X)
+            return X
+
+    pipe = tracked_with(Shared(), memory)
+    X = np.arange(6.0).reshape(3, 2)
+    with pipe:
+        thread = threading.Thread(target=pipe.slow, args=(X,))
+        thread.start()
+        started.wait(timeout=10)
+        pipe.fast(X)  # assigns another operator while `slow` is still running
+        proceed.set()
+        thread.join(timeout=10)
+    operators = {
+        c.tags["tracked.stage"]: c.tags["tracked.operator"] for c in memory.children(pipe.run_id)
+    }
+    assert {
+        "slow": "sklearn.preprocessing._data.StandardScaler",
+        "fast": "sklearn.preprocessing._data.MinMaxScaler",
+    } == operators
+
+
+def test_warnings_as_errors_never_replace_the_user_s_exception(memory):
+    import warnings
+
+    class Broken(TrackedPipeline):
+        def explode(self, X, stage="estimator"):
+            self.operator = object()  # nothing to evaluate, no params API: notices on capture
+            raise Boom("mine")
+
+    pipe = tracked_with(Broken(), memory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Boom, match="mine"):
+            pipe.explode(np.ones((2, 2)))
+    pipe.close()
+
+
+def test_scoring_again_leaves_the_global_random_state_as_an_untracked_run_would(memory, iris):
+    from sklearn.dummy import DummyClassifier
+
+    class Random(TrackedPipeline):
+        def guess(self, X, y=None, stage="estimator"):
+            self.operator = DummyClassifier(strategy="stratified").fit(X, y)
+            return self.operator.predict(X)
+
+    X_train, _, y_train, _ = iris
+    draws = []
+    for tracking in (False, True):
+        pipe = tracked_with(Random(), memory)
+        pipe.tracking = tracking
+        np.random.seed(0)
+        pipe.guess(X_train, y_train)
+        draws.append(np.random.rand())
+        pipe.close()
+    assert draws[0] == draws[1]
+
+
+def test_a_hyperparameter_named_backend_is_a_clear_tracking_failure(monkeypatch):
+    class Named(TrackedPipeline):
+        def __init__(self, backend="loky"):
+            self.backend = backend
+
+        def scale(self, X, stage="transformer"):
+            self.operator = StandardScaler().fit(X)
+            return X
+
+    monkeypatch.setenv("TRACKED_STRICT", "0")
+    with pytest.warns(TrackingWarning, match="a hyperparameter or attribute named `backend`"):
+        Named().scale(np.ones((2, 2)))

@@ -126,20 +126,60 @@ def non_default_params(obj: object) -> dict[str, Any]:
 # The snapshot keeps references, so ``is`` comparisons cannot be fooled by reused ids.
 
 
-def _fitted_state(obj: object) -> dict[str, object] | None:
+def _fitted_state(obj: object, depth: int = 2) -> dict[str, object] | None:
+    """Fitted attributes of ``obj`` and of the estimators nested in it (a Pipeline's steps,
+    a meta-estimator's ``estimator``), keyed by path; None for objects without attributes."""
     state = getattr(obj, "__dict__", None)
     if not isinstance(state, dict):
         return None
-    return {name: value for name, value in state.items() if is_fitted_name(name)}
+    fitted = {name: value for name, value in state.items() if is_fitted_name(name)}
+    if depth > 0:
+        for name, value in state.items():
+            if is_fitted_name(name) or name.startswith("_"):
+                continue
+            for path, inner in _nested_estimators(name, value):
+                nested = _fitted_state(inner, depth - 1)
+                if nested:
+                    fitted.update({f"{path}.{key}": item for key, item in nested.items()})
+    return fitted
+
+
+def _nested_estimators(name: str, value: object) -> list[tuple[str, object]]:
+    """Estimator-like objects held in ``value``: itself, or inside a list/tuple of steps."""
+    if callable(getattr(value, "get_params", None)) and not isinstance(value, type):
+        return [(name, value)]
+    if isinstance(value, (list, tuple)) and len(value) <= 100:
+        found = []
+        for index, item in enumerate(value):
+            if isinstance(item, tuple) and len(item) >= 2:  # (name, estimator[, columns])
+                item = item[1]
+            if callable(getattr(item, "get_params", None)) and not isinstance(item, type):
+                found.append((f"{name}.{index}", item))
+        return found
+    return []
+
+
+def _held_objects(value: object) -> list[object]:
+    """``value`` and, one level down, the items of a dict, list or tuple it is."""
+    if isinstance(value, dict) and len(value) <= 1000:
+        return [value, *value.values()]
+    if isinstance(value, (list, tuple)) and len(value) <= 1000:
+        return [value, *value]
+    return [value]
 
 
 def snapshot(instance: object) -> dict[int, tuple[object, dict[str, object] | None]]:
-    """Identity and fitted state of every object held by ``instance``."""
+    """Identity and fitted state of every object held by ``instance`` (and in its containers)."""
     held = {}
     for name, value in vars(instance).items():
-        if name == CONTEXT_ATTRIBUTE or value is None:
+        if name in (CONTEXT_ATTRIBUTE, OPERATOR_ATTRIBUTE) or value is None:
             continue
-        held[id(value)] = (value, _fitted_state(value))
+        for item in _held_objects(value):
+            if item is not None and id(item) not in held:
+                held[id(item)] = (item, _fitted_state(item))
+    operator = vars(instance).get(OPERATOR_ATTRIBUTE)
+    if operator is not None and id(operator) not in held:
+        held[id(operator)] = (operator, _fitted_state(operator))
     return held
 
 

@@ -16,6 +16,25 @@ from tracked._records import STAGE_KINDS
 from tracked._stage import SPEC_ATTRIBUTE, StageSpec, make_stage_wrapper
 
 _NO_DEFAULT = object()
+SERIALIZATION_FORMATS = ("skops", "cloudpickle")
+
+
+class BoundStage(wrapt.BoundFunctionWrapper):
+    """A stage bound to an instance (or reached through its class)."""
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        # Pickled by reference, as a plain bound method is: joblib and multiprocessing can
+        # ship `pipe.stage` to workers.
+        owner = self._self_instance
+        if owner is None:
+            owner = self._self_owner
+        return getattr, (owner, self.__name__)
+
+
+class StageFunction(wrapt.FunctionWrapper):
+    """The wrapper the metaclass puts in the class namespace for each stage."""
+
+    __bound_function_wrapper__ = BoundStage
 
 
 def stage_spec_of(obj: object) -> StageSpec | None:
@@ -144,6 +163,7 @@ def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
         "experiment": (str, type(None)),
         "tracking_uri": (str, type(None)),
         "run_name": (str, type(None)),
+        "registered_model_name": (str, type(None)),
     }
     for attribute, types in checks.items():
         if attribute in namespace and not isinstance(namespace[attribute], types):
@@ -154,6 +174,12 @@ def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
             raise PipelineDefinitionError(msg)
     if namespace.get("experiment") == "":
         msg = f"{name}.experiment must not be empty; use None for the class name"
+        raise PipelineDefinitionError(msg)
+    if namespace.get("serialization_format", "skops") not in SERIALIZATION_FORMATS:
+        msg = (
+            f"{name}.serialization_format must be one of {SERIALIZATION_FORMATS}, "
+            f"not {namespace['serialization_format']!r}"
+        )
         raise PipelineDefinitionError(msg)
     if namespace.get("backend") is not None:
         from tracked.backends.base import is_backend
@@ -192,7 +218,7 @@ class TrackedMeta(ABCMeta):
             if raw is None:
                 raw = _inherited(cls, method)[1]  # type: ignore[index]
             spec = StageSpec.of(raw, kind, name)
-            setattr(cls, method, wrapt.FunctionWrapper(raw, make_stage_wrapper(spec)))
+            setattr(cls, method, StageFunction(raw, make_stage_wrapper(spec)))
         return cls
 
     def __call__(cls, *args: Any, **kwargs: Any):

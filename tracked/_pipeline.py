@@ -9,6 +9,7 @@ from tracked._capture import CONTEXT_ATTRIBUTE, init_params, non_default_params,
 from tracked._meta import TrackedMeta
 from tracked._records import FAILED, FINISHED, KILLED
 from tracked._session import context_for
+from tracked._stage import OperatorSlot
 
 
 class TrackedPipeline(metaclass=TrackedMeta):
@@ -37,6 +38,10 @@ class TrackedPipeline(metaclass=TrackedMeta):
             precision_macro and recall_macro for classifiers, r2, rmse and mae for regressors.
         run_name: name of the parent run; None means the class name and the hyperparameters
             that differ from their defaults.
+        registered_model_name: register every composed ``pipeline`` model as a new version of
+            this MLflow registered model (None: do not register).
+        serialization_format: ``"skops"`` (default; loading executes no code) or
+            ``"cloudpickle"`` (any Python object; loading runs code, so trust the source).
         stages: ``{"method": "transformer" | "estimator"}`` for methods whose signature you
             cannot edit (inherited from a class you do not own).
     """
@@ -48,7 +53,12 @@ class TrackedPipeline(metaclass=TrackedMeta):
     strict: bool = False
     scoring: ClassVar[Any] = None
     run_name: ClassVar[str | None] = None
+    registered_model_name: ClassVar[str | None] = None
+    serialization_format: ClassVar[str] = "skops"
     stages: ClassVar[Mapping[str, str]] = {}
+
+    #: The object a stage works with: assign it in every stage (``self.operator = ...``).
+    operator = OperatorSlot()
 
     # -- the parent run ---------------------------------------------------------------------
 
@@ -81,16 +91,23 @@ class TrackedPipeline(metaclass=TrackedMeta):
         context = self.__dict__.get(CONTEXT_ATTRIBUTE)
         return bool(self.tracking) and not (context is not None and context.killed)
 
-    @property
-    def run_id(self) -> str | None:
-        """Id of the current (or, once ended, the latest) parent run; None when untracked."""
+    def _last_session(self) -> Any:
         context = self.__dict__.get(CONTEXT_ATTRIBUTE)
         if context is None or not context.owned_by(self):
             return None
-        session = context.session
-        if session is not None and session.run_id is not None:
-            return session.run_id
-        return context.last_run_id
+        return context.last_session
+
+    @property
+    def run_id(self) -> str | None:
+        """Id of the current (or, once ended, the latest) parent run; None when untracked."""
+        session = self._last_session()
+        return session.run_id if session is not None else None
+
+    @property
+    def model_uri(self) -> str | None:
+        """URI of the newest composed ``pipeline`` model (``models:/<id>``), or None."""
+        session = self._last_session()
+        return session.model_uri if session is not None else None
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy (pickle, copy.copy, deepcopy) gets its own tracking context, decided now:

@@ -54,8 +54,17 @@ class StageRecord:
     metrics: tuple[Metric, ...] = ()
     #: Metrics that also go to the parent run (evaluation results).
     parent_metrics: tuple[Metric, ...] = ()
+    #: Tags for the parent run.
+    parent_tags: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
     #: The fitted operator to log as a model, or None.
     model: Any = None
+    #: The whole fitted workflow (``tracked._compose.Composed``) to log on the parent, or None.
+    composed: Any = None
+
+    @property
+    def training(self) -> bool:
+        """Whether the evaluation metrics were computed on training data."""
+        return self.phase == FIT
 
     @property
     def run_name(self) -> str:

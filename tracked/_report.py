@@ -7,6 +7,7 @@ cause) and a line on the ``tracked`` logger; in strict mode they raise :class:`T
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import warnings
@@ -25,6 +26,12 @@ def _first_time(key: tuple[str, str, str]) -> bool:
             return False
         _seen.add(key)
         return True
+
+
+def reset_seen() -> None:
+    """Forget which causes were reported, so that each is warned about again."""
+    with _seen_lock:
+        _seen.clear()
 
 
 def describe(exc: BaseException, limit: int = 500) -> str:
@@ -48,11 +55,20 @@ def report_failure(what: str, exc: BaseException, *, strict: bool, may_raise: bo
         raise TrackingError(msg) from exc
     logger.warning(msg, exc_info=logger.isEnabledFor(logging.DEBUG))
     if _first_time((what, type(exc).__name__, str(exc)[:200])):
-        warnings.warn(TrackingWarning(msg), stacklevel=3)
+        if may_raise:
+            warnings.warn(TrackingWarning(msg), stacklevel=3)
+        else:
+            # Even with warnings turned into errors, the user's exception in flight wins.
+            with contextlib.suppress(Warning):
+                warnings.warn(TrackingWarning(msg), stacklevel=3)
 
 
-def notice(what: str, key: str) -> None:
-    """A warning that is not a failure (e.g. nothing to capture), once per ``key``."""
+def notice(what: str, key: str, *, warn: bool = True) -> None:
+    """A warning that is not a failure (e.g. nothing to capture), once per ``key``.
+
+    With ``warn=False`` it is only a line on the ``tracked`` logger: for situations that
+    are worth knowing but can be perfectly intended.
+    """
     logger.warning(what)
-    if _first_time(("notice", key, "")):
+    if warn and _first_time(("notice", key, "")):
         warnings.warn(TrackingWarning(what), stacklevel=3)

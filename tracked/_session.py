@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import sys
 import threading
 import weakref
@@ -11,14 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 from tracked._capture import flatten, non_default_params, qualified_name, to_text
+from tracked._compose import Composed, Composer
 from tracked._config import is_strict, killed_by_env
 from tracked._errors import TrackingError
 from tracked._records import FAILED, FINISHED, KILLED, Metric, StageRecord, now_ms
-from tracked._report import report_failure
+from tracked._report import notice, report_failure
 from tracked._version import __version__
 from tracked.backends.base import Backend
 
 ERROR_TAG_LIMIT = 1000
+COMPOSED_MODEL_NAME = "pipeline"
 
 
 def default_run_name(instance: object) -> str:
@@ -56,6 +59,8 @@ class Session:
         tags: dict[str, str],
         strict: bool,
         run_id: str | None = None,
+        registered_model_name: str | None = None,
+        serialization_format: str = "skops",
     ) -> None:
         self.backend = backend
         self.experiment = experiment
@@ -65,9 +70,17 @@ class Session:
         self.strict = strict
         #: False for a copy that logs under a parent run someone else opened and will end.
         self.owned = run_id is None
+        #: A forked child inherits this object; only the process that opened the run ends it.
+        self.pid = os.getpid()
         self.run_id = run_id
         self.broken = backend is None
         self.ended = False
+        self.registered_model_name = registered_model_name
+        self.serialization_format = serialization_format
+        self.composer = Composer()
+        #: URI of the newest composed model, and its registry version (name, version).
+        self.model_uri: str | None = None
+        self.model_version: tuple[str, str] | None = None
         self._lock = threading.Lock()
         self._steps: dict[str, int] = {}
 
@@ -133,7 +146,12 @@ class Session:
                     failures.append((f"log params and metrics of stage {record.stage!r}", exc))
             if record.model is not None:
                 try:
-                    backend.log_model(child, "model", record.model)
+                    backend.log_model(
+                        child,
+                        "model",
+                        record.model,
+                        serialization_format=self.serialization_format,
+                    )
                 except Exception as exc:
                     failures.append((f"log the model of stage {record.stage!r}", exc))
             if record.parent_metrics:
@@ -141,6 +159,15 @@ class Session:
                     backend.log(self.run_id, metrics=record.parent_metrics)
                 except Exception as exc:
                     failures.append(("log evaluation metrics on the parent run", exc))
+            if record.parent_tags:
+                try:
+                    backend.log(self.run_id, tags=record.parent_tags)
+                except Exception as exc:
+                    failures.append(("tag the parent run", exc))
+            if record.composed is not None:
+                failures.extend(self._log_composed(record.composed))
+            elif record.parent_metrics and not record.training:
+                failures.extend(self._tag_version(record.parent_metrics))
         finally:
             try:
                 backend.end_run(child, record.status, record.end_ms)
@@ -149,6 +176,45 @@ class Session:
         for step, exc in failures:
             report_failure(step, exc, strict=self.strict, may_raise=may_raise)
 
+    def _log_composed(self, composed: Composed) -> list[tuple[str, BaseException]]:
+        """Log the composed workflow on the parent run as ``pipeline``; register it if asked."""
+        assert self.backend is not None and self.run_id is not None
+        try:
+            self.model_uri = self.backend.log_model(
+                self.run_id,
+                COMPOSED_MODEL_NAME,
+                composed.model,
+                input_example=composed.input_example,
+                serialization_format=self.serialization_format,
+                step=self.composer.count - 1,
+            )
+        except Exception as exc:
+            return [("log the composed `pipeline` model", exc)]
+        if self.registered_model_name is None:
+            return []
+        try:
+            version = self.backend.register_model(
+                self.registered_model_name, self.model_uri, self.run_id
+            )
+        except Exception as exc:
+            return [(f"register the model as {self.registered_model_name!r}", exc)]
+        self.model_version = (self.registered_model_name, version)
+        return []
+
+    def _tag_version(self, metrics: tuple[Metric, ...]) -> list[tuple[str, BaseException]]:
+        """Tag the newest registered version with evaluation metrics."""
+        if self.model_version is None:
+            return []
+        assert self.backend is not None
+        name, version = self.model_version
+        try:
+            self.backend.tag_model_version(
+                name, version, {metric.key: repr(metric.value) for metric in metrics}
+            )
+        except Exception as exc:
+            return [(f"tag version {version} of registered model {name!r}", exc)]
+        return []
+
     def end(self, status: str = FINISHED) -> None:
         """End the parent run with ``status`` (once; a copy's session never ends the run)."""
         with self._lock:
@@ -156,8 +222,15 @@ class Session:
                 return
             self.ended = True
             _open_sessions.discard(self)
-            if not self.owned or self.run_id is None or self.broken:
+            if not self.owned or self.run_id is None or self.broken or self.pid != os.getpid():
                 return
+        if self.composer.fitted_kinds == {"transformer"}:
+            notice(
+                f"parent run {self.run_id} ends without a composed `pipeline` model: "
+                "no estimator stage was fitted in it",
+                key=f"no-composed:{self.run_id}",
+                warn=False,
+            )
         assert self.backend is not None
         self._attempt("end the parent run", self.backend.end_run, self.run_id, status, now_ms())
 
@@ -179,6 +252,17 @@ def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tupl
 # -- per-instance context ----------------------------------------------------------------------
 
 
+class Frame:
+    """One running stage call: its name, and what it assigned to ``self.operator``."""
+
+    __slots__ = ("assigned", "name", "operator")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.operator: object = None
+        self.assigned = False
+
+
 class Context:
     """Tracking state of one pipeline instance, stored in its ``__dict__``.
 
@@ -191,7 +275,8 @@ class Context:
         self._owner = weakref.ref(owner) if owner is not None else None
         self.killed = killed_by_env()
         self.session: Session | None = None
-        self.last_run_id: str | None = None
+        #: The latest session that opened a parent run (kept after it ends).
+        self.last_session: Session | None = None
         self.attached = attached
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -226,12 +311,18 @@ class Context:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(attached=state["attached"])  # type: ignore[misc]
 
-    def stack(self) -> list[str]:
-        """Names of the stages running on this instance in the calling thread."""
+    def stack(self) -> list[Frame]:
+        """The stages running on this instance in the calling thread, innermost last."""
         stack = getattr(self._local, "stack", None)
         if stack is None:
             stack = self._local.stack = []
         return stack
+
+    def operator_assigned(self, value: object) -> None:
+        """``self.operator = value`` ran in this thread: the running stages saw it."""
+        for frame in getattr(self._local, "stack", ()):
+            frame.operator = value
+            frame.assigned = True
 
     def open_session(self, instance: object) -> Session:
         """The current session, started if needed; a new one after the last has ended."""
@@ -241,12 +332,14 @@ class Context:
                 session = self.session = _build_session(instance, self.attached)
         session.start()
         if session.run_id is not None:
-            self.last_run_id = session.run_id
+            self.last_session = session
         return session
 
     def close(self, status: str = FINISHED) -> None:
+        """End the session; a copy attached to another's run detaches from it for good."""
         with self._lock:
             session, self.session = self.session, None
+            self.attached = None
         if session is not None:
             session.end(status)
 
@@ -272,6 +365,9 @@ def context_for(instance: object) -> Context:
 def _build_session(instance: Any, attached: dict[str, Any] | None) -> Session:
     strict = is_strict(instance)
     experiment = getattr(instance, "experiment", None) or type(instance).__name__
+    if not isinstance(experiment, str):
+        # A hyperparameter named `experiment` hides the class attribute.
+        experiment = type(instance).__name__
     run_name = getattr(instance, "run_name", None) or default_run_name(instance)
     try:
         if attached is not None:
@@ -297,16 +393,31 @@ def _build_session(instance: Any, attached: dict[str, Any] | None) -> Session:
         tags=tags,
         strict=strict,
         run_id=attached["run_id"] if attached is not None else None,
+        registered_model_name=getattr(instance, "registered_model_name", None),
+        serialization_format=getattr(instance, "serialization_format", "skops"),
     )
 
 
 def _resolve_backend(instance: Any) -> Backend:
+    from tracked.backends.base import is_backend
+
     backend = getattr(instance, "backend", None)
     if backend is not None:
+        if not is_backend(backend):
+            msg = (
+                f"{type(instance).__name__}.backend is {backend!r}, not a tracking backend; "
+                "a hyperparameter or attribute named `backend` hides TrackedPipeline.backend: "
+                "rename it"
+            )
+            raise TypeError(msg)
         return backend
     from tracked.backends.mlflow import shared_backend
 
-    return shared_backend(getattr(instance, "tracking_uri", None))
+    uri = getattr(instance, "tracking_uri", None)
+    if uri is not None and not isinstance(uri, str):
+        msg = f"{type(instance).__name__}.tracking_uri must be a string or None, not {uri!r}"
+        raise TypeError(msg)
+    return shared_backend(uri)
 
 
 # -- interpreter exit ----------------------------------------------------------------------------
@@ -323,12 +434,20 @@ def _exit_status() -> str:
 
 
 def end_open_sessions(status: str | None = None) -> None:
-    """End every parent run still open (at interpreter exit)."""
+    """End every parent run this process opened and left open (at interpreter exit)."""
     final = status or _exit_status()
     for session in list(_open_sessions):
+        if session.pid != os.getpid():
+            continue
         # Strict mode at exit: there is nowhere left to raise to.
         with contextlib.suppress(Exception):
             session.end(final)
 
 
+def _forget_parent_sessions() -> None:
+    # A forked child must neither end its parent's runs at exit nor keep them alive.
+    _open_sessions.clear()
+
+
 atexit.register(end_open_sessions)
+os.register_at_fork(after_in_child=_forget_parent_sessions)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from attrs import frozen
@@ -23,13 +24,15 @@ from tracked._capture import (
     qualified_name,
     snapshot,
 )
+from tracked._compose import Composed, NotComposable
 from tracked._config import is_strict
 from tracked._errors import TrackingError
 from tracked._records import FAILED, FINISHED, FIT, INFERENCE, KILLED, Metric, StageRecord, now_ms
 from tracked._report import describe, notice, report_failure
-from tracked._session import ERROR_TAG_LIMIT, Session, context_for, evaluation_metrics
+from tracked._session import ERROR_TAG_LIMIT, Frame, Session, context_for, evaluation_metrics
 
 SPEC_ATTRIBUTE = "__tracked_stage__"
+VERIFIED_TAG = "tracked.pipeline_verified"
 
 
 @frozen
@@ -78,7 +81,7 @@ def make_stage_wrapper(spec: StageSpec) -> Callable[..., Any]:
 def _tracked_call(spec, wrapped, instance, args, kwargs):
     context = context_for(instance)
     stack = context.stack()
-    if spec.name in stack:
+    if any(frame.name == spec.name for frame in stack):
         # An override calling super(), or a stage re-entering itself: the outermost call
         # is the one recorded, so one call gives one child run.
         return wrapped(*args, **kwargs)
@@ -93,7 +96,8 @@ def _tracked_call(spec, wrapped, instance, args, kwargs):
     if before is None:
         return wrapped(*args, **kwargs)
 
-    stack.append(spec.name)
+    frame = Frame(spec.name)
+    stack.append(frame)
     start_ms = now_ms()
     started = time.perf_counter()
     try:
@@ -101,113 +105,245 @@ def _tracked_call(spec, wrapped, instance, args, kwargs):
     except BaseException as exc:
         duration = time.perf_counter() - started
         stack.pop()
-        _record(spec, instance, session, before, args, kwargs, start_ms, duration, error=exc)
+        call = Call(spec, instance, session, before, frame, args, kwargs, start_ms, duration)
+        _record(call, error=exc)
         raise
     duration = time.perf_counter() - started
     stack.pop()
-    _record(spec, instance, session, before, args, kwargs, start_ms, duration)
+    call = Call(spec, instance, session, before, frame, args, kwargs, start_ms, duration)
+    _record(call, result=result)
     return result
 
 
-def _record(
-    spec: StageSpec,
-    instance: Any,
-    session: Session,
-    before: dict[int, Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    start_ms: int,
-    duration: float,
-    error: BaseException | None = None,
-) -> None:
-    """Capture the call and write it; with ``error`` set this never raises."""
+@frozen
+class Call:
+    """One finished stage call, as the wrapper saw it."""
+
+    spec: StageSpec
+    instance: Any
+    session: Session
+    before: dict[int, Any]
+    frame: Frame
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    start_ms: int
+    duration: float
+
+    def operator(self) -> Any:
+        """What the call assigned to ``self.operator`` (None if it assigned nothing).
+
+        Assignments are seen through ``TrackedPipeline.operator``, a data descriptor, per
+        thread: an operator left over from an earlier stage, or set by another thread, is
+        not this call's. A class that redefines ``operator`` falls back to reading it.
+        """
+        if self.frame.assigned:
+            return self.frame.operator
+        if isinstance(getattr(type(self.instance), OPERATOR_ATTRIBUTE, None), OperatorSlot):
+            return None
+        return getattr(self.instance, OPERATOR_ATTRIBUTE, None)
+
+
+class OperatorSlot:
+    """``TrackedPipeline.operator``: stored in the instance, and noticed by running stages."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        try:
+            return instance.__dict__[self.name]
+        except KeyError:
+            msg = f"{type(instance).__name__!r} object has no attribute {self.name!r}"
+            raise AttributeError(msg) from None
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        instance.__dict__[self.name] = value
+        context = instance.__dict__.get(CONTEXT_ATTRIBUTE)
+        if context is not None:
+            context.operator_assigned(value)
+
+    def __delete__(self, instance: Any) -> None:
+        try:
+            del instance.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+
+def _record(call: Call, *, result: Any = None, error: BaseException | None = None) -> None:
+    """Capture the call and write it; with ``error`` set this never raises.
+
+    Capturing predicts again (metrics, model checks): whatever it draws from the global
+    random generators is given back, so that the user's next draw is an untracked run's.
+    """
+    with preserved_random_state():
+        _record_call(call, result, error)
+
+
+def _record_call(call: Call, result: Any, error: BaseException | None) -> None:
     may_raise = error is None
     try:
-        record = _capture(spec, instance, session, before, args, kwargs, start_ms, duration, error)
-    except TrackingError:
+        record = _capture(call, result, error)
+    except (TrackingError, Warning):
+        # Strict mode, or warnings turned into errors: only on the success path may they
+        # reach the caller; a user's exception in flight is never replaced.
         if may_raise:
             raise
         return
     except Exception as exc:
         report_failure(
-            f"capture stage {spec.name!r}", exc, strict=session.strict, may_raise=may_raise
+            f"capture stage {call.spec.name!r}",
+            exc,
+            strict=call.session.strict,
+            may_raise=may_raise,
         )
         return
-    session.write_stage(record, may_raise=may_raise)
+    call.session.write_stage(record, may_raise=may_raise)
 
 
-def _capture(spec, instance, session, before, args, kwargs, start_ms, duration, error):
-    operator = getattr(instance, OPERATOR_ATTRIBUTE, None)
-    phase = detect_phase(before, operator) if operator is not None else INFERENCE
-    tags = {
-        "tracked.stage": spec.name,
-        "tracked.kind": spec.kind,
-        "tracked.phase": phase,
-    }
+def _capture(call: Call, result: Any, error: BaseException | None) -> StageRecord:
+    spec, session = call.spec, call.session
+    operator = call.operator()
+    phase = detect_phase(call.before, operator) if operator is not None else INFERENCE
+    tags = {"tracked.stage": spec.name, "tracked.kind": spec.kind, "tracked.phase": phase}
     params: dict[str, str] = {}
-    metrics = [Metric(key="duration_s", value=duration, timestamp=start_ms)]
-    parent_metrics: tuple[Metric, ...] = ()
-    model = None
-    status = FINISHED
+    metrics = [Metric(key="duration_s", value=call.duration, timestamp=call.start_ms)]
+    evaluation: tuple[Metric, ...] = ()
+    parent_tags: dict[str, str] = {}
+    model = composed = None
     if operator is None:
         if error is None:  # a failed stage has a better explanation than a missing operator
             notice(
-                f"stage {spec.owner}.{spec.name} left no `self.{OPERATOR_ATTRIBUTE}`: "
+                f"stage {spec.owner}.{spec.name} assigned no `self.{OPERATOR_ATTRIBUTE}`: "
                 "only its tags and duration are recorded",
                 key=f"no-operator:{spec.owner}.{spec.name}",
             )
     else:
         tags["tracked.operator"] = qualified_name(operator)
         if phase == FIT:
-            params = _guarded(
-                session,
-                f"read the params of stage {spec.name!r}",
-                operator_params,
-                operator,
-                may_raise=error is None,
-            )
-            params = params or {}
+            what = f"read the params of stage {spec.name!r}"
+            params = _guarded(session, what, operator_params, operator, may_raise=error is None)
     if error is not None:
-        status = KILLED if isinstance(error, KeyboardInterrupt) else FAILED
         tags["tracked.error"] = describe(error, ERROR_TAG_LIMIT)
-    elif operator is not None and spec.kind == "estimator":
-        X, y = spec.data(args, kwargs)
-        if y is not None:
-            scoring = getattr(instance, "scoring", None)
-            values = _guarded(
-                session, f"evaluate stage {spec.name!r}", evaluate, operator, X, y, scoring
-            )
-            if values:
-                prefix = "training_" if phase == FIT else ""
-                step = session.next_step(prefix or "evaluation")
-                metrics.extend(evaluation_metrics(values, prefix, step))
-                parent_metrics = evaluation_metrics(values, prefix, step)
+    elif operator is not None:
+        X, y = spec.data(call.args, call.kwargs)
         if phase == FIT:
-            if callable(getattr(operator, "get_params", None)):
-                model = operator
+            session.composer.note_fit(spec.name, spec.kind, operator, X)
+        else:
+            session.composer.note_inference(spec.name, X)
+        if spec.kind == "estimator":
+            evaluation = _evaluate(call, operator, X, y, phase)
+            metrics.extend(evaluation)
+            if phase == FIT:
+                model = _loggable_model(spec, operator)
+                composed = _compose(spec, session)
             else:
-                notice(
-                    f"the operator of stage {spec.owner}.{spec.name} "
-                    f"({qualified_name(operator)}) is not a scikit-learn estimator "
-                    "(no get_params): its model is not logged",
-                    key=f"no-model:{qualified_name(operator)}",
-                )
-    end_ms = start_ms + round(duration * 1000)
+                parent_tags = _verify_composed(spec, session, X, result)
+    end_ms = call.start_ms + round(call.duration * 1000)
     return StageRecord(
         stage=spec.name,
         kind=spec.kind,
         phase=phase,
         operator=qualified_name(operator) if operator is not None else None,
-        start_ms=start_ms,
+        start_ms=call.start_ms,
         end_ms=end_ms,
-        status=status,
+        status=_status(error),
         error=tags.get("tracked.error"),
-        params=params,
+        params=params or {},
         tags=tags,
         metrics=tuple(metrics),
-        parent_metrics=parent_metrics,
+        parent_metrics=evaluation,
+        parent_tags=parent_tags,
         model=model,
+        composed=composed,
     )
+
+
+def _status(error: BaseException | None) -> str:
+    if error is None:
+        return FINISHED
+    return KILLED if isinstance(error, KeyboardInterrupt) else FAILED
+
+
+def _evaluate(call: Call, operator: Any, X: Any, y: Any, phase: str) -> tuple[Metric, ...]:
+    """Evaluation metrics of an estimator stage given ground truth (``training_`` on fit)."""
+    if y is None:
+        return ()
+    spec, session = call.spec, call.session
+    scoring = getattr(call.instance, "scoring", None)
+    try:
+        values = evaluate(operator, X, y, scoring)
+    except Exception as exc:
+        # Usually the stage reshapes its input before the operator sees it, so the operator
+        # cannot predict on what the stage received: a fact about the pipeline, not a failure.
+        notice(
+            f"stage {spec.owner}.{spec.name} is not evaluated: its operator could not score "
+            f"the stage's own input ({describe(exc, 300)})",
+            key=f"no-evaluation:{spec.owner}.{spec.name}",
+        )
+        return ()
+    if not values:
+        return ()
+    prefix = "training_" if phase == FIT else ""
+    return evaluation_metrics(values, prefix, session.next_step(prefix or "evaluation"))
+
+
+@contextmanager
+def preserved_random_state() -> Iterator[None]:
+    """Restore Python's and NumPy's global random state after the block."""
+    import random
+
+    import numpy as np
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def _loggable_model(spec: StageSpec, operator: Any) -> Any:
+    if callable(getattr(operator, "get_params", None)):
+        return operator
+    notice(
+        f"the operator of stage {spec.owner}.{spec.name} ({qualified_name(operator)}) is not "
+        "a scikit-learn estimator (no get_params): its model is not logged",
+        key=f"no-model:{qualified_name(operator)}",
+    )
+    return None
+
+
+def _compose(spec: StageSpec, session: Session) -> Composed | None:
+    """The fitted workflow as one model, or None with a warning that says why."""
+    try:
+        return session.composer.compose(spec.name)
+    except NotComposable as exc:
+        notice(
+            f"no composed `pipeline` model after stage {spec.owner}.{spec.name}: {exc}",
+            key=f"not-composable:{spec.owner}.{spec.name}:{exc}",
+        )
+    except Exception as exc:
+        report_failure(
+            f"compose the pipeline model after stage {spec.name!r}", exc, strict=session.strict
+        )
+    return None
+
+
+def _verify_composed(spec: StageSpec, session: Session, X: Any, result: Any) -> dict[str, str]:
+    """Check the logged composed model against this prediction pass; tag the parent."""
+    verdict = session.composer.verify(spec.name, X, result)
+    if verdict is None:
+        return {}
+    if not verdict:
+        notice(
+            f"the composed `pipeline` model of run {session.run_id} predicts differently from "
+            f"the stages' own prediction pass ending in {spec.owner}.{spec.name}: the stages do "
+            "more than their operators' transform()/predict(); do not serve that model",
+            key=f"unfaithful:{session.run_id}",
+        )
+    return {VERIFIED_TAG: "true" if verdict else "false"}
 
 
 def _guarded(
@@ -216,6 +352,8 @@ def _guarded(
     """``call(*args)``, with a failure reported (and None returned) instead of raised."""
     try:
         return call(*args)
+    except Warning:
+        raise  # a warning turned into an error by the user's filters: not a tracking failure
     except Exception as exc:
         report_failure(what, exc, strict=session.strict, may_raise=may_raise)
         return None

@@ -7,7 +7,14 @@ from typing import Protocol, runtime_checkable
 
 from tracked._records import Metric
 
-REQUIRED_METHODS = ("start_run", "log", "log_model", "end_run")
+REQUIRED_METHODS = (
+    "start_run",
+    "log",
+    "log_model",
+    "end_run",
+    "register_model",
+    "tag_model_version",
+)
 
 
 @runtime_checkable
@@ -41,8 +48,29 @@ class Backend(Protocol):
         """Log params, metrics and tags on a run."""
         ...
 
-    def log_model(self, run_id: str, name: str, model: object) -> None:
-        """Store a fitted scikit-learn compatible ``model`` under ``name`` on a run."""
+    def log_model(
+        self,
+        run_id: str,
+        name: str,
+        model: object,
+        *,
+        input_example: object = None,
+        serialization_format: str = "skops",
+        step: int = 0,
+    ) -> str:
+        """Store a fitted scikit-learn compatible ``model`` under ``name`` on a run.
+
+        A model logged again under the same name on the same run is a newer version of it
+        (``step`` counts them). Returns a URI that names exactly this model.
+        """
+        ...
+
+    def register_model(self, name: str, model_uri: str, run_id: str) -> str:
+        """Register ``model_uri`` as a new version of registered model ``name``; return it."""
+        ...
+
+    def tag_model_version(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a registered model version."""
         ...
 
     def end_run(self, run_id: str, status: str, end_time: int | None = None) -> None:

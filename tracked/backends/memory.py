@@ -27,10 +27,22 @@ class MemoryRun:
     params: dict[str, str] = field(factory=dict)
     metrics: dict[str, list[Metric]] = field(factory=dict)
     models: dict[str, object] = field(factory=dict)
+    #: Every model logged, in order: (name, model, input example).
+    logged_models: list[tuple[str, object, object]] = field(factory=list)
 
     def metric(self, key: str) -> float:
         """The latest value of metric ``key``."""
         return self.metrics[key][-1].value
+
+
+@define
+class MemoryModelVersion:
+    """One version of a registered model."""
+
+    version: str
+    source: str
+    run_id: str
+    tags: dict[str, str] = field(factory=dict)
 
 
 class MemoryBackend:
@@ -46,6 +58,7 @@ class MemoryBackend:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.runs: dict[str, MemoryRun] = {}
+        self.registry: dict[str, list[MemoryModelVersion]] = {}
 
     def start_run(
         self,
@@ -87,10 +100,35 @@ class MemoryBackend:
                 run.metrics.setdefault(metric.key, []).append(metric)
             run.tags.update(tags or {})
 
-    def log_model(self, run_id: str, name: str, model: object) -> None:
+    def log_model(
+        self,
+        run_id: str,
+        name: str,
+        model: object,
+        *,
+        input_example: object = None,
+        serialization_format: str = "skops",
+        step: int = 0,
+    ) -> str:
         stored = copy.deepcopy(model)
         with self._lock:
-            self._run(run_id).models[name] = stored
+            run = self._run(run_id)
+            run.models[name] = stored
+            run.logged_models.append((name, stored, copy.deepcopy(input_example)))
+            return f"memory:/{run_id}/{name}/{len(run.logged_models)}"
+
+    def register_model(self, name: str, model_uri: str, run_id: str) -> str:
+        with self._lock:
+            versions = self.registry.setdefault(name, [])
+            versions.append(
+                MemoryModelVersion(version=str(len(versions) + 1), source=model_uri, run_id=run_id)
+            )
+            return versions[-1].version
+
+    def tag_model_version(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        with self._lock:
+            [entry] = [v for v in self.registry.get(name, []) if v.version == version]
+            entry.tags.update(tags)
 
     def end_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
         with self._lock:

@@ -6,6 +6,7 @@ call sequence that makes ``runs:/<run>/<name>`` resolve without MLflow's fluent 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -59,7 +60,8 @@ def truncate(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
-def pip_requirements() -> list[str]:
+@functools.cache
+def pip_requirements(serialization_format: str = "skops") -> list[str]:
     """Requirements of a logged scikit-learn model, given explicitly.
 
     MLflow's inference of requirements costs seconds per model (it reloads the model in a
@@ -67,7 +69,48 @@ def pip_requirements() -> list[str]:
     """
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "skops")]
+    names = ("mlflow", "scikit-learn", serialization_format)
+    return [f"{name}=={version(name)}" for name in names]
+
+
+def _skops_untrusted_types(model: object) -> list[str] | None:
+    """Types in ``model`` that skops does not trust by default, to list in the MLmodel file.
+
+    Loading then works without ever falling back to pickle, and a reader of the MLmodel file
+    sees which types it is asked to trust.
+    """
+    import skops.io
+
+    try:
+        return skops.io.get_untrusted_types(data=skops.io.dumps(model)) or None
+    except Exception as exc:
+        msg = (
+            f"skops cannot serialise {type(model).__name__} ({type(exc).__name__}: {exc}); "
+            "set serialization_format = 'cloudpickle' on the pipeline class to use "
+            "cloudpickle knowingly"
+        )
+        raise TypeError(msg) from exc
+
+
+def _check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """Fail fast when an HTTP tracking server does not accept connections.
+
+    MLflow's client retries a refused connection with backoff for minutes; a stage call
+    must not wait that long to learn that the server is away.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        msg = f"the tracking server at {parts.hostname}:{port} is not reachable ({exc})"
+        raise ConnectionError(msg) from None
 
 
 class MlflowBackend:
@@ -82,10 +125,10 @@ class MlflowBackend:
         self._requested_uri = tracking_uri
         self._lock = threading.Lock()
         self._client: Any = None
+        self._pid = os.getpid()
         self._tracking_uri: str | None = None
         self._experiments: dict[str, str] = {}
         self._run_experiment: dict[str, str] = {}
-        self._requirements: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tracking_uri={self._requested_uri!r})"
@@ -97,15 +140,20 @@ class MlflowBackend:
 
     @property
     def client(self) -> Any:
-        """The ``MlflowClient``, created (and mlflow imported) on first use."""
-        if self._client is None:
+        """The ``MlflowClient``, created (and mlflow imported) on first use in each process.
+
+        A forked child gets its own client: database connections must not cross a fork.
+        """
+        if self._client is None or self._pid != os.getpid():
             with self._lock:
-                if self._client is None:
+                if self._client is None or self._pid != os.getpid():
                     import mlflow
 
                     uri = self._requested_uri or mlflow.get_tracking_uri()
+                    _check_reachable(uri)
                     self._client = mlflow.MlflowClient(tracking_uri=uri)
                     self._tracking_uri = uri
+                    self._pid = os.getpid()
         return self._client
 
     @property
@@ -189,32 +237,40 @@ class MlflowBackend:
             synchronous=True,
         )
 
-    def log_model(self, run_id: str, name: str, model: object) -> None:
-        """Log ``model`` with the sklearn flavour in the skops format, as ``runs:/<run>/<name>``.
+    def log_model(
+        self,
+        run_id: str,
+        name: str,
+        model: object,
+        *,
+        input_example: object = None,
+        serialization_format: str = "skops",
+        step: int = 0,
+    ) -> str:
+        """Log ``model`` (sklearn flavour) as ``runs:/<run>/<name>``; return ``models:/<id>``.
 
         ``mlflow.sklearn.log_model`` would resolve the store from MLflow's global tracking
         URI and, without an active run, create the logged model in the default experiment,
         where ``runs:/`` does not find it. So the steps are done here with this client.
+        ``runs:/<run>/<name>`` resolves to the newest model of that name on the run.
         """
         import mlflow.sklearn
-        import skops.io
         from mlflow.entities import LoggedModelOutput, LoggedModelStatus
-        from mlflow.models import Model
+        from mlflow.models import Model, infer_signature
 
         client = self.client
-        experiment_id = (
-            self._run_experiment.get(run_id) or client.get_run(run_id).info.experiment_id
-        )
-        if self._requirements is None:
-            self._requirements = pip_requirements()
-        # Types skops does not trust by default are listed explicitly in the MLmodel file, so
-        # that loading works without ever falling back to pickle.
-        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model)) or None
+        experiment_id = self._run_experiment.get(run_id)
+        if experiment_id is None:
+            experiment_id = client.get_run(run_id).info.experiment_id
+        trusted = _skops_untrusted_types(model) if serialization_format == "skops" else None
+        signature = None
+        if input_example is not None:
+            signature = infer_signature(input_example, model.predict(input_example))
         logged = client.create_logged_model(
             experiment_id=experiment_id, name=name, source_run_id=run_id
         )
         try:
-            client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+            client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
             with tempfile.TemporaryDirectory(prefix="tracked-model-") as tmp:
                 path = os.path.join(tmp, name)
                 mlflow_model = Model(
@@ -227,18 +283,41 @@ class MlflowBackend:
                     model,
                     path,
                     mlflow_model=mlflow_model,
-                    serialization_format="skops",
+                    serialization_format=serialization_format,
                     skops_trusted_types=trusted,
-                    pip_requirements=self._requirements,
+                    signature=signature,
+                    input_example=input_example,
+                    pip_requirements=pip_requirements(serialization_format),
                 )
                 client.log_model_artifacts(logged.model_id, path)
         except BaseException:
             client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
             raise
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        return f"models:/{logged.model_id}"
+
+    def register_model(self, name: str, model_uri: str, run_id: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        model_id = model_uri.removeprefix("models:/")
+        version = client.create_model_version(
+            name=name, source=model_uri, run_id=run_id, model_id=model_id
+        )
+        return str(version.version)
+
+    def tag_model_version(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, sanitize_key(key), value)
 
     def end_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
         self.client.set_terminated(run_id, status=status, end_time=end_time)
+        self._run_experiment.pop(run_id, None)
 
 
 _shared: dict[str, MlflowBackend] = {}
