@@ -71,6 +71,15 @@ class IrisPipeline(TrackedPipeline):
         return self.classification(X, y, predict=True)
 
 
+def _whole(text: str) -> int:
+    """An integer, also when written as a float (`mlflow run` passes "3.0")."""
+    value = float(text)
+    if not value.is_integer():
+        msg = f"{text!r} is not a whole number"
+        raise argparse.ArgumentTypeError(msg)
+    return int(value)
+
+
 def ui_command(tracking_uri: str) -> str:
     """The command that opens ``tracking_uri``'s runs in the MLflow UI."""
     if tracking_uri.startswith(("http://", "https://")):
@@ -92,7 +101,7 @@ def serve_commands(tracking_uri: str, run_id: str, rows: list, port: int = 5001)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-components", type=int, default=2, help="PCA components (default 2)")
+    parser.add_argument("--n-components", type=_whole, default=2, help="PCA components (default 2)")
     parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation (default 1.0)")
     parser.add_argument("--no-tracking", action="store_true", help="run without tracking")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLflow's own)")

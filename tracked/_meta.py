@@ -160,6 +160,7 @@ def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
     checks = {
         "tracking": (bool,),
         "strict": (bool,),
+        "nest_under_active_run": (bool,),
         "experiment": (str, type(None)),
         "tracking_uri": (str, type(None)),
         "run_name": (str, type(None)),

@@ -42,6 +42,9 @@ class TrackedPipeline(metaclass=TrackedMeta):
             this MLflow registered model (None: do not register).
         serialization_format: ``"skops"`` (default; loading executes no code) or
             ``"cloudpickle"`` (any Python object; loading runs code, so trust the source).
+        nest_under_active_run: nest the parent run under the calling thread's active MLflow
+            run (``mlflow.start_run()``) or ``MLFLOW_RUN_ID`` (``mlflow run``), in that run's
+            experiment unless ``experiment`` is set; False keeps it top-level.
         stages: ``{"method": "transformer" | "estimator"}`` for methods whose signature you
             cannot edit (inherited from a class you do not own).
     """
@@ -55,6 +58,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
     run_name: ClassVar[str | None] = None
     registered_model_name: ClassVar[str | None] = None
     serialization_format: ClassVar[str] = "skops"
+    nest_under_active_run: ClassVar[bool] = True
     stages: ClassVar[Mapping[str, str]] = {}
 
     #: The object a stage works with: assign it in every stage (``self.operator = ...``).

@@ -15,6 +15,7 @@ from tracked._capture import flatten, non_default_params, qualified_name, to_tex
 from tracked._compose import Composed, Composer
 from tracked._config import is_strict, killed_by_env
 from tracked._errors import TrackingError
+from tracked._outer import outer_run_id
 from tracked._records import FAILED, FINISHED, KILLED, Metric, StageRecord, now_ms
 from tracked._report import notice, report_failure
 from tracked._version import __version__
@@ -53,17 +54,20 @@ class Session:
         self,
         *,
         backend: Backend | None,
-        experiment: str,
+        experiment: str | None,
         run_name: str,
         params: dict[str, str],
         tags: dict[str, str],
         strict: bool,
         run_id: str | None = None,
+        outer_run_id: str | None = None,
         registered_model_name: str | None = None,
         serialization_format: str = "skops",
     ) -> None:
         self.backend = backend
+        #: None: the experiment of ``outer_run_id``, the run this parent run nests under.
         self.experiment = experiment
+        self.outer_run_id = outer_run_id
         self.run_name = run_name
         self.params = params
         self.tags = tags
@@ -96,12 +100,15 @@ class Session:
             assert self.backend is not None
             try:
                 run_id = self.backend.start_run(
-                    experiment=self.experiment, run_name=self.run_name, tags=self.tags
+                    experiment=self.experiment,
+                    run_name=self.run_name,
+                    parent_run_id=self.outer_run_id,
+                    tags=self.tags,
                 )
             except Exception as exc:
                 self.broken = True
                 report_failure(
-                    f"start a parent run in experiment {self.experiment!r} "
+                    f"start a parent run in experiment {self.experiment or 'of the outer run'!r} "
                     "(nothing more is recorded for this run)",
                     exc,
                     strict=self.strict,
@@ -364,23 +371,27 @@ def context_for(instance: object) -> Context:
 
 def _build_session(instance: Any, attached: dict[str, Any] | None) -> Session:
     strict = is_strict(instance)
-    experiment = getattr(instance, "experiment", None) or type(instance).__name__
+    experiment = getattr(instance, "experiment", None)
     if not isinstance(experiment, str):
-        # A hyperparameter named `experiment` hides the class attribute.
-        experiment = type(instance).__name__
+        # None, or a hyperparameter named `experiment` hiding the class attribute.
+        experiment = None
     run_name = getattr(instance, "run_name", None) or default_run_name(instance)
+    outer = None
     try:
         if attached is not None:
             experiment = attached["experiment"]
             backend = attached["backend"] or _resolve_backend(instance)
         else:
             backend = _resolve_backend(instance)
+            outer = outer_run_id(instance, backend)
         params = flatten(instance.get_params(deep=True)) if attached is None else {}
     except TrackingError:
         raise
     except Exception as exc:
         report_failure("connect to the tracking backend", exc, strict=strict)
         backend, params = None, {}
+    if experiment is None and outer is None:
+        experiment = type(instance).__name__
     tags = {
         "tracked.pipeline": qualified_name(instance),
         "tracked.version": __version__,
@@ -393,6 +404,7 @@ def _build_session(instance: Any, attached: dict[str, Any] | None) -> Session:
         tags=tags,
         strict=strict,
         run_id=attached["run_id"] if attached is not None else None,
+        outer_run_id=outer,
         registered_model_name=getattr(instance, "registered_model_name", None),
         serialization_format=getattr(instance, "serialization_format", "skops"),
     )

@@ -27,6 +27,7 @@ from tracked._capture import (
 from tracked._compose import Composed, NotComposable
 from tracked._config import is_strict
 from tracked._errors import TrackingError
+from tracked._outer import autologging_paused
 from tracked._records import FAILED, FINISHED, FIT, INFERENCE, KILLED, Metric, StageRecord, now_ms
 from tracked._report import describe, notice, report_failure
 from tracked._session import ERROR_TAG_LIMIT, Frame, Session, context_for, evaluation_metrics
@@ -98,20 +99,21 @@ def _tracked_call(spec, wrapped, instance, args, kwargs):
 
     frame = Frame(spec.name)
     stack.append(frame)
-    start_ms = now_ms()
-    started = time.perf_counter()
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
+    with autologging_paused():
+        start_ms = now_ms()
+        started = time.perf_counter()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            duration = time.perf_counter() - started
+            stack.pop()
+            call = Call(spec, instance, session, before, frame, args, kwargs, start_ms, duration)
+            _record(call, error=exc)
+            raise
         duration = time.perf_counter() - started
         stack.pop()
         call = Call(spec, instance, session, before, frame, args, kwargs, start_ms, duration)
-        _record(call, error=exc)
-        raise
-    duration = time.perf_counter() - started
-    stack.pop()
-    call = Call(spec, instance, session, before, frame, args, kwargs, start_ms, duration)
-    _record(call, result=result)
+        _record(call, result=result)
     return result
 
 

@@ -28,13 +28,16 @@ class Backend(Protocol):
     def start_run(
         self,
         *,
-        experiment: str,
+        experiment: str | None,
         run_name: str,
         parent_run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
         start_time: int | None = None,
     ) -> str:
-        """Create a run (in ``experiment``, created if missing) and return its id."""
+        """Create a run (in ``experiment``, created if missing) and return its id.
+
+        ``experiment=None`` means the experiment of ``parent_run_id``.
+        """
         ...
 
     def log(

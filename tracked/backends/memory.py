@@ -63,13 +63,18 @@ class MemoryBackend:
     def start_run(
         self,
         *,
-        experiment: str,
+        experiment: str | None,
         run_name: str,
         parent_run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
         start_time: int | None = None,
     ) -> str:
         with self._lock:
+            if experiment is None:
+                if parent_run_id is None:
+                    msg = "start_run needs an experiment or a parent run"
+                    raise ValueError(msg)
+                experiment = self._run(parent_run_id).experiment
             run_id = f"mem-{next(self._ids)}"
             self.runs[run_id] = MemoryRun(
                 run_id=run_id,

@@ -193,16 +193,31 @@ class MlflowBackend:
         self._experiments[name] = experiment_id
         return experiment_id
 
+    def experiment_of(self, run_id: str) -> str:
+        """The experiment id of a run (remembered for the runs this backend started)."""
+        experiment_id = self._run_experiment.get(run_id)
+        if experiment_id is None:
+            experiment_id = self._run_experiment[run_id] = self.client.get_run(
+                run_id
+            ).info.experiment_id
+        return experiment_id
+
     def start_run(
         self,
         *,
-        experiment: str,
+        experiment: str | None,
         run_name: str,
         parent_run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
         start_time: int | None = None,
     ) -> str:
-        experiment_id = self.experiment_id(experiment)
+        if experiment is not None:
+            experiment_id = self.experiment_id(experiment)
+        elif parent_run_id is not None:
+            experiment_id = self.experiment_of(parent_run_id)
+        else:
+            msg = "start_run needs an experiment or a parent run"
+            raise ValueError(msg)
         all_tags = sanitize_keys(tags or {}, MAX_TAG_VALUE_LENGTH)
         if parent_run_id is not None:
             all_tags[PARENT_RUN_TAG] = parent_run_id
@@ -259,9 +274,7 @@ class MlflowBackend:
         from mlflow.models import Model, infer_signature
 
         client = self.client
-        experiment_id = self._run_experiment.get(run_id)
-        if experiment_id is None:
-            experiment_id = client.get_run(run_id).info.experiment_id
+        experiment_id = self.experiment_of(run_id)
         trusted = _skops_untrusted_types(model) if serialization_format == "skops" else None
         signature = None
         if input_example is not None:
