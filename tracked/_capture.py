@@ -259,13 +259,18 @@ def scorers(scoring: str | Iterable[str] | Mapping[str, Any]) -> dict[str, Calla
     return {name: get_scorer(name) for name in scoring}
 
 
-def evaluate(operator: object, X: Any, y: Any, scoring: Any = None) -> dict[str, float]:
-    """Evaluation metrics of ``operator`` on ``(X, y)``; empty when it cannot predict."""
+def evaluate(
+    operator: object, X: Any, y: Any, scoring: Any = None, y_pred: Any = None
+) -> dict[str, float]:
+    """Evaluation metrics of ``operator`` on ``(X, y)``; empty when it cannot predict.
+
+    ``y_pred``, when given, is ``operator.predict(X)`` already computed.
+    """
     if scoring is not None:
         return {name: float(scorer(operator, X, y)) for name, scorer in scorers(scoring).items()}
     task = task_of(operator)
     if task is None:
         return {}
-    return {
-        name: float(value) for name, value in default_metrics(task, y, operator.predict(X)).items()
-    }
+    if y_pred is None:
+        y_pred = operator.predict(X)
+    return {name: float(value) for name, value in default_metrics(task, y, y_pred).items()}

@@ -17,6 +17,7 @@ from tracked._stage import SPEC_ATTRIBUTE, StageSpec, make_stage_wrapper
 
 _NO_DEFAULT = object()
 SERIALIZATION_FORMATS = ("skops", "cloudpickle")
+LOG_OUTPUTS = ("preview", "full", "none")
 
 
 class BoundStage(wrapt.BoundFunctionWrapper):
@@ -175,6 +176,9 @@ def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
             raise PipelineDefinitionError(msg)
     if namespace.get("experiment") == "":
         msg = f"{name}.experiment must not be empty; use None for the class name"
+        raise PipelineDefinitionError(msg)
+    if namespace.get("log_outputs", "preview") not in LOG_OUTPUTS:
+        msg = f"{name}.log_outputs must be one of {LOG_OUTPUTS}, not {namespace['log_outputs']!r}"
         raise PipelineDefinitionError(msg)
     if namespace.get("serialization_format", "skops") not in SERIALIZATION_FORMATS:
         msg = (

@@ -45,6 +45,8 @@ class TrackedPipeline(metaclass=TrackedMeta):
         nest_under_active_run: nest the parent run under the calling thread's active MLflow
             run (``mlflow.start_run()``) or ``MLFLOW_RUN_ID`` (``mlflow run``), in that run's
             experiment unless ``experiment`` is set; False keeps it top-level.
+        log_outputs: what each stage's output leaves as an artifact: ``"preview"`` (the first
+            20 rows as output_preview.csv), ``"full"`` (all of it as output.csv) or ``"none"``.
         stages: ``{"method": "transformer" | "estimator"}`` for methods whose signature you
             cannot edit (inherited from a class you do not own).
     """
@@ -59,6 +61,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
     registered_model_name: ClassVar[str | None] = None
     serialization_format: ClassVar[str] = "skops"
     nest_under_active_run: ClassVar[bool] = True
+    log_outputs: ClassVar[str] = "preview"
     stages: ClassVar[Mapping[str, str]] = {}
 
     #: The object a stage works with: assign it in every stage (``self.operator = ...``).

@@ -60,6 +60,12 @@ class StageRecord:
     model: Any = None
     #: The whole fitted workflow (``tracked._compose.Composed``) to log on the parent, or None.
     composed: Any = None
+    #: Artifact files for the child run: {name: content}.
+    artifacts: Mapping[str, bytes] = field(factory=dict, converter=_frozen_mapping)
+    #: Datasets the stage read: ((summary, context), ...).
+    datasets: tuple[tuple[Any, str], ...] = ()
+    #: Wall time of the user's stage body alone, in seconds.
+    duration_s: float = 0.0
 
     @property
     def training(self) -> bool:

@@ -82,6 +82,7 @@ class Session:
         self.registered_model_name = registered_model_name
         self.serialization_format = serialization_format
         self.composer = Composer()
+        self.total_duration_s = 0.0
         #: URI of the newest composed model, and its registry version (name, version).
         self.model_uri: str | None = None
         self.model_version: tuple[str, str] | None = None
@@ -132,6 +133,8 @@ class Session:
             return
         assert self.backend is not None and self.run_id is not None
         backend = self.backend
+        with self._lock:
+            self.total_duration_s += record.duration_s
         failures: list[tuple[str, BaseException]] = []
         what = f"record stage {record.stage!r}"
         try:
@@ -151,6 +154,18 @@ class Session:
                     backend.log(child, params=record.params, metrics=record.metrics)
                 except Exception as exc:
                     failures.append((f"log params and metrics of stage {record.stage!r}", exc))
+            for name, content in record.artifacts.items():
+                try:
+                    backend.log_artifact(child, name, content)
+                except Exception as exc:
+                    failures.append((f"log {name} of stage {record.stage!r}", exc))
+            for summary, context in record.datasets:
+                try:
+                    backend.log_dataset(
+                        child, summary, context=context, name=f"{record.stage}.input"
+                    )
+                except Exception as exc:
+                    failures.append((f"log the input dataset of stage {record.stage!r}", exc))
             if record.model is not None:
                 try:
                     backend.log_model(
@@ -239,6 +254,10 @@ class Session:
                 warn=False,
             )
         assert self.backend is not None
+        total = Metric(key="total_stage_duration_s", value=self.total_duration_s)
+        self._attempt(
+            "log the total stage duration", self.backend.log, self.run_id, metrics=[total]
+        )
         self._attempt("end the parent run", self.backend.end_run, self.run_id, status, now_ms())
 
     def _attempt(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -395,6 +414,7 @@ def _build_session(instance: Any, attached: dict[str, Any] | None) -> Session:
     tags = {
         "tracked.pipeline": qualified_name(instance),
         "tracked.version": __version__,
+        **_library_versions(),
     }
     return Session(
         backend=backend,
@@ -408,6 +428,20 @@ def _build_session(instance: Any, attached: dict[str, Any] | None) -> Session:
         registered_model_name=getattr(instance, "registered_model_name", None),
         serialization_format=getattr(instance, "serialization_format", "skops"),
     )
+
+
+def _library_versions() -> dict[str, str]:
+    """Versions of the libraries a fitted model depends on, without importing them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package, tag in (
+        ("scikit-learn", "tracked.sklearn_version"),
+        ("numpy", "tracked.numpy_version"),
+    ):
+        with contextlib.suppress(PackageNotFoundError):
+            versions[tag] = version(package)
+    return versions
 
 
 def _resolve_backend(instance: Any) -> Backend:

@@ -18,19 +18,15 @@ from attrs import frozen
 from tracked._capture import (
     CONTEXT_ATTRIBUTE,
     OPERATOR_ATTRIBUTE,
-    detect_phase,
-    evaluate,
-    operator_params,
-    qualified_name,
     snapshot,
 )
-from tracked._compose import Composed, NotComposable
 from tracked._config import is_strict
 from tracked._errors import TrackingError
+from tracked._observe import capture
 from tracked._outer import autologging_paused
-from tracked._records import FAILED, FINISHED, FIT, INFERENCE, KILLED, Metric, StageRecord, now_ms
-from tracked._report import describe, notice, report_failure
-from tracked._session import ERROR_TAG_LIMIT, Frame, Session, context_for, evaluation_metrics
+from tracked._records import now_ms
+from tracked._report import report_failure
+from tracked._session import Frame, Session, context_for
 
 SPEC_ATTRIBUTE = "__tracked_stage__"
 VERIFIED_TAG = "tracked.pipeline_verified"
@@ -186,7 +182,7 @@ def _record(call: Call, *, result: Any = None, error: BaseException | None = Non
 def _record_call(call: Call, result: Any, error: BaseException | None) -> None:
     may_raise = error is None
     try:
-        record = _capture(call, result, error)
+        record = capture(call, result, error)
     except (TrackingError, Warning):
         # Strict mode, or warnings turned into errors: only on the success path may they
         # reach the caller; a user's exception in flight is never replaced.
@@ -204,93 +200,6 @@ def _record_call(call: Call, result: Any, error: BaseException | None) -> None:
     call.session.write_stage(record, may_raise=may_raise)
 
 
-def _capture(call: Call, result: Any, error: BaseException | None) -> StageRecord:
-    spec, session = call.spec, call.session
-    operator = call.operator()
-    phase = detect_phase(call.before, operator) if operator is not None else INFERENCE
-    tags = {"tracked.stage": spec.name, "tracked.kind": spec.kind, "tracked.phase": phase}
-    params: dict[str, str] = {}
-    metrics = [Metric(key="duration_s", value=call.duration, timestamp=call.start_ms)]
-    evaluation: tuple[Metric, ...] = ()
-    parent_tags: dict[str, str] = {}
-    model = composed = None
-    if operator is None:
-        if error is None:  # a failed stage has a better explanation than a missing operator
-            notice(
-                f"stage {spec.owner}.{spec.name} assigned no `self.{OPERATOR_ATTRIBUTE}`: "
-                "only its tags and duration are recorded",
-                key=f"no-operator:{spec.owner}.{spec.name}",
-            )
-    else:
-        tags["tracked.operator"] = qualified_name(operator)
-        if phase == FIT:
-            what = f"read the params of stage {spec.name!r}"
-            params = _guarded(session, what, operator_params, operator, may_raise=error is None)
-    if error is not None:
-        tags["tracked.error"] = describe(error, ERROR_TAG_LIMIT)
-    elif operator is not None:
-        X, y = spec.data(call.args, call.kwargs)
-        if phase == FIT:
-            session.composer.note_fit(spec.name, spec.kind, operator, X)
-        else:
-            session.composer.note_inference(spec.name, X)
-        if spec.kind == "estimator":
-            evaluation = _evaluate(call, operator, X, y, phase)
-            metrics.extend(evaluation)
-            if phase == FIT:
-                model = _loggable_model(spec, operator)
-                composed = _compose(spec, session)
-            else:
-                parent_tags = _verify_composed(spec, session, X, result)
-    end_ms = call.start_ms + round(call.duration * 1000)
-    return StageRecord(
-        stage=spec.name,
-        kind=spec.kind,
-        phase=phase,
-        operator=qualified_name(operator) if operator is not None else None,
-        start_ms=call.start_ms,
-        end_ms=end_ms,
-        status=_status(error),
-        error=tags.get("tracked.error"),
-        params=params or {},
-        tags=tags,
-        metrics=tuple(metrics),
-        parent_metrics=evaluation,
-        parent_tags=parent_tags,
-        model=model,
-        composed=composed,
-    )
-
-
-def _status(error: BaseException | None) -> str:
-    if error is None:
-        return FINISHED
-    return KILLED if isinstance(error, KeyboardInterrupt) else FAILED
-
-
-def _evaluate(call: Call, operator: Any, X: Any, y: Any, phase: str) -> tuple[Metric, ...]:
-    """Evaluation metrics of an estimator stage given ground truth (``training_`` on fit)."""
-    if y is None:
-        return ()
-    spec, session = call.spec, call.session
-    scoring = getattr(call.instance, "scoring", None)
-    try:
-        values = evaluate(operator, X, y, scoring)
-    except Exception as exc:
-        # Usually the stage reshapes its input before the operator sees it, so the operator
-        # cannot predict on what the stage received: a fact about the pipeline, not a failure.
-        notice(
-            f"stage {spec.owner}.{spec.name} is not evaluated: its operator could not score "
-            f"the stage's own input ({describe(exc, 300)})",
-            key=f"no-evaluation:{spec.owner}.{spec.name}",
-        )
-        return ()
-    if not values:
-        return ()
-    prefix = "training_" if phase == FIT else ""
-    return evaluation_metrics(values, prefix, session.next_step(prefix or "evaluation"))
-
-
 @contextmanager
 def preserved_random_state() -> Iterator[None]:
     """Restore Python's and NumPy's global random state after the block."""
@@ -304,58 +213,3 @@ def preserved_random_state() -> Iterator[None]:
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
-
-
-def _loggable_model(spec: StageSpec, operator: Any) -> Any:
-    if callable(getattr(operator, "get_params", None)):
-        return operator
-    notice(
-        f"the operator of stage {spec.owner}.{spec.name} ({qualified_name(operator)}) is not "
-        "a scikit-learn estimator (no get_params): its model is not logged",
-        key=f"no-model:{qualified_name(operator)}",
-    )
-    return None
-
-
-def _compose(spec: StageSpec, session: Session) -> Composed | None:
-    """The fitted workflow as one model, or None with a warning that says why."""
-    try:
-        return session.composer.compose(spec.name)
-    except NotComposable as exc:
-        notice(
-            f"no composed `pipeline` model after stage {spec.owner}.{spec.name}: {exc}",
-            key=f"not-composable:{spec.owner}.{spec.name}:{exc}",
-        )
-    except Exception as exc:
-        report_failure(
-            f"compose the pipeline model after stage {spec.name!r}", exc, strict=session.strict
-        )
-    return None
-
-
-def _verify_composed(spec: StageSpec, session: Session, X: Any, result: Any) -> dict[str, str]:
-    """Check the logged composed model against this prediction pass; tag the parent."""
-    verdict = session.composer.verify(spec.name, X, result)
-    if verdict is None:
-        return {}
-    if not verdict:
-        notice(
-            f"the composed `pipeline` model of run {session.run_id} predicts differently from "
-            f"the stages' own prediction pass ending in {spec.owner}.{spec.name}: the stages do "
-            "more than their operators' transform()/predict(); do not serve that model",
-            key=f"unfaithful:{session.run_id}",
-        )
-    return {VERIFIED_TAG: "true" if verdict else "false"}
-
-
-def _guarded(
-    session: Session, what: str, call: Callable[..., Any], *args: Any, may_raise: bool = True
-) -> Any:
-    """``call(*args)``, with a failure reported (and None returned) instead of raised."""
-    try:
-        return call(*args)
-    except Warning:
-        raise  # a warning turned into an error by the user's filters: not a tracking failure
-    except Exception as exc:
-        report_failure(what, exc, strict=session.strict, may_raise=may_raise)
-        return None

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from tracked._insight import DataSummary
 from tracked._records import Metric
 
 REQUIRED_METHODS = (
     "start_run",
     "log",
     "log_model",
+    "log_artifact",
+    "log_dataset",
     "end_run",
     "register_model",
     "tag_model_version",
@@ -66,6 +69,15 @@ class Backend(Protocol):
         A model logged again under the same name on the same run is a newer version of it
         (``step`` counts them). Returns a URI that names exactly this model.
         """
+        ...
+
+    def log_artifact(self, run_id: str, path: str, content: bytes) -> None:
+        """Store ``content`` as the file ``path`` among a run's artifacts."""
+        ...
+
+    def log_dataset(self, run_id: str, summary: DataSummary, *, context: str, name: str) -> None:
+        """Record that a run read a dataset (digest, shape, schema) in ``context``:
+        ``fit``, ``inference`` or ``evaluation``."""
         ...
 
     def register_model(self, name: str, model_uri: str, run_id: str) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from attrs import define, field
 
+from tracked._insight import DataSummary
 from tracked._records import Metric, now_ms
 
 
@@ -27,6 +28,9 @@ class MemoryRun:
     params: dict[str, str] = field(factory=dict)
     metrics: dict[str, list[Metric]] = field(factory=dict)
     models: dict[str, object] = field(factory=dict)
+    artifacts: dict[str, bytes] = field(factory=dict)
+    #: Datasets read: (name, context, summary).
+    datasets: list[tuple[str, str, DataSummary]] = field(factory=list)
     #: Every model logged, in order: (name, model, input example).
     logged_models: list[tuple[str, object, object]] = field(factory=list)
 
@@ -121,6 +125,14 @@ class MemoryBackend:
             run.models[name] = stored
             run.logged_models.append((name, stored, copy.deepcopy(input_example)))
             return f"memory:/{run_id}/{name}/{len(run.logged_models)}"
+
+    def log_artifact(self, run_id: str, path: str, content: bytes) -> None:
+        with self._lock:
+            self._run(run_id).artifacts[path] = bytes(content)
+
+    def log_dataset(self, run_id: str, summary: DataSummary, *, context: str, name: str) -> None:
+        with self._lock:
+            self._run(run_id).datasets.append((name, context, summary))
 
     def register_model(self, name: str, model_uri: str, run_id: str) -> str:
         with self._lock:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tracked._insight import DataSummary
 from tracked._records import Metric
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
@@ -22,6 +23,7 @@ PARENT_RUN_TAG = "mlflow.parentRunId"
 MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
+MAX_DATASET_DIGEST_LENGTH = 36
 _BAD_KEY_CHARACTERS = re.compile(r"[^\w.\- :]")
 
 
@@ -53,6 +55,13 @@ def sanitize_keys(mapping: Mapping[str, str], limit: int) -> dict[str, str]:
             name = base[: MAX_KEY_LENGTH - len(suffix)] + suffix
         clean[name] = truncate(value, limit)
     return clean
+
+
+def _product(shape: tuple[int, ...]) -> int:
+    size = 1
+    for n in shape:
+        size *= n
+    return size
 
 
 def truncate(value: str, limit: int) -> str:
@@ -126,6 +135,7 @@ class MlflowBackend:
         self._lock = threading.Lock()
         self._client: Any = None
         self._pid = os.getpid()
+        self._source_tags: dict[str, str] | None = None
         self._tracking_uri: str | None = None
         self._experiments: dict[str, str] = {}
         self._run_experiment: dict[str, str] = {}
@@ -193,6 +203,17 @@ class MlflowBackend:
         self._experiments[name] = experiment_id
         return experiment_id
 
+    def source_tags(self) -> dict[str, str]:
+        """MLflow's standard source tags (``mlflow.source.name``, ``mlflow.source.git.commit``
+        in a git checkout, ``mlflow.user``, ...), resolved once per process."""
+        if self._source_tags is None or self._pid != os.getpid():
+            from mlflow.tracking.context.registry import resolve_tags
+
+            self._source_tags = {
+                key: value for key, value in resolve_tags().items() if key.startswith("mlflow.")
+            }
+        return self._source_tags
+
     def experiment_of(self, run_id: str) -> str:
         """The experiment id of a run (remembered for the runs this backend started)."""
         experiment_id = self._run_experiment.get(run_id)
@@ -218,7 +239,7 @@ class MlflowBackend:
         else:
             msg = "start_run needs an experiment or a parent run"
             raise ValueError(msg)
-        all_tags = sanitize_keys(tags or {}, MAX_TAG_VALUE_LENGTH)
+        all_tags = {**self.source_tags(), **sanitize_keys(tags or {}, MAX_TAG_VALUE_LENGTH)}
         if parent_run_id is not None:
             all_tags[PARENT_RUN_TAG] = parent_run_id
         run = self.client.create_run(
@@ -308,6 +329,44 @@ class MlflowBackend:
             raise
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         return f"models:/{logged.model_id}"
+
+    def log_artifact(self, run_id: str, path: str, content: bytes) -> None:
+        with tempfile.TemporaryDirectory(prefix="tracked-artifact-") as tmp:
+            local = os.path.join(tmp, os.path.basename(path))
+            with open(local, "wb") as file:
+                file.write(content)
+            directory = os.path.dirname(path) or None
+            self.client.log_artifact(run_id, local, artifact_path=directory)
+
+    def log_dataset(self, run_id: str, summary: DataSummary, *, context: str, name: str) -> None:
+        """Log a dataset input built from the summary: MLflow's schema of its first rows,
+        the digest and the profile (shape, size, bytes) of the whole data."""
+        import json
+
+        import mlflow.data
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        if summary.kind == "pandas":
+            sample = mlflow.data.from_pandas(summary.head, name=name)
+            profile = {"num_rows": summary.shape[0], "num_elements": _product(summary.shape)}
+        else:
+            sample = mlflow.data.from_numpy(summary.head, name=name)
+            profile = {
+                "features_shape": list(summary.shape),
+                "features_size": _product(summary.shape),
+                "features_nbytes": summary.nbytes,
+            }
+        entity = sample._to_mlflow_entity()
+        dataset = Dataset(
+            name=name,
+            digest=summary.digest[:MAX_DATASET_DIGEST_LENGTH],
+            source_type=entity.source_type,
+            source=entity.source,
+            schema=entity.schema,
+            profile=json.dumps(profile),
+        )
+        tags = [InputTag(key="mlflow.data.context", value=context)]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset, tags=tags)])
 
     def register_model(self, name: str, model_uri: str, run_id: str) -> str:
         from mlflow.exceptions import MlflowException

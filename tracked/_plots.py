@@ -1,0 +1,116 @@
+"""Evaluation pictures, drawn with matplotlib's non-interactive Agg backend.
+
+matplotlib is imported only when a picture is drawn. Each function returns
+``{artifact name: bytes}``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+SCATTER_POINTS = 5000
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def classifier_pictures(operator: Any, X: Any, y_true: Any, y_pred: Any) -> dict[str, bytes]:
+    """Confusion matrix (PNG and the numbers as JSON); ROC and precision-recall curves,
+    one-vs-rest for more than two classes, when the operator has ``predict_proba``."""
+    import numpy as np
+    from sklearn.metrics import confusion_matrix
+
+    labels = np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    pictures = {
+        "confusion_matrix.json": json.dumps(
+            {"labels": [str(label) for label in labels], "matrix": matrix.tolist()}
+        ).encode(),
+        "confusion_matrix.png": _confusion_png(matrix, labels),
+    }
+    if callable(getattr(operator, "predict_proba", None)):
+        scores = np.asarray(operator.predict_proba(X))
+        classes = list(getattr(operator, "classes_", range(scores.shape[1])))
+        pictures.update(_curves(np.asarray(y_true), scores, classes))
+    return pictures
+
+
+def _confusion_png(matrix: Any, labels: Any) -> bytes:
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes)
+    ticks = range(len(labels))
+    axes.set_xticks(ticks, [str(label) for label in labels])
+    axes.set_yticks(ticks, [str(label) for label in labels])
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            color = "white" if matrix[i, j] > threshold else "black"
+            axes.text(j, i, str(matrix[i, j]), ha="center", va="center", color=color)
+    axes.set_title("confusion matrix")
+    return _png(figure)
+
+
+def _curves(y_true: Any, scores: Any, classes: list[Any]) -> dict[str, bytes]:
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    plt = _pyplot()
+    roc_figure, roc_axes = plt.subplots(figsize=(4.5, 4))
+    pr_figure, pr_axes = plt.subplots(figsize=(4.5, 4))
+    # Binary: the positive class only; more classes: one curve per class against the rest.
+    shown = [1] if len(classes) == 2 else range(len(classes))
+    for index in shown:
+        positive = y_true == classes[index]
+        if positive.all() or not positive.any():
+            continue  # a class absent from (or alone in) y_true has no curve
+        fpr, tpr, _ = roc_curve(positive, scores[:, index])
+        roc_axes.plot(fpr, tpr, label=f"{classes[index]} (AUC {auc(fpr, tpr):.3f})")
+        precision, recall, _ = precision_recall_curve(positive, scores[:, index])
+        pr_axes.plot(recall, precision, label=str(classes[index]))
+    roc_axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    roc_axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    pr_axes.set(xlabel="recall", ylabel="precision", title="precision-recall")
+    for axes in (roc_axes, pr_axes):
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(loc="lower right", fontsize="small")
+    return {"roc_curve.png": _png(roc_figure), "pr_curve.png": _png(pr_figure)}
+
+
+def regressor_pictures(y_true: Any, y_pred: Any) -> dict[str, bytes]:
+    """Predicted against actual, and residuals against predicted."""
+    import numpy as np
+
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    if len(y_true) > SCATTER_POINTS:  # a picture does not need every point
+        index = np.random.default_rng(0).choice(len(y_true), SCATTER_POINTS, replace=False)
+        y_true, y_pred = y_true[index], y_pred[index]
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.scatter(y_true, y_pred, s=8, alpha=0.6)
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    axes.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1)
+    axes.set(xlabel="actual", ylabel="predicted", title="predicted vs actual")
+    scatter = _png(figure)
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.scatter(y_pred, y_true - y_pred, s=8, alpha=0.6)
+    axes.axhline(0, linestyle="--", color="grey", linewidth=1)
+    axes.set(xlabel="predicted", ylabel="residual (actual - predicted)", title="residuals")
+    return {"predicted_vs_actual.png": scatter, "residuals.png": _png(figure)}
