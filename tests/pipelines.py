@@ -73,3 +73,14 @@ class Regression(TrackedPipeline):
             self.regressor = LinearRegression(fit_intercept=self.fit_intercept).fit(X, y)
         self.operator = self.regressor
         return self.regressor.predict(X)
+
+
+def train_and_score(pipe):
+    """A sweep's unit of work: train and evaluate on the demo's split, return the accuracy."""
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_iris(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42)
+    pipe.train(X_train, y_train)
+    return float((pipe.predict(X_test, y_test) == y_test).mean())

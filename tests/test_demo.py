@@ -12,15 +12,15 @@ import pytest
 DEMO = Path(__file__).parents[1] / "demo" / "iris.py"
 
 
-def run_demo(cwd: Path, *args: str) -> str:
+def run_demo(cwd: Path, *args: str, script: Path = DEMO) -> str:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
-        [sys.executable, str(DEMO), *args],
+        [sys.executable, str(script), *args],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -73,3 +73,20 @@ def test_the_demo_without_tracking_leaves_no_store(tmp_path):
     output = run_demo(tmp_path, "--no-tracking")
     assert "tracking: off" in output
     assert [] == list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_dask_sweep_demo_leaves_one_complete_group_run(tmp_path):
+    from mlflow import MlflowClient
+    from test_sweep import assert_pipelines_complete
+
+    output = run_demo(tmp_path, "--backend", "dask", script=DEMO.parent / "sweep.py")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    group_run_id = printed(output, "group run id")
+    assert "iris sweep (dask)" == client.get_run(group_run_id).info.run_name
+    assert_pipelines_complete(client, group_run_id, int(printed(output, "configurations")))
+    assert (
+        printed(output, "best run id")
+        == client.get_run(group_run_id).data.tags["tracked.best_run_id"]
+    )

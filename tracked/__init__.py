@@ -5,7 +5,9 @@ Subclass :class:`TrackedPipeline`, give each stage method a ``stage="transformer
 """
 
 from tracked._errors import PipelineDefinitionError, TrackingError, TrackingWarning
+from tracked._group import group
 from tracked._pipeline import TrackedPipeline
+from tracked._sweep import sweep
 from tracked._version import __version__
 
 __all__ = [
@@ -14,4 +16,6 @@ __all__ = [
     "TrackingError",
     "TrackingWarning",
     "__version__",
+    "group",
+    "sweep",
 ]

@@ -228,13 +228,14 @@ class TrackedMeta(ABCMeta):
 
     def __call__(cls, *args: Any, **kwargs: Any):
         instance = super().__call__(*args, **kwargs)
-        # Captured after the user's __init__: the environment's kill switch, and (in a later
-        # version) the group run the instance belongs to.
-        from tracked._session import Context
+        # Captured after the user's __init__: the environment's kill switch and the group run
+        # the instance belongs to.
+        from tracked._context import Context
+        from tracked._group import current_group
 
         state = getattr(instance, "__dict__", None)
         if state is not None and CONTEXT_ATTRIBUTE not in state:
-            state[CONTEXT_ATTRIBUTE] = Context(instance)
+            state[CONTEXT_ATTRIBUTE] = Context(instance, group=current_group())
         return instance
 
     @property

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from tracked._capture import CONTEXT_ATTRIBUTE, init_params, non_default_params, to_text
+from tracked._context import context_for
 from tracked._meta import TrackedMeta
 from tracked._records import FAILED, FINISHED, KILLED
-from tracked._session import context_for
 from tracked._stage import OperatorSlot
 
 

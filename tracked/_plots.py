@@ -24,7 +24,7 @@ def _pyplot() -> Any:
 
 def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=90)
     _pyplot().close(figure)
     return buffer.getvalue()
 
@@ -52,7 +52,7 @@ def classifier_pictures(operator: Any, X: Any, y_true: Any, y_pred: Any) -> dict
 
 def _confusion_png(matrix: Any, labels: Any) -> bytes:
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(4.5, 4))
+    figure, axes = plt.subplots(figsize=(4.5, 4), layout="constrained")
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes)
     ticks = range(len(labels))
@@ -73,8 +73,8 @@ def _curves(y_true: Any, scores: Any, classes: list[Any]) -> dict[str, bytes]:
     from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
     plt = _pyplot()
-    roc_figure, roc_axes = plt.subplots(figsize=(4.5, 4))
-    pr_figure, pr_axes = plt.subplots(figsize=(4.5, 4))
+    roc_figure, roc_axes = plt.subplots(figsize=(4.5, 4), layout="constrained")
+    pr_figure, pr_axes = plt.subplots(figsize=(4.5, 4), layout="constrained")
     # Binary: the positive class only; more classes: one curve per class against the rest.
     shown = [1] if len(classes) == 2 else range(len(classes))
     for index in shown:
@@ -103,13 +103,13 @@ def regressor_pictures(y_true: Any, y_pred: Any) -> dict[str, bytes]:
         index = np.random.default_rng(0).choice(len(y_true), SCATTER_POINTS, replace=False)
         y_true, y_pred = y_true[index], y_pred[index]
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(4.5, 4))
+    figure, axes = plt.subplots(figsize=(4.5, 4), layout="constrained")
     axes.scatter(y_true, y_pred, s=8, alpha=0.6)
     low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
     axes.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=1)
     axes.set(xlabel="actual", ylabel="predicted", title="predicted vs actual")
     scatter = _png(figure)
-    figure, axes = plt.subplots(figsize=(4.5, 4))
+    figure, axes = plt.subplots(figsize=(4.5, 4), layout="constrained")
     axes.scatter(y_pred, y_true - y_pred, s=8, alpha=0.6)
     axes.axhline(0, linestyle="--", color="grey", linewidth=1)
     axes.set(xlabel="predicted", ylabel="residual (actual - predicted)", title="residuals")

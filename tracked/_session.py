@@ -7,18 +7,13 @@ import contextlib
 import os
 import sys
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
-from tracked._capture import flatten, non_default_params, qualified_name, to_text
+from tracked._capture import non_default_params, to_text
 from tracked._compose import Composed, Composer
-from tracked._config import is_strict, killed_by_env
-from tracked._errors import TrackingError
-from tracked._outer import outer_run_id
 from tracked._records import FAILED, FINISHED, KILLED, Metric, StageRecord, now_ms
 from tracked._report import notice, report_failure
-from tracked._version import __version__
 from tracked.backends.base import Backend
 
 ERROR_TAG_LIMIT = 1000
@@ -83,6 +78,8 @@ class Session:
         self.serialization_format = serialization_format
         self.composer = Composer()
         self.total_duration_s = 0.0
+        #: The latest evaluation metrics on the parent run (a prediction pass given y).
+        self.evaluation: dict[str, float] = {}
         #: URI of the newest composed model, and its registry version (name, version).
         self.model_uri: str | None = None
         self.model_version: tuple[str, str] | None = None
@@ -190,6 +187,8 @@ class Session:
                 failures.extend(self._log_composed(record.composed))
             elif record.parent_metrics and not record.training:
                 failures.extend(self._tag_version(record.parent_metrics))
+            if record.parent_metrics and not record.training:
+                self.evaluation = {m.key: m.value for m in record.parent_metrics}
         finally:
             try:
                 backend.end_run(child, record.status, record.end_ms)
@@ -273,197 +272,6 @@ def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tupl
         Metric(key=f"{prefix}{key}", value=value, step=step, timestamp=stamp)
         for key, value in values.items()
     )
-
-
-# -- per-instance context ----------------------------------------------------------------------
-
-
-class Frame:
-    """One running stage call: its name, and what it assigned to ``self.operator``."""
-
-    __slots__ = ("assigned", "name", "operator")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.operator: object = None
-        self.assigned = False
-
-
-class Context:
-    """Tracking state of one pipeline instance, stored in its ``__dict__``.
-
-    Pickling keeps only what a copy needs to go on logging under the right parent run: a
-    copy made while a parent run is open logs its stages under that run (and never ends it);
-    a copy made before starts a parent run of its own.
-    """
-
-    def __init__(self, owner: object | None = None, *, attached: dict[str, Any] | None = None):
-        self._owner = weakref.ref(owner) if owner is not None else None
-        self.killed = killed_by_env()
-        self.session: Session | None = None
-        #: The latest session that opened a parent run (kept after it ends).
-        self.last_session: Session | None = None
-        self.attached = attached
-        self._lock = threading.Lock()
-        self._local = threading.local()
-
-    def owned_by(self, instance: object) -> bool:
-        if self._owner is None:  # fresh from unpickling: it belongs to its first user
-            self._owner = weakref.ref(instance)
-            return True
-        return self._owner() is instance
-
-    def transferable(self) -> dict[str, Any] | None:
-        """What a copy needs to log under this context's open parent run, if any."""
-        session = self.session
-        if session is not None and session.usable:
-            return {
-                "run_id": session.run_id,
-                "experiment": session.experiment,
-                "backend": session.backend,
-            }
-        return self.attached
-
-    def split(self) -> Context:
-        """A context for a copy of the owner, not yet owned by anyone."""
-        return Context(attached=self.transferable())
-
-    def __getstate__(self) -> dict[str, Any]:
-        attached = self.transferable()
-        if attached is not None and not _picklable_backend(attached["backend"]):
-            attached = {**attached, "backend": None}
-        return {"attached": attached}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(attached=state["attached"])  # type: ignore[misc]
-
-    def stack(self) -> list[Frame]:
-        """The stages running on this instance in the calling thread, innermost last."""
-        stack = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        return stack
-
-    def operator_assigned(self, value: object) -> None:
-        """``self.operator = value`` ran in this thread: the running stages saw it."""
-        for frame in getattr(self._local, "stack", ()):
-            frame.operator = value
-            frame.assigned = True
-
-    def open_session(self, instance: object) -> Session:
-        """The current session, started if needed; a new one after the last has ended."""
-        with self._lock:
-            session = self.session
-            if session is None or session.ended:
-                session = self.session = _build_session(instance, self.attached)
-        session.start()
-        if session.run_id is not None:
-            self.last_session = session
-        return session
-
-    def close(self, status: str = FINISHED) -> None:
-        """End the session; a copy attached to another's run detaches from it for good."""
-        with self._lock:
-            session, self.session = self.session, None
-            self.attached = None
-        if session is not None:
-            session.end(status)
-
-
-def _picklable_backend(backend: object) -> bool:
-    from tracked.backends.memory import MemoryBackend
-
-    return not isinstance(backend, MemoryBackend)
-
-
-def context_for(instance: object) -> Context:
-    """The instance's context, created (or split off from a shallow copy's) when needed."""
-    from tracked._capture import CONTEXT_ATTRIBUTE
-
-    state = instance.__dict__
-    context = state.get(CONTEXT_ATTRIBUTE)
-    if context is None or not context.owned_by(instance):
-        attached = context.transferable() if context is not None else None
-        context = state[CONTEXT_ATTRIBUTE] = Context(instance, attached=attached)
-    return context
-
-
-def _build_session(instance: Any, attached: dict[str, Any] | None) -> Session:
-    strict = is_strict(instance)
-    experiment = getattr(instance, "experiment", None)
-    if not isinstance(experiment, str):
-        # None, or a hyperparameter named `experiment` hiding the class attribute.
-        experiment = None
-    run_name = getattr(instance, "run_name", None) or default_run_name(instance)
-    outer = None
-    try:
-        if attached is not None:
-            experiment = attached["experiment"]
-            backend = attached["backend"] or _resolve_backend(instance)
-        else:
-            backend = _resolve_backend(instance)
-            outer = outer_run_id(instance, backend)
-        params = flatten(instance.get_params(deep=True)) if attached is None else {}
-    except TrackingError:
-        raise
-    except Exception as exc:
-        report_failure("connect to the tracking backend", exc, strict=strict)
-        backend, params = None, {}
-    if experiment is None and outer is None:
-        experiment = type(instance).__name__
-    tags = {
-        "tracked.pipeline": qualified_name(instance),
-        "tracked.version": __version__,
-        **_library_versions(),
-    }
-    return Session(
-        backend=backend,
-        experiment=experiment,
-        run_name=run_name,
-        params=params,
-        tags=tags,
-        strict=strict,
-        run_id=attached["run_id"] if attached is not None else None,
-        outer_run_id=outer,
-        registered_model_name=getattr(instance, "registered_model_name", None),
-        serialization_format=getattr(instance, "serialization_format", "skops"),
-    )
-
-
-def _library_versions() -> dict[str, str]:
-    """Versions of the libraries a fitted model depends on, without importing them."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for package, tag in (
-        ("scikit-learn", "tracked.sklearn_version"),
-        ("numpy", "tracked.numpy_version"),
-    ):
-        with contextlib.suppress(PackageNotFoundError):
-            versions[tag] = version(package)
-    return versions
-
-
-def _resolve_backend(instance: Any) -> Backend:
-    from tracked.backends.base import is_backend
-
-    backend = getattr(instance, "backend", None)
-    if backend is not None:
-        if not is_backend(backend):
-            msg = (
-                f"{type(instance).__name__}.backend is {backend!r}, not a tracking backend; "
-                "a hyperparameter or attribute named `backend` hides TrackedPipeline.backend: "
-                "rename it"
-            )
-            raise TypeError(msg)
-        return backend
-    from tracked.backends.mlflow import shared_backend
-
-    uri = getattr(instance, "tracking_uri", None)
-    if uri is not None and not isinstance(uri, str):
-        msg = f"{type(instance).__name__}.tracking_uri must be a string or None, not {uri!r}"
-        raise TypeError(msg)
-    return shared_backend(uri)
 
 
 # -- interpreter exit ----------------------------------------------------------------------------

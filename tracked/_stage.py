@@ -21,12 +21,13 @@ from tracked._capture import (
     snapshot,
 )
 from tracked._config import is_strict
+from tracked._context import Frame, context_for
 from tracked._errors import TrackingError
 from tracked._observe import capture
 from tracked._outer import autologging_paused
 from tracked._records import now_ms
 from tracked._report import report_failure
-from tracked._session import Frame, Session, context_for
+from tracked._session import Session
 
 SPEC_ATTRIBUTE = "__tracked_stage__"
 VERIFIED_TAG = "tracked.pipeline_verified"

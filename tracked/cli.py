@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
+from tracked._ranking import lower_is_better
 from tracked._version import __version__
 
 PIPELINE_TAG = "tracked.pipeline"
@@ -45,11 +46,6 @@ KNOWN_METRICS = (
     "rmse",
     "mae",
 )
-
-# Abbreviations of error metrics are matched as whole words of a metric name ("val_rmse",
-# "rmse_test"); "loss" and "error" anywhere in it ("log_loss", "max_error", "logloss").
-_LOWER_BETTER_WORDS = frozenset({"rmse", "mae", "mse", "rmsle", "msle", "mape", "medae"})
-_LOWER_BETTER_PARTS = ("loss", "error")
 
 RANKING_RULE = """\
 ranking: runs are sorted by --metric (default: the first evaluation metric found, the
@@ -205,15 +201,6 @@ def compare_command(args: argparse.Namespace) -> int:
     comparison = compare_runs(runs, args.experiment, metric=args.metric, top=args.top)
     WRITERS[args.format](comparison, sys.stdout)
     return 0
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of ``metric`` is the better one (see ``RANKING_RULE``)."""
-    name = metric.lower()
-    if name.startswith("neg_"):
-        return False  # scikit-learn negates error scorers so that higher is better
-    words = set(re.split(r"[^a-z0-9]+", name))
-    return bool(words & _LOWER_BETTER_WORDS) or any(part in name for part in _LOWER_BETTER_PARTS)
 
 
 def is_evaluation_metric(metric: str) -> bool:

@@ -6,11 +6,13 @@ call sequence that makes ``runs:/<run>/<name>`` resolve without MLflow's fluent 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -122,6 +124,86 @@ def _check_reachable(uri: str, timeout: float = 3.0) -> None:
         raise ConnectionError(msg) from None
 
 
+#: Errors after which a store call certainly did not happen, so trying again is safe.
+_TRANSIENT = ("database is locked", "QueuePool limit", "database table is locked")
+#: MLflow creates a logged dataset with a check-then-insert: two processes logging the same
+#: dataset at once make one insert fail; on the retry it finds the other's row.
+_TRANSIENT_BY_CALL = {
+    "log_inputs": ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
+}
+RETRIES = 5
+FIRST_BACKOFF_S = 0.1
+
+
+class GuardedClient:
+    """An ``MlflowClient`` whose calls are retried on transient store errors.
+
+    sqlite has one writer at a time: calls to a sqlite store are serialised here (a
+    reentrant lock), rather than left to fight over MLflow's connection pool and sqlite's
+    lock ("QueuePool limit reached", "database is locked"). Calls that failed that way never
+    reached the store, so they are retried, up to 5 times with doubling backoff from 0.1 s;
+    so is a dataset input that lost a race with another process creating the same dataset.
+    """
+
+    def __init__(self, client: Any, *, serialize: bool) -> None:
+        self._client = client
+        self._lock = threading.RLock() if serialize else None
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        transient = _TRANSIENT + _TRANSIENT_BY_CALL.get(name, ())
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            delay = FIRST_BACKOFF_S
+            for attempt in range(RETRIES + 1):
+                try:
+                    if self._lock is None:
+                        return attribute(*args, **kwargs)
+                    with self._lock:
+                        return attribute(*args, **kwargs)
+                except Exception as exc:
+                    if attempt == RETRIES or not any(t in str(exc) for t in transient):
+                        raise
+                time.sleep(delay)
+                delay *= 2
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return guarded
+
+
+def source_tags() -> dict[str, str]:
+    """``mlflow.user``, ``mlflow.source.name``/``type`` and, in a git checkout,
+    ``mlflow.source.git.commit``/``branch``: the tags MLflow's fluent runs get.
+
+    Computed here rather than with MLflow's context registry, which also probes for
+    notebooks and Databricks (importing IPython: a few hundred milliseconds).
+    """
+    import getpass
+    import subprocess
+    import sys
+
+    tags = {"mlflow.source.type": "LOCAL"}
+    with contextlib.suppress(Exception):
+        tags["mlflow.user"] = getpass.getuser()
+    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-") else None
+    source = os.path.abspath(script) if script else "<interactive>"
+    tags["mlflow.source.name"] = source
+    folder = os.path.dirname(source) if script else os.getcwd()
+    for tag, args in (
+        ("mlflow.source.git.commit", ["rev-parse", "HEAD"]),
+        ("mlflow.source.git.branch", ["rev-parse", "--abbrev-ref", "HEAD"]),
+    ):
+        with contextlib.suppress(Exception):
+            done = subprocess.run(
+                ["git", "-C", folder, *args], capture_output=True, text=True, timeout=2, check=True
+            )
+            tags[tag] = done.stdout.strip()
+    return tags
+
+
 class MlflowBackend:
     """Writes runs to an MLflow tracking store through ``MlflowClient`` and explicit run ids.
 
@@ -161,7 +243,10 @@ class MlflowBackend:
 
                     uri = self._requested_uri or mlflow.get_tracking_uri()
                     _check_reachable(uri)
-                    self._client = mlflow.MlflowClient(tracking_uri=uri)
+                    self._client = GuardedClient(
+                        mlflow.MlflowClient(tracking_uri=uri),
+                        serialize=uri.startswith("sqlite:"),
+                    )
                     self._tracking_uri = uri
                     self._pid = os.getpid()
         return self._client
@@ -204,14 +289,9 @@ class MlflowBackend:
         return experiment_id
 
     def source_tags(self) -> dict[str, str]:
-        """MLflow's standard source tags (``mlflow.source.name``, ``mlflow.source.git.commit``
-        in a git checkout, ``mlflow.user``, ...), resolved once per process."""
+        """MLflow's standard source tags, resolved once per process (see ``source_tags``)."""
         if self._source_tags is None or self._pid != os.getpid():
-            from mlflow.tracking.context.registry import resolve_tags
-
-            self._source_tags = {
-                key: value for key, value in resolve_tags().items() if key.startswith("mlflow.")
-            }
+            self._source_tags = source_tags()
         return self._source_tags
 
     def experiment_of(self, run_id: str) -> str:
