@@ -199,3 +199,14 @@ def test_sweep_results_come_back_in_grid_order(memory):
     results = tracked.sweep(Echo, {"k": [3, 1, 2]}, lambda pipe: pipe.k, backend="threading")
     assert [3, 1, 2] == list(results)
     assert 3 == len(memory.children(results.run_id))
+
+
+def test_a_sweep_with_joblib_s_defaults_runs_every_configuration(memory):
+    class Echo(TrackedPipeline):
+        backend = memory
+
+        def __init__(self, k=0):
+            self.k = k
+
+    results = tracked.sweep(Echo, {"k": [1, 2]}, lambda pipe: pipe.k * 10)
+    assert [10, 20] == list(results)

@@ -76,12 +76,12 @@ def sweep(
         ``fn``'s results in grid order, a list with attributes ``run_id`` (the group run),
         ``best_run_id``, ``best_params`` and ``best_metric``.
     """
-    from joblib import Parallel, delayed, parallel_config
+    from joblib import Parallel, delayed
     from sklearn.model_selection import ParameterGrid
 
     grid = list(ParameterGrid(param_grid))
     if not getattr(pipeline_class, "tracking", True):  # untracked: the same work, no group
-        with parallel_config(backend=backend, n_jobs=n_jobs):
+        with _parallel(backend, n_jobs):
             outcomes = Parallel()(delayed(_run_one)(fn, pipeline_class(**p)) for p in grid)
         return SweepResults(outcome.result for outcome in outcomes)
     experiment = getattr(pipeline_class, "experiment", None) or pipeline_class.__name__
@@ -94,7 +94,7 @@ def sweep(
         pipelines = [pipeline_class(**params) for params in grid]
         # parallel_config, unlike Parallel(backend=...), also knows the backends registered
         # on demand: dask (with a distributed client) and ray.
-        with parallel_config(backend=backend, n_jobs=n_jobs):
+        with _parallel(backend, n_jobs):
             outcomes = Parallel(return_as="generator")(
                 delayed(_run_one)(fn, pipeline) for pipeline in pipelines
             )
@@ -103,6 +103,18 @@ def sweep(
         results.run_id = run.run_id
         _tag_best(run, grid, collected, results)
     return results
+
+
+def _parallel(backend: str | None, n_jobs: int | None) -> Any:
+    """joblib's configuration for the sweep; None leaves joblib's own default (loky)."""
+    from joblib import parallel_config
+
+    settings: dict[str, Any] = {}
+    if backend is not None:
+        settings["backend"] = backend
+    if n_jobs is not None:
+        settings["n_jobs"] = n_jobs
+    return parallel_config(**settings)
 
 
 def _with_progress(outcomes: Any, total: int, progress: bool | None) -> Any:
