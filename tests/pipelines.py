@@ -84,3 +84,25 @@ def train_and_score(pipe):
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42)
     pipe.train(X_train, y_train)
     return float((pipe.predict(X_test, y_test) == y_test).mean())
+
+
+def tracked_pass(pipe, iris):
+    """A tracked training and prediction pass in one parent run; the predictions.
+
+    Afterwards the instance is untracked, so that a test's own calls open no further run.
+    """
+    X_train, X_test, y_train, y_test = iris
+    with pipe:
+        pipe.train(X_train, y_train)
+        predictions = pipe.predict(X_test, y_test)
+    pipe.tracking = False
+    return predictions
+
+
+def run_iris(iris, params=None, **attributes):
+    """``tracked_pass`` of ``Iris(**params)`` with ``attributes`` (tracking_uri, backend, ...)
+    set on the instance; ``(pipe, predictions)``."""
+    pipe = Iris(**(params or {}))
+    for name, value in attributes.items():
+        setattr(pipe, name, value)
+    return pipe, tracked_pass(pipe, iris)

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pipelines import Iris, Regression
+from servers import free_port
 
 from tracked import cli
 
@@ -317,9 +317,7 @@ def test_experiment_without_pipeline_runs_exits_1(capsys, tracking_uri, client):
 
 
 def test_unreachable_server_fails_fast_without_showing_credentials(capsys):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # free once closed: nothing listens there
+    port = free_port()  # nothing listens there
     uri = f"http://alice:s3cret@127.0.0.1:{port}"
 
     start = time.monotonic()

@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import mlflow.sklearn
 import numpy as np
+import pipelines
 import pytest
 from pipelines import Iris, Regression
 from sklearn.base import BaseEstimator
@@ -30,18 +31,7 @@ def loader_uri(tracking_uri, monkeypatch):
 
 
 def trained_iris(tracking_uri, iris, **attributes):
-    """A tracked training and prediction pass; afterwards the instance is untracked, so that
-    the tests' own predictions open no further parent run."""
-    X_train, X_test, y_train, y_test = iris
-    pipe = Iris()
-    pipe.tracking_uri = tracking_uri
-    for name, value in attributes.items():
-        setattr(pipe, name, value)
-    with pipe:
-        pipe.train(X_train, y_train)
-        pipe.predict(X_test, y_test)
-    pipe.tracking = False
-    return pipe
+    return pipelines.run_iris(iris, tracking_uri=tracking_uri, **attributes)[0]
 
 
 def test_the_composed_model_predicts_exactly_as_the_stage_chain(loader_uri, iris):

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pipelines
 import pytest
 from PIL import Image
 from pipelines import Iris, Regression
@@ -20,12 +21,7 @@ from tracked._insight import SAMPLED_ROWS, digest_array, fitted_state, summarize
 
 
 def trained(pipe, iris):
-    X_train, X_test, y_train, y_test = iris
-    with pipe:
-        pipe.train(X_train, y_train)
-        predictions = pipe.predict(X_test, y_test)
-    pipe.tracking = False
-    return predictions
+    return pipelines.tracked_pass(pipe, iris)
 
 
 @pytest.fixture

@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import socket
 import warnings
 
 import mlflow
 import mlflow.sklearn
 import numpy as np
+import pipelines
 import pytest
 from pipelines import Iris
+from servers import free_port
 
 from tracked import TrackingError, TrackingWarning
+from tracked._capture import shorten
 from tracked.backends.mlflow import (
     MAX_PARAM_VALUE_LENGTH,
     MlflowBackend,
     sanitize_key,
-    truncate,
 )
 
 
 def run_iris(tracking_uri, iris, **params):
-    X_train, X_test, y_train, y_test = iris
-    pipe = Iris(**params)
-    pipe.tracking_uri = tracking_uri
-    with pipe:
-        pipe.train(X_train, y_train)
-        predictions = pipe.predict(X_test, y_test)
-    return pipe, predictions
+    return pipelines.run_iris(iris, params, tracking_uri=tracking_uri)
 
 
 def runs_of(client, experiment="tests"):
@@ -100,12 +95,6 @@ def test_a_failing_stage_leaves_a_failed_child_with_the_error(tracking_uri, clie
     assert "FAILED" == client.get_run(pipe.run_id).info.status
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_an_unreachable_store_warns_and_leaves_results_intact(iris, monkeypatch):
     monkeypatch.setenv("TRACKED_STRICT", "0")
     X_train, X_test, y_train, y_test = iris
@@ -173,9 +162,9 @@ def test_keys_are_sanitised_to_what_mlflow_accepts(key, expected):
     _validate_param_name(sanitize_key(key))
 
 
-def test_truncate_marks_what_it_cut():
-    assert "abc" == truncate("abc", 3)
-    assert "a..." == truncate("abcdef", 4)
+def test_shorten_marks_what_it_cut():
+    assert "abc" == shorten("abc", 3)
+    assert "a..." == shorten("abcdef", 4)
 
 
 def test_two_pipelines_at_once_in_one_store(tracking_uri, client, iris):

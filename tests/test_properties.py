@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tracked import TrackedPipeline
-from tracked._capture import flatten
-from tracked.backends.mlflow import MAX_PARAM_VALUE_LENGTH, sanitize_key, truncate
+from tracked._capture import flatten, shorten
+from tracked.backends.mlflow import MAX_PARAM_VALUE_LENGTH, sanitize_key
 
 scalars = (
     st.none()
@@ -83,8 +83,8 @@ def test_every_value_is_stored_as_its_text_within_mlflow_limits(store, params):
     stored = logged_params(uri, client, params)
     assert len(flat) == len(stored)  # names that collide once sanitised are kept apart
     for key, value in flat.items():
-        assert truncate(value, MAX_PARAM_VALUE_LENGTH) == stored[sanitize_key(key)] or any(
-            truncate(value, MAX_PARAM_VALUE_LENGTH) == v
+        assert shorten(value, MAX_PARAM_VALUE_LENGTH) == stored[sanitize_key(key)] or any(
+            shorten(value, MAX_PARAM_VALUE_LENGTH) == v
             for k, v in stored.items()
             if k.startswith(sanitize_key(key)[:240])
         )
@@ -96,7 +96,7 @@ def test_any_names_are_accepted_and_none_is_lost(store, params):
     uri, client = store
     stored = logged_params(uri, client, params)
     assert len(flatten(params)) == len(stored)
-    assert sorted(truncate(v, MAX_PARAM_VALUE_LENGTH) for v in flatten(params).values()) == sorted(
+    assert sorted(shorten(v, MAX_PARAM_VALUE_LENGTH) for v in flatten(params).values()) == sorted(
         stored.values()
     )
 

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import mlflow
 import mlflow.pyfunc
 import numpy as np
+import pipelines
 import pytest
 from mlflow import MlflowClient
 from pipelines import Iris
@@ -57,15 +58,7 @@ def children_of(client, run_id):
 
 
 def run_iris(tracking_uri, iris, **params):
-    """A tracked training and prediction pass; afterwards the instance is untracked."""
-    X_train, X_test, y_train, y_test = iris
-    pipe = Iris(**params)
-    pipe.tracking_uri = tracking_uri
-    with pipe:
-        pipe.train(X_train, y_train)
-        predictions = pipe.predict(X_test, y_test)
-    pipe.tracking = False
-    return pipe, predictions
+    return pipelines.run_iris(iris, params, tracking_uri=tracking_uri)
 
 
 def test_a_pipeline_is_tracked_and_its_model_loads_through_the_server(

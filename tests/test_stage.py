@@ -6,6 +6,7 @@ import threading
 import traceback
 
 import numpy as np
+import pipelines
 import pytest
 from pipelines import Iris, Regression
 from sklearn.linear_model import LogisticRegression
@@ -22,12 +23,7 @@ def tracked_with(pipe, backend):
 
 
 def run_iris(backend, iris, **params):
-    X_train, X_test, y_train, y_test = iris
-    pipe = tracked_with(Iris(**params), backend)
-    with pipe:
-        pipe.train(X_train, y_train)
-        predictions = pipe.predict(X_test, y_test)
-    return pipe, predictions
+    return pipelines.run_iris(iris, params, backend=backend)
 
 
 def test_a_training_and_a_prediction_pass_give_one_parent_and_six_children(memory, iris):

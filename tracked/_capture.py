@@ -44,6 +44,16 @@ def to_text(value: object) -> str:
     return text
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with a trailing ``...``."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def params_text(obj: object) -> str:
+    """``name=value, ...`` for the constructor arguments that differ from their defaults."""
+    return ", ".join(f"{key}={to_text(value)}" for key, value in non_default_params(obj).items())
+
+
 def flatten(params: Mapping[Any, Any], prefix: str = "") -> dict[str, str]:
     """Nested mappings flattened with ``__`` (scikit-learn's separator), values as text."""
     flat: dict[str, str] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from tracked._capture import CONTEXT_ATTRIBUTE, init_params, non_default_params, to_text
+from tracked._capture import CONTEXT_ATTRIBUTE, init_params, params_text
 from tracked._context import context_for
 from tracked._meta import TrackedMeta
 from tracked._records import FAILED, FINISHED, KILLED
@@ -157,6 +157,4 @@ class TrackedPipeline(metaclass=TrackedMeta):
         return self
 
     def __repr__(self) -> str:
-        changed = non_default_params(self)
-        inner = ", ".join(f"{key}={to_text(value)!s}" for key, value in changed.items())
-        return f"{type(self).__name__}({inner})"
+        return f"{type(self).__name__}({params_text(self)})"

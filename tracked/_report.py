@@ -12,6 +12,7 @@ import logging
 import threading
 import warnings
 
+from tracked._capture import shorten
 from tracked._errors import TrackingError, TrackingWarning
 
 logger = logging.getLogger("tracked")
@@ -36,8 +37,7 @@ def reset_seen() -> None:
 
 def describe(exc: BaseException, limit: int = 500) -> str:
     """``TypeName: message``, cut to ``limit`` characters."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(f"{type(exc).__name__}: {exc}", limit)
 
 
 def report_failure(what: str, exc: BaseException, *, strict: bool, may_raise: bool = True) -> None:

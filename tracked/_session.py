@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tracked._capture import non_default_params, to_text
+from tracked._capture import params_text, shorten
 from tracked._compose import Composed, Composer
 from tracked._records import FAILED, FINISHED, KILLED, Metric, StageRecord, now_ms
 from tracked._report import notice, report_failure
@@ -25,16 +25,9 @@ def default_run_name(instance: object) -> str:
 
     Two runs of one class with other settings then differ at a glance in the MLflow UI.
     """
-    changed = non_default_params(instance)
+    inner = params_text(instance)
     name = type(instance).__name__
-    if not changed:
-        return name
-    inner = ", ".join(f"{key}={to_text(value)}" for key, value in changed.items())
-    return truncate_name(f"{name}({inner})")
-
-
-def truncate_name(name: str, limit: int = 250) -> str:
-    return name if len(name) <= limit else name[: limit - 3] + "..."
+    return shorten(f"{name}({inner})", 250) if inner else name
 
 
 class Session:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tracked._capture import shorten
 from tracked._insight import DataSummary
 from tracked._records import Metric
 
@@ -55,7 +56,7 @@ def sanitize_keys(mapping: Mapping[str, str], limit: int) -> dict[str, str]:
             counter += 1
             suffix = f"_{counter}"
             name = base[: MAX_KEY_LENGTH - len(suffix)] + suffix
-        clean[name] = truncate(value, limit)
+        clean[name] = shorten(value, limit)
     return clean
 
 
@@ -64,11 +65,6 @@ def _product(shape: tuple[int, ...]) -> int:
     for n in shape:
         size *= n
     return size
-
-
-def truncate(value: str, limit: int) -> str:
-    """``value`` cut to ``limit`` characters, marked with a trailing ``...``."""
-    return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
 @functools.cache
