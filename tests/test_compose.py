@@ -285,3 +285,12 @@ def test_the_served_model_answers_rest_calls_like_the_pipeline(loader_uri, iris)
         f"runs:/{pipe.run_id}/pipeline", loader_uri, X_test.tolist(), free_port(), timeout=150
     )
     assert pipe.predict(X_test).tolist() == served
+
+
+def test_cloudpickle_is_used_when_chosen_knowingly(loader_uri, iris):
+    _, X_test, _, _ = iris
+    pipe = trained_iris(loader_uri, iris, serialization_format="cloudpickle")
+    flavor = mlflow.models.get_model_info(pipe.model_uri).flavors["sklearn"]
+    assert "cloudpickle" == flavor["serialization_format"]
+    loaded = mlflow.pyfunc.load_model(f"runs:/{pipe.run_id}/pipeline")
+    np.testing.assert_array_equal(pipe.predict(X_test), loaded.predict(X_test))

@@ -157,6 +157,10 @@ def test_a_stage_is_never_wrapped_twice():
         ("tracking_uri", 5, "Pipe.tracking_uri must be str or None, not int"),
         ("backend", "memory", "Pipe.backend must be None"),
         ("scoring", "not-a-scorer", "Pipe.scoring is not valid scikit-learn scoring"),
+        ("log_outputs", "all", "Pipe.log_outputs must be one of ('preview', 'full', 'none')"),
+        ("serialization_format", "pickle", "Pipe.serialization_format must be one of"),
+        ("registered_model_name", 7, "Pipe.registered_model_name must be str or None"),
+        ("nest_under_active_run", "no", "Pipe.nest_under_active_run must be bool, not str"),
     ],
 )
 def test_bad_class_attributes_are_errors_naming_the_class(attribute, value, expected):

@@ -181,3 +181,38 @@ def test_two_pipelines_at_once_in_one_store(tracking_uri, client, iris):
         children = children_of(client, pipe.run_id)
         assert 2 == len(children)
         assert str(pipe.n_components) == children[1].data.params["n_components"]
+
+
+class Flaky:
+    """Fails its first calls with `message`, then answers."""
+
+    def __init__(self, failures, message):
+        self.failures, self.message, self.calls = failures, message, 0
+
+    def create_run(self):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RuntimeError(self.message)
+        return "run"
+
+
+def test_transient_store_errors_are_retried_with_a_bound(monkeypatch):
+    from tracked.backends import mlflow as backend
+
+    monkeypatch.setattr(backend, "FIRST_BACKOFF_S", 0.001)
+    flaky = Flaky(2, "(sqlite3.OperationalError) database is locked")
+    assert "run" == backend.GuardedClient(flaky, serialize=True).create_run()
+    assert 3 == flaky.calls
+    hopeless = Flaky(99, "database is locked")
+    with pytest.raises(RuntimeError, match="locked"):
+        backend.GuardedClient(hopeless, serialize=False).create_run()
+    assert 1 + backend.RETRIES == hopeless.calls
+
+
+def test_other_store_errors_are_not_retried():
+    from tracked.backends.mlflow import GuardedClient
+
+    flaky = Flaky(1, "INVALID_PARAMETER_VALUE: no such experiment")
+    with pytest.raises(RuntimeError, match="INVALID_PARAMETER_VALUE"):
+        GuardedClient(flaky, serialize=True).create_run()
+    assert 1 == flaky.calls

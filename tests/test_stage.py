@@ -478,3 +478,19 @@ def test_a_hyperparameter_named_backend_is_a_clear_tracking_failure(monkeypatch)
     monkeypatch.setenv("TRACKED_STRICT", "0")
     with pytest.warns(TrackingWarning, match="a hyperparameter or attribute named `backend`"):
         Named().scale(np.ones((2, 2)))
+
+
+def test_a_method_named_in_stages_is_tracked_when_called(memory):
+    class Foreign:
+        def transform_data(self, X):
+            self.operator = StandardScaler().fit(X)
+            return self.operator.transform(X)
+
+    class Pipe(TrackedPipeline, Foreign):
+        stages = {"transform_data": "transformer"}
+
+    pipe = tracked_with(Pipe(), memory)
+    with pipe:
+        pipe.transform_data(np.arange(6.0).reshape(3, 2))
+    [child] = memory.children(pipe.run_id)
+    assert ("transform_data:fit", "transformer") == (child.name, child.tags["tracked.kind"])

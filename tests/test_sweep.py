@@ -210,3 +210,24 @@ def test_a_sweep_with_joblib_s_defaults_runs_every_configuration(memory):
 
     results = tracked.sweep(Echo, {"k": [1, 2]}, lambda pipe: pipe.k * 10)
     assert [10, 20] == list(results)
+
+
+def test_a_group_does_nothing_while_the_environment_switches_tracking_off(memory, monkeypatch):
+    monkeypatch.setenv("TRACKED_ENABLED", "0")
+    with tracked.group("off", backend=memory) as group:
+        pipe = Iris()
+    pipe.backend = memory
+    assert group.run_id is None
+    assert {} == memory.runs
+    assert pipe.run_id is None
+
+
+def test_a_sweep_shows_a_progress_bar_when_asked(memory, capsys):
+    class Echo(TrackedPipeline):
+        backend = memory
+
+        def __init__(self, k=0):
+            self.k = k
+
+    tracked.sweep(Echo, {"k": [1, 2]}, lambda pipe: pipe.k, backend="threading", progress=True)
+    assert "sweep" in capsys.readouterr().err
