@@ -158,6 +158,7 @@ def markdown(results: dict[str, Any]) -> str:
         failures_note(results.get("failures") or []),
         cases_table(results),
         per_call_table(results),
+        exit_line(results),
         off_table(results),
         scaling_table(results),
         targets_table(results["targets"]),
@@ -206,6 +207,20 @@ def cases_table(results: dict[str, Any]) -> str:
             f"| {per_call} | {per_pass} |"
         )
     return "\n".join(lines)
+
+
+def exit_line(results: dict[str, Any]) -> str:
+    """The time of the ``with`` exit of a tracked pass: the writer draining (the flush)."""
+    parts = [
+        f"{name} {cell(figure(results, name, 'overhead', 'exit_ms'), 1)} ms"
+        for name in ("tracked", "tracked_sync")
+        if figure(results, name, "overhead", "exit_ms") is not None
+    ]
+    if not parts:
+        return ""
+    return "`with` exit of a pass (ends the parent run, waits for the writer): " + ", ".join(
+        parts
+    )
 
 
 def per_call_table(results: dict[str, Any]) -> str:

@@ -131,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
         # Relative to this directory: print a URI that works from anywhere.
         tracking_uri = "sqlite:///" + os.path.abspath(tracking_uri[len("sqlite:///") :])
+    if pipe.run_id.startswith("local-"):
+        # The store was away: the runs wait in the spool (a warning said where).
+        print(f"parent run id: {pipe.run_id} (in the spool: the store was not reachable)")
+        print("write it to the store once it is back: tracked sync")
+        return 0
     print(f"parent run id: {pipe.run_id}")
     print(f"experiment: {IrisPipeline.experiment}")
     print(f"open the runs: {ui_command(tracking_uri)}")

@@ -28,6 +28,19 @@ def fresh_warnings():
     _report.reset_seen()
 
 
+@pytest.fixture(autouse=True)
+def spool_dir(tmp_path_factory, monkeypatch):
+    """Each test spools into a folder of its own, and leaves no write behind for the next."""
+    import tracked
+    from tracked import _session
+
+    folder = tmp_path_factory.mktemp("spool")
+    monkeypatch.setenv("TRACKED_SPOOL_DIR", str(folder))
+    yield folder
+    tracked._writer.writer().flush(timeout=120)
+    _session._away.clear()
+
+
 @pytest.fixture(scope="session")
 def iris():
     """The demo's split: X_train, X_test, y_train, y_test."""

@@ -12,6 +12,7 @@ import pytest
 from pipelines import Iris
 from servers import free_port
 
+import tracked
 from tracked import TrackingError, TrackingWarning
 from tracked._capture import shorten
 from tracked.backends.mlflow import (
@@ -95,7 +96,7 @@ def test_a_failing_stage_leaves_a_failed_child_with_the_error(tracking_uri, clie
     assert "FAILED" == client.get_run(pipe.run_id).info.status
 
 
-def test_an_unreachable_store_warns_and_leaves_results_intact(iris, monkeypatch):
+def test_an_unreachable_store_warns_and_leaves_results_intact(iris, monkeypatch, spool_dir):
     monkeypatch.setenv("TRACKED_STRICT", "0")
     X_train, X_test, y_train, y_test = iris
     pipe = Iris()
@@ -113,15 +114,21 @@ def test_an_unreachable_store_warns_and_leaves_results_intact(iris, monkeypatch)
     assert len(messages) == 1, messages  # once, not once per stage
     assert "tracking server at 127.0.0.1" in messages[0]
     assert "is not reachable" in messages[0]
-    assert pipe.run_id is None
+    assert f"kept in the spool at {spool_dir}" in messages[0]
+    assert pipe.run_id.startswith("local-")
+    [folder] = spool_dir.iterdir()
+    assert pipe.run_id == folder.name
 
 
-def test_in_strict_mode_an_unreachable_store_raises_tracking_error(iris):
+def test_in_strict_mode_a_spooled_run_is_a_warning_not_an_error(iris):
+    # Nothing is lost: the records wait in the spool, so strict mode does not raise.
     X_train, _, y_train, _ = iris
     pipe = Iris()
     pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(TrackingError, match="is not reachable"):
+    with pytest.warns(TrackingWarning, match="is not reachable"):
         pipe.preprocessing(X_train, y_train)
+        tracked.flush()
+    pipe.close()
 
 
 def test_a_deleted_experiment_is_reported_with_the_fix(tracking_uri, client, iris, monkeypatch):
@@ -129,8 +136,12 @@ def test_a_deleted_experiment_is_reported_with_the_fix(tracking_uri, client, iri
     X_train, _, y_train, _ = iris
     pipe = Iris()
     pipe.tracking_uri = tracking_uri
-    with pytest.raises(TrackingError, match="mlflow experiments restore --experiment-id"):
+    # The writer learns of it after the stage returned: the next sync point raises.
+    with pytest.raises(TrackingError, match="mlflow experiments restore --experiment-id") as info:
         pipe.preprocessing(X_train, y_train)
+        tracked.flush()
+    assert "kept in the spool" in str(info.value)
+    pipe.close()
 
 
 def test_long_param_values_are_truncated_not_failed(tracking_uri, client):

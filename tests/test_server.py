@@ -76,7 +76,8 @@ def test_a_pipeline_is_tracked_and_its_model_loads_through_the_server(
     assert experiment.artifact_location.startswith("mlflow-artifacts:")
 
     children = children_of(client, pipe.run_id)
-    assert CHILD_NAMES == [c.info.run_name for c in children]
+    # Sub-millisecond stages share a start time: the store's order among them is arbitrary.
+    assert sorted(CHILD_NAMES) == sorted(c.info.run_name for c in children)
     assert all("FINISHED" == c.info.status for c in children)
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", team_server.url)

@@ -9,6 +9,7 @@ from tracked._group import group
 from tracked._pipeline import TrackedPipeline
 from tracked._sweep import sweep
 from tracked._version import __version__
+from tracked._writer import flush
 
 __all__ = [
     "PipelineDefinitionError",
@@ -16,6 +17,7 @@ __all__ = [
     "TrackingError",
     "TrackingWarning",
     "__version__",
+    "flush",
     "group",
     "sweep",
 ]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from tracked._records import FIT, INFERENCE
+from attrs import frozen
+
+from tracked._records import FIT, INFERENCE, Metric
 
 OPERATOR_ATTRIBUTE = "operator"
 CONTEXT_ATTRIBUTE = "_tracked_context"
@@ -49,20 +52,57 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+MASK = "***"
+# A credential word as a whole part of a name: `db__password`, `apiKey`, `client_secret`,
+# `AUTH_TOKEN`; not `tokenizer` or `max_tokens`, which are not secrets.
+_SECRET_NAME = re.compile(
+    r"(?:^|[^a-z])(?:password|passwd|secret|token|api_?key|access_?key|credentials?)(?:[^a-z]|$)"
+)
+_URI_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a param or tag name looks like it holds a credential."""
+    return _SECRET_NAME.search(name.lower()) is not None
+
+
+def mask_secrets(mapping: Mapping[str, str]) -> Mapping[str, str]:
+    """``mapping`` with the values of credential-like names replaced by ``***``."""
+    if not any(is_secret_name(key) for key in mapping):
+        return mapping
+    return {key: MASK if is_secret_name(key) else value for key, value in mapping.items()}
+
+
+def mask_uri(text: str) -> str:
+    """``text`` with the user and password of every URI in it replaced by ``***``."""
+    return _URI_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
 def params_text(obj: object) -> str:
-    """``name=value, ...`` for the constructor arguments that differ from their defaults."""
-    return ", ".join(f"{key}={to_text(value)}" for key, value in non_default_params(obj).items())
+    """``name=value, ...`` for the constructor arguments that differ from their defaults;
+    credential-like names, also those of nested estimators, show ``***``."""
+    return ", ".join(
+        f"{key}={MASK if is_secret_name(key) else _value_text(value)}"
+        for key, value in non_default_params(obj).items()
+    )
+
+
+def _value_text(value: object) -> str:
+    if callable(getattr(value, "get_params", None)) and not isinstance(value, type):
+        return f"{type(value).__name__}({params_text(value)})"
+    return to_text(value)
 
 
 def flatten(params: Mapping[Any, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mappings flattened with ``__`` (scikit-learn's separator), values as text."""
+    """Nested mappings flattened with ``__`` (scikit-learn's separator), values as text;
+    credential-like names (``db__password``) get ``***``."""
     flat: dict[str, str] = {}
     for key, value in params.items():
         name = f"{prefix}{to_text(key)}"
         if isinstance(value, Mapping) and value:
             flat.update(flatten(value, prefix=f"{name}__"))
         else:
-            flat[name] = to_text(value)
+            flat[name] = MASK if is_secret_name(name) else _value_text(value)
     return flat
 
 
@@ -249,6 +289,35 @@ def default_metrics(task: str, y_true: Any, y_pred: Any) -> dict[str, float]:
         "rmse": metrics.root_mean_squared_error(y_true, y_pred),
         "mae": metrics.mean_absolute_error(y_true, y_pred),
     }
+
+
+@frozen
+class Scores:
+    """The default evaluation of one estimator call, computed later (by the writer).
+
+    The predictions are made on the caller's thread, by the operator that the call used;
+    the metrics (scikit-learn's validation makes each cost milliseconds) are computed from
+    them afterwards. ``prefix`` is ``training_`` on fit; ``step`` orders repeated evaluations.
+    """
+
+    task: str
+    y_true: Any
+    y_pred: Any
+    prefix: str
+    step: int
+    timestamp: int
+
+    def metrics(self) -> tuple[Metric, ...]:
+        values = default_metrics(self.task, self.y_true, self.y_pred)
+        return tuple(
+            Metric(
+                key=f"{self.prefix}{name}",
+                value=float(value),
+                step=self.step,
+                timestamp=self.timestamp,
+            )
+            for name, value in values.items()
+        )
 
 
 def scorers(scoring: str | Iterable[str] | Mapping[str, Any]) -> dict[str, Callable[..., float]]:

@@ -106,17 +106,21 @@ class Context:
             if session is None or session.ended:
                 session = self.session = build_session(instance, self.attached, self.group)
         session.start()
-        if session.run_id is not None:
+        if session.started:
             self.last_session = session
         return session
 
     def close(self, status: str = FINISHED) -> None:
-        """End the session; a copy attached to another's run detaches from it for good."""
+        """End the session; a copy attached to another's run detaches from it for good.
+
+        Tracking failures are raised (strict mode) only when the run ends FINISHED: an
+        exception that ended the block is the user's, and is never replaced.
+        """
         with self._lock:
             session, self.session = self.session, None
             self.attached = None
         if session is not None:
-            session.end(status)
+            session.end(status, may_raise=status == FINISHED)
 
 
 def _picklable_backend(backend: object) -> bool:
@@ -189,6 +193,7 @@ def build_session(
         outer_run_id=outer,
         registered_model_name=getattr(instance, "registered_model_name", None),
         serialization_format=getattr(instance, "serialization_format", "skops"),
+        synchronous=bool(getattr(instance, "synchronous", False)),
     )
 
 

@@ -162,6 +162,7 @@ def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
         "tracking": (bool,),
         "strict": (bool,),
         "nest_under_active_run": (bool,),
+        "synchronous": (bool,),
         "experiment": (str, type(None)),
         "tracking_uri": (str, type(None)),
         "run_name": (str, type(None)),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracked._capture import (
     OPERATOR_ATTRIBUTE,
+    Scores,
     detect_phase,
     evaluate,
     operator_params,
@@ -20,7 +21,17 @@ from tracked._capture import (
 )
 from tracked._compose import Composed, NotComposable
 from tracked._insight import DataSummary, fitted_state, summarize, to_csv
-from tracked._records import FAILED, FINISHED, FIT, INFERENCE, KILLED, Metric, StageRecord
+from tracked._plots import Pictures
+from tracked._records import (
+    FAILED,
+    FINISHED,
+    FIT,
+    INFERENCE,
+    KILLED,
+    Metric,
+    StageRecord,
+    now_ms,
+)
 from tracked._report import describe, notice, report_failure
 from tracked._session import ERROR_TAG_LIMIT, Session, evaluation_metrics
 
@@ -42,7 +53,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
     evaluation: tuple[Metric, ...] = ()
     parent_tags: dict[str, str] = {}
     artifacts: dict[str, bytes] = {}
-    model = composed = None
+    model = composed = pictures = scores = None
     X, y = spec.data(call.args, call.kwargs)
     inputs = summarize(X)
     if inputs is not None:
@@ -73,7 +84,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         else:
             session.composer.note_inference(spec.name, X)
         if spec.kind == "estimator":
-            evaluation = _evaluate(call, operator, X, y, phase, artifacts)
+            evaluation, pictures, scores = _evaluate(call, operator, X, y, phase)
             metrics.extend(evaluation)
             if phase == FIT:
                 model = _loggable_model(spec, operator)
@@ -97,6 +108,8 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         parent_tags=parent_tags,
         model=model,
         composed=composed,
+        pictures=pictures,
+        scores=scores,
         artifacts=artifacts,
         datasets=((inputs, context),) if inputs is not None else (),
         duration_s=call.duration,
@@ -144,17 +157,19 @@ def _fitted(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metr
 
 
 def _evaluate(
-    call: Call, operator: Any, X: Any, y: Any, phase: str, artifacts: dict[str, bytes]
-) -> tuple[Metric, ...]:
-    """Evaluation metrics of an estimator stage given ground truth (``training_`` on fit);
-    on inference also the evaluation pictures."""
+    call: Call, operator: Any, X: Any, y: Any, phase: str
+) -> tuple[tuple[Metric, ...], Pictures | None, Scores | None]:
+    """Evaluation of an estimator stage given ground truth (``training_`` on fit): the
+    metrics, computed now for a ``scoring`` of the user's and later (``Scores``) for the
+    default set; on inference also what the evaluation pictures are drawn from."""
     if y is None:
-        return ()
+        return (), None, None
     spec, session = call.spec, call.session
     scoring = getattr(call.instance, "scoring", None)
+    task = task_of(operator)
     try:
         y_pred = operator.predict(X) if callable(getattr(operator, "predict", None)) else None
-        values = evaluate(operator, X, y, scoring, y_pred=y_pred)
+        values = evaluate(operator, X, y, scoring, y_pred=y_pred) if scoring is not None else {}
     except Exception as exc:
         # Usually the stage reshapes its input before the operator sees it, so the operator
         # cannot predict on what the stage received: a fact about the pipeline, not a failure.
@@ -163,27 +178,36 @@ def _evaluate(
             f"the stage's own input ({describe(exc, 300)})",
             key=f"no-evaluation:{spec.owner}.{spec.name}",
         )
-        return ()
+        return (), None, None
+    pictures = None
     if phase != FIT and y_pred is not None:
         pictures = _guarded(
-            session, f"draw the evaluation of {spec.name!r}", _pictures, operator, X, y, y_pred
+            session,
+            f"prepare the evaluation pictures of {spec.name!r}",
+            _pictures,
+            operator,
+            X,
+            y,
+            y_pred,
         )
-        artifacts.update(pictures or {})
-    if not values:
-        return ()
     prefix = "training_" if phase == FIT else ""
-    return evaluation_metrics(values, prefix, session.next_step(prefix or "evaluation"))
+    if scoring is None:
+        if task is None or y_pred is None:
+            return (), pictures, None
+        import numpy as np
+
+        step = session.next_step(prefix or "evaluation")
+        y_true = np.array(y, copy=True)
+        return (), pictures, Scores(task, y_true, np.asarray(y_pred), prefix, step, now_ms())
+    if not values:
+        return (), pictures, None
+    step = session.next_step(prefix or "evaluation")
+    return evaluation_metrics(values, prefix, step), pictures, None
 
 
-def _pictures(operator: Any, X: Any, y: Any, y_pred: Any) -> dict[str, bytes]:
-    from tracked import _plots
-
-    task = task_of(operator)
-    if task == "classifier":
-        return _plots.classifier_pictures(operator, X, y, y_pred)
-    if task == "regressor":
-        return _plots.regressor_pictures(y, y_pred)
-    return {}
+def _pictures(operator: Any, X: Any, y: Any, y_pred: Any) -> Pictures | None:
+    """What the writer draws the evaluation pictures from."""
+    return Pictures.of(task_of(operator), operator, X, y, y_pred)
 
 
 def _loggable_model(spec: StageSpec, operator: Any) -> Any:

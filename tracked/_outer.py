@@ -15,6 +15,16 @@ from collections.abc import Iterator
 from typing import Any
 
 
+def mlflow_imported() -> bool:
+    """Whether mlflow is imported, completely: the writer thread may be importing it now,
+    and a half-imported mlflow must not be used from another thread."""
+    module = sys.modules.get("mlflow")
+    if module is None:
+        return False
+    spec = getattr(module, "__spec__", None)
+    return not getattr(spec, "_initializing", False)
+
+
 def outer_run_id(instance: Any, backend: object) -> str | None:
     """The run that ``instance``'s parent run should nest under, or None."""
     if not getattr(instance, "nest_under_active_run", True):
@@ -23,12 +33,12 @@ def outer_run_id(instance: Any, backend: object) -> str | None:
 
     if not isinstance(backend, MlflowBackend):
         return None
-    if "mlflow" not in sys.modules and "MLFLOW_RUN_ID" not in os.environ:
+    if not mlflow_imported() and "MLFLOW_RUN_ID" not in os.environ:
         return None
     import mlflow  # imported already, or needed to resolve MLFLOW_RUN_ID's store
 
     # The outer run lives in MLflow's own store: nesting across stores would dangle.
-    if backend.tracking_uri != mlflow.get_tracking_uri():
+    if backend.spool_uri != mlflow.get_tracking_uri():
         return None
     active = mlflow.active_run()
     if active is not None:
@@ -50,7 +60,7 @@ def autologging_paused() -> Iterator[None]:
     share one pause through a counter: autologging resumes when the last stage ends. Calls
     outside stages in other threads are paused meanwhile too.
     """
-    if "mlflow" not in sys.modules:  # autolog cannot be on
+    if not mlflow_imported():  # autolog cannot be on
         yield
         return
     _enter_pause()

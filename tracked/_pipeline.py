@@ -49,6 +49,9 @@ class TrackedPipeline(metaclass=TrackedMeta):
             20 rows as output_preview.csv), ``"full"`` (all of it as output.csv) or ``"none"``.
         stages: ``{"method": "transformer" | "estimator"}`` for methods whose signature you
             cannot edit (inherited from a class you do not own).
+        synchronous: write each stage's records before the stage call returns, instead of
+            handing them to the background writer (which the ``with`` exit, ``close()`` and
+            ``tracked.flush()`` wait for).
     """
 
     experiment: ClassVar[str | None] = None
@@ -63,6 +66,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
     nest_under_active_run: ClassVar[bool] = True
     log_outputs: ClassVar[str] = "preview"
     stages: ClassVar[Mapping[str, str]] = {}
+    synchronous: ClassVar[bool] = False
 
     #: The object a stage works with: assign it in every stage (``self.operator = ...``).
     operator = OperatorSlot()
@@ -106,13 +110,20 @@ class TrackedPipeline(metaclass=TrackedMeta):
 
     @property
     def run_id(self) -> str | None:
-        """Id of the current (or, once ended, the latest) parent run; None when untracked."""
+        """Id of the current (or, once ended, the latest) parent run; None when untracked.
+
+        ``local-...`` while the run is only in the spool (its store was away): ``tracked
+        sync`` gives it a store id later. Reading it waits for the writer to create the run.
+        """
         session = self._last_session()
         return session.run_id if session is not None else None
 
     @property
     def model_uri(self) -> str | None:
-        """URI of the newest composed ``pipeline`` model (``models:/<id>``), or None."""
+        """URI of the newest composed ``pipeline`` model (``models:/<id>``), or None.
+
+        Waits for the writer to log what the pipeline did so far.
+        """
         session = self._last_session()
         return session.model_uri if session is not None else None
 

@@ -10,7 +10,46 @@ import io
 import json
 from typing import Any
 
+from attrs import frozen
+
 SCATTER_POINTS = 5000
+
+
+@frozen
+class Pictures:
+    """What the evaluation pictures of one prediction pass are drawn from.
+
+    Built on the caller's thread (predictions and scores are computed there, while the
+    operator is the one that made them); drawn later, by the writer.
+    """
+
+    task: str
+    y_true: Any
+    y_pred: Any
+    #: ``predict_proba`` of a classifier, or None.
+    scores: Any = None
+    classes: tuple[Any, ...] = ()
+
+    @classmethod
+    def of(cls, task: str, operator: Any, X: Any, y_true: Any, y_pred: Any) -> Pictures | None:
+        import numpy as np
+
+        y_true, y_pred = np.array(y_true, copy=True), np.asarray(y_pred)
+        if task == "regressor":
+            return cls(task, y_true, y_pred)
+        if task != "classifier":
+            return None
+        scores, classes = None, ()
+        if callable(getattr(operator, "predict_proba", None)):
+            scores = np.asarray(operator.predict_proba(X))
+            classes = tuple(getattr(operator, "classes_", range(scores.shape[1])))
+        return cls(task, y_true, y_pred, scores, classes)
+
+    def render(self) -> dict[str, bytes]:
+        """``{artifact name: bytes}``."""
+        if self.task == "regressor":
+            return regressor_pictures(self.y_true, self.y_pred)
+        return classifier_pictures(self.y_true, self.y_pred, self.scores, list(self.classes))
 
 
 def _pyplot() -> Any:
@@ -29,9 +68,11 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def classifier_pictures(operator: Any, X: Any, y_true: Any, y_pred: Any) -> dict[str, bytes]:
+def classifier_pictures(
+    y_true: Any, y_pred: Any, scores: Any = None, classes: list[Any] | None = None
+) -> dict[str, bytes]:
     """Confusion matrix (PNG and the numbers as JSON); ROC and precision-recall curves,
-    one-vs-rest for more than two classes, when the operator has ``predict_proba``."""
+    one-vs-rest for more than two classes, when ``scores`` (``predict_proba``) are given."""
     import numpy as np
     from sklearn.metrics import confusion_matrix
 
@@ -43,10 +84,8 @@ def classifier_pictures(operator: Any, X: Any, y_true: Any, y_pred: Any) -> dict
         ).encode(),
         "confusion_matrix.png": _confusion_png(matrix, labels),
     }
-    if callable(getattr(operator, "predict_proba", None)):
-        scores = np.asarray(operator.predict_proba(X))
-        classes = list(getattr(operator, "classes_", range(scores.shape[1])))
-        pictures.update(_curves(np.asarray(y_true), scores, classes))
+    if scores is not None:
+        pictures.update(_curves(np.asarray(y_true), scores, list(classes or ())))
     return pictures
 
 

@@ -60,6 +60,10 @@ class StageRecord:
     model: Any = None
     #: The whole fitted workflow (``tracked._compose.Composed``) to log on the parent, or None.
     composed: Any = None
+    #: What the evaluation pictures are drawn from (``tracked._plots.Pictures``), or None.
+    pictures: Any = None
+    #: The default evaluation, computed by the writer (``tracked._capture.Scores``), or None.
+    scores: Any = None
     #: Artifact files for the child run: {name: content}.
     artifacts: Mapping[str, bytes] = field(factory=dict, converter=_frozen_mapping)
     #: Datasets the stage read: ((summary, context), ...).

@@ -12,7 +12,7 @@ import logging
 import threading
 import warnings
 
-from tracked._capture import shorten
+from tracked._capture import mask_uri, shorten
 from tracked._errors import TrackingError, TrackingWarning
 
 logger = logging.getLogger("tracked")
@@ -36,8 +36,8 @@ def reset_seen() -> None:
 
 
 def describe(exc: BaseException, limit: int = 500) -> str:
-    """``TypeName: message``, cut to ``limit`` characters."""
-    return shorten(f"{type(exc).__name__}: {exc}", limit)
+    """``TypeName: message``, cut to ``limit`` characters, credentials in URIs masked."""
+    return shorten(mask_uri(f"{type(exc).__name__}: {exc}"), limit)
 
 
 def report_failure(what: str, exc: BaseException, *, strict: bool, may_raise: bool = True) -> None:
@@ -50,7 +50,7 @@ def report_failure(what: str, exc: BaseException, *, strict: bool, may_raise: bo
         may_raise: False while a user's exception is in flight: it must not be masked,
             so strict mode falls back to a warning.
     """
-    msg = f"tracked could not {what}: {describe(exc)}"
+    msg = mask_uri(f"tracked could not {what}: {describe(exc)}")
     if strict and may_raise:
         raise TrackingError(msg) from exc
     logger.warning(msg, exc_info=logger.isEnabledFor(logging.DEBUG))
@@ -69,6 +69,7 @@ def notice(what: str, key: str, *, warn: bool = True) -> None:
     With ``warn=False`` it is only a line on the ``tracked`` logger: for situations that
     are worth knowing but can be perfectly intended.
     """
+    what = mask_uri(what)
     logger.warning(what)
     if warn and _first_time(("notice", key, "")):
         warnings.warn(TrackingWarning(what), stacklevel=3)

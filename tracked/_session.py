@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import sys
 import threading
-from collections.abc import Callable
+import time
+import uuid
 from typing import Any
 
-from tracked._capture import params_text, shorten
-from tracked._compose import Composed, Composer
+from tracked._capture import mask_secrets, mask_uri, params_text, shorten
+from tracked._compose import Composer
 from tracked._records import FAILED, FINISHED, KILLED, Metric, StageRecord, now_ms
-from tracked._report import notice, report_failure
+from tracked._replay import LOCAL_PREFIX, Replayer, ReplayState, StoreAway, metric_rows
+from tracked._report import describe, notice, report_failure
+from tracked._spool import SessionSpool, spool_root
+from tracked._writer import writer
 from tracked.backends.base import Backend
 
 ERROR_TAG_LIMIT = 1000
-COMPOSED_MODEL_NAME = "pipeline"
 
 
 def default_run_name(instance: object) -> str:
@@ -33,9 +35,13 @@ def default_run_name(instance: object) -> str:
 class Session:
     """One parent run: opened once, given stage records, ended once.
 
-    All backend failures are reported through ``report_failure``; a session whose parent run
-    could not be created is *broken* and records nothing more (it does not retry on every
-    stage call against a store that is away).
+    The caller's thread only builds entries: each goes to the session's spool folder and to
+    the background writer (or, ``synchronous``, is written at once). What the writer could
+    not write is reported on the caller's thread at the next stage call, at ``end`` and at
+    ``tracked.flush()``: tracking failures surface where the user is, never in the writer.
+
+    A session whose store is away keeps its records in the spool (``tracked sync`` writes
+    them later); one whose parent run was refused (a deleted experiment) records nothing more.
     """
 
     def __init__(
@@ -51,6 +57,7 @@ class Session:
         outer_run_id: str | None = None,
         registered_model_name: str | None = None,
         serialization_format: str = "skops",
+        synchronous: bool = False,
     ) -> None:
         self.backend = backend
         #: None: the experiment of ``outer_run_id``, the run this parent run nests under.
@@ -64,51 +71,117 @@ class Session:
         self.owned = run_id is None
         #: A forked child inherits this object; only the process that opened the run ends it.
         self.pid = os.getpid()
-        self.run_id = run_id
+        self.local_id = f"{LOCAL_PREFIX}{uuid.uuid4().hex}"
+        #: The parent run of this session's stage runs: our own (local id), or the attached one.
+        self.parent_ref = self.local_id if run_id is None else run_id
         self.broken = backend is None
+        self.started = False
         self.ended = False
         self.registered_model_name = registered_model_name
         self.serialization_format = serialization_format
+        self.synchronous = synchronous or bool(getattr(backend, "synchronous", False))
         self.composer = Composer()
         self.total_duration_s = 0.0
-        #: The latest evaluation metrics on the parent run (a prediction pass given y).
-        self.evaluation: dict[str, float] = {}
-        #: URI of the newest composed model, and its registry version (name, version).
-        self.model_uri: str | None = None
-        self.model_version: tuple[str, str] | None = None
-        self._lock = threading.Lock()
+        self.spool: SessionSpool | None = None
+        #: The store is away: entries stay in the spool for ``tracked sync``.
+        self.spooling = False
+        self.state = ReplayState()
+        self._lock = threading.RLock()
         self._steps: dict[str, int] = {}
+        self._seq = 0
+        self._outstanding = 0
+        self._idle = threading.Condition()
+        self._created = threading.Event()
+        self._reports: list[tuple[str, BaseException | None]] = []
+        self._replayer: Replayer | None = None
 
     @property
     def usable(self) -> bool:
-        return not self.broken and not self.ended and self.run_id is not None
+        return not self.broken and not self.ended
+
+    @property
+    def run_id(self) -> str | None:
+        """The parent run's id: the store's, or ``local-...`` while it is only in the spool.
+
+        Waits for the writer to create the run. None if the run was refused.
+        """
+        if not self.started:
+            return None
+        if not self.owned:
+            return self.state.runs.get(self.parent_ref, self.parent_ref)
+        self._created.wait()
+        if self.local_id in self.state.runs:
+            return self.state.runs[self.local_id]
+        return None if self.broken else self.local_id
+
+    @property
+    def model_uri(self) -> str | None:
+        """URI of the newest composed model, once the writer logged it."""
+        self.wait()
+        return self.state.model_uri
+
+    @property
+    def evaluation(self) -> dict[str, float]:
+        """The latest evaluation metrics on the parent run (a prediction pass given y)."""
+        self.wait()
+        return self.state.evaluation
+
+    @property
+    def model_version(self) -> tuple[str, str] | None:
+        self.wait()
+        return self.state.model_version
 
     def start(self) -> None:
-        """Create the parent run and log the pipeline's params (once; thread-safe)."""
+        """Open the parent run: its first entry goes to the writer (once; thread-safe)."""
         with self._lock:
-            if self.run_id is not None or self.broken or self.ended:
+            if self.started or self.broken or self.ended:
                 return
-            assert self.backend is not None
-            try:
-                run_id = self.backend.start_run(
-                    experiment=self.experiment,
-                    run_name=self.run_name,
-                    parent_run_id=self.outer_run_id,
-                    tags=self.tags,
-                )
-            except Exception as exc:
-                self.broken = True
-                report_failure(
-                    f"start a parent run in experiment {self.experiment or 'of the outer run'!r} "
-                    "(nothing more is recorded for this run)",
-                    exc,
-                    strict=self.strict,
-                )
-                return
-            self.run_id = run_id
+            self.started = True
             _open_sessions.add(self)
-        if self.params:
-            self._attempt("log the pipeline's params", self.backend.log, run_id, params=self.params)
+            self._open_spool()
+            if self.owned:
+                self._submit(
+                    {
+                        "kind": "start_run",
+                        "run": self.local_id,
+                        "parent": self.outer_run_id,
+                        "experiment": self.experiment,
+                        "run_name": self.run_name,
+                        "tags": self.tags,
+                        "params": self.params,
+                        "start_ms": now_ms(),
+                    },
+                    None,
+                )
+            else:
+                self._created.set()
+        self.deliver()
+
+    def _open_spool(self) -> None:
+        uri = spool_uri(self.backend)
+        if uri is None:
+            return
+        header = {
+            "session": self.local_id,
+            "tracking_uri": mask_uri(uri),
+            "experiment": self.experiment,
+            "run_name": self.run_name,
+            "parent": self.parent_ref,
+            "registered_model_name": self.registered_model_name,
+            "serialization_format": self.serialization_format,
+        }
+        root = spool_root()
+        try:
+            self.spool = SessionSpool(root, self.local_id, header)
+        except Exception as exc:
+            self._note(
+                f"could not write the spool at {root} ({describe(exc)}): records wait in "
+                "memory only, and are lost if the tracking store is away",
+                exc,
+                key=f"spool-unwritable:{root}",
+            )
+        if _store_recently_away(uri):
+            self.spooling = True
 
     def next_step(self, series: str) -> int:
         """0, 1, 2, ... per ``series``: the step of repeated evaluations on the parent."""
@@ -118,145 +191,302 @@ class Session:
             return step
 
     def write_stage(self, record: StageRecord, *, may_raise: bool = True) -> None:
-        """Write ``record`` as a child run of this session's parent run."""
+        """Hand ``record`` to the writer as a child run of this session's parent run."""
         if not self.usable:
             return
-        assert self.backend is not None and self.run_id is not None
-        backend = self.backend
         with self._lock:
             self.total_duration_s += record.duration_s
-        failures: list[tuple[str, BaseException]] = []
-        what = f"record stage {record.stage!r}"
-        try:
-            child = backend.start_run(
-                experiment=self.experiment,
-                run_name=record.run_name,
-                parent_run_id=self.run_id,
-                tags=record.tags,
-                start_time=record.start_ms,
-            )
-        except Exception as exc:
-            report_failure(what, exc, strict=self.strict, may_raise=may_raise)
-            return
-        try:
-            if record.params or record.metrics:
-                try:
-                    backend.log(child, params=record.params, metrics=record.metrics)
-                except Exception as exc:
-                    failures.append((f"log params and metrics of stage {record.stage!r}", exc))
-            for name, content in record.artifacts.items():
-                try:
-                    backend.log_artifact(child, name, content)
-                except Exception as exc:
-                    failures.append((f"log {name} of stage {record.stage!r}", exc))
-            for summary, context in record.datasets:
-                try:
-                    backend.log_dataset(
-                        child, summary, context=context, name=f"{record.stage}.input"
-                    )
-                except Exception as exc:
-                    failures.append((f"log the input dataset of stage {record.stage!r}", exc))
-            if record.model is not None:
-                try:
-                    backend.log_model(
-                        child,
-                        "model",
-                        record.model,
-                        serialization_format=self.serialization_format,
-                    )
-                except Exception as exc:
-                    failures.append((f"log the model of stage {record.stage!r}", exc))
-            if record.parent_metrics:
-                try:
-                    backend.log(self.run_id, metrics=record.parent_metrics)
-                except Exception as exc:
-                    failures.append(("log evaluation metrics on the parent run", exc))
-            if record.parent_tags:
-                try:
-                    backend.log(self.run_id, tags=record.parent_tags)
-                except Exception as exc:
-                    failures.append(("tag the parent run", exc))
-            if record.composed is not None:
-                failures.extend(self._log_composed(record.composed))
-            elif record.parent_metrics and not record.training:
-                failures.extend(self._tag_version(record.parent_metrics))
-            if record.parent_metrics and not record.training:
-                self.evaluation = {m.key: m.value for m in record.parent_metrics}
-        finally:
+            entry = {
+                "kind": "stage",
+                "run": f"{LOCAL_PREFIX}{uuid.uuid4().hex}",
+                "parent": self.parent_ref,
+                "experiment": self.experiment,
+                "stage": record.stage,
+                "run_name": record.run_name,
+                "start_ms": record.start_ms,
+                "end_ms": record.end_ms,
+                "status": record.status,
+                "training": record.training,
+                "params": dict(mask_secrets(record.params)),
+                "tags": dict(mask_secrets(record.tags)),
+                "metrics": metric_rows(record.metrics),
+                "parent_metrics": metric_rows(record.parent_metrics),
+                "parent_tags": dict(record.parent_tags),
+                "composed_step": self.composer.count - 1,
+            }
+            payload = {
+                "model": record.model,
+                "composed": record.composed,
+                "artifacts": dict(record.artifacts),
+                "datasets": record.datasets,
+                "pictures": record.pictures,
+                "scores": record.scores,
+            }
+            self._submit(entry, payload)
+        self.deliver(may_raise=may_raise)
+
+    def _submit(self, entry: dict[str, Any], payload: dict[str, Any] | None) -> None:
+        """Number the entry, spool it and queue it (or write it now, when synchronous)."""
+        entry["seq"] = self._seq
+        self._seq += 1
+        data: Any = payload
+        if payload is not None and (self.spool is not None or not self.synchronous):
+            # The bytes are the record's snapshot: the operator may change once the call
+            # returned, and a spooled record must outlive this process.
+            data = _pickled(payload, entry, self)
+        if self.spool is not None:
             try:
-                backend.end_run(child, record.status, record.end_ms)
+                self.spool.append(entry, data if isinstance(data, bytes) else None)
             except Exception as exc:
-                failures.append((f"end the child run of stage {record.stage!r}", exc))
-        for step, exc in failures:
-            report_failure(step, exc, strict=self.strict, may_raise=may_raise)
+                self._note(
+                    f"could not write to the spool at {self.spool.path} ({describe(exc)}): "
+                    "records wait in memory only",
+                    exc,
+                    key=f"spool-unwritable:{self.spool.path.parent}",
+                )
+                self.spool = None
+        with self._idle:
+            self._outstanding += 1
+        job = _Job(self, entry, data)
+        if self.synchronous:
+            job.run()
+        else:
+            writer().submit(job)
 
-    def _log_composed(self, composed: Composed) -> list[tuple[str, BaseException]]:
-        """Log the composed workflow on the parent run as ``pipeline``; register it if asked."""
-        assert self.backend is not None and self.run_id is not None
-        try:
-            self.model_uri = self.backend.log_model(
-                self.run_id,
-                COMPOSED_MODEL_NAME,
-                composed.model,
-                input_example=composed.input_example,
-                serialization_format=self.serialization_format,
-                step=self.composer.count - 1,
-            )
-        except Exception as exc:
-            return [("log the composed `pipeline` model", exc)]
-        if self.registered_model_name is None:
-            return []
-        try:
-            version = self.backend.register_model(
-                self.registered_model_name, self.model_uri, self.run_id
-            )
-        except Exception as exc:
-            return [(f"register the model as {self.registered_model_name!r}", exc)]
-        self.model_version = (self.registered_model_name, version)
-        return []
+    def fork_copy(self) -> None:
+        """Make this (a forked child's inherited) session a copy logging under the run."""
+        self.parent_ref = self.run_id or self.parent_ref
+        self.owned = False
+        self.pid = os.getpid()
+        self.local_id = f"{LOCAL_PREFIX}{uuid.uuid4().hex}"
+        self._lock = threading.RLock()
+        self._idle = threading.Condition()
+        self._outstanding = 0
+        self._seq = 0
+        self._reports = []
+        self._replayer = None
+        self.state = ReplayState(runs=dict(self.state.runs))
+        self.spool = None
+        self._open_spool()
 
-    def _tag_version(self, metrics: tuple[Metric, ...]) -> list[tuple[str, BaseException]]:
-        """Tag the newest registered version with evaluation metrics."""
-        if self.model_version is None:
-            return []
-        assert self.backend is not None
-        name, version = self.model_version
-        try:
-            self.backend.tag_model_version(
-                name, version, {metric.key: repr(metric.value) for metric in metrics}
-            )
-        except Exception as exc:
-            return [(f"tag version {version} of registered model {name!r}", exc)]
-        return []
+    # -- on the writer's thread ----------------------------------------------------------
 
-    def end(self, status: str = FINISHED) -> None:
-        """End the parent run with ``status`` (once; a copy's session never ends the run)."""
+    def process(self, entry: dict[str, Any], data: Any) -> None:
+        """Write one entry to the store (the writer's side of ``_submit``)."""
+        try:
+            self._process(entry, data)
+        finally:
+            if entry["kind"] == "start_run":
+                self._created.set()
+            with self._idle:
+                self._outstanding -= 1
+                if self._outstanding == 0:
+                    self._idle.notify_all()
+
+    def _process(self, entry: dict[str, Any], data: Any) -> None:
+        kind = entry["kind"]
+        if not (self.broken or self.spooling):
+            payload = _unpickled(data) if isinstance(data, bytes) else data
+            try:
+                failures = self._replayer_for().replay(entry, payload)
+            except StoreAway as away:
+                self._go_spooling(away)
+            except Exception as exc:  # a bug of ours: reported, and the writer goes on
+                self._report([(f"write a {kind} entry", exc)])
+            else:
+                if kind == "start_run" and self.local_id not in self.state.runs:
+                    # Refused (a deleted experiment): the records wait in the spool until
+                    # the cause is fixed and `tracked sync` runs.
+                    self.broken = self.spooling = True
+                    where = (
+                        f"the records are kept in the spool at {self.spool.path.parent}: fix "
+                        "this, then run `tracked sync`"
+                        if self.spool is not None
+                        else "nothing more is recorded for this run"
+                    )
+                    failures = [(f"{what} ({where})", exc) for what, exc in failures]
+                self._report(failures)
+        if self.spooling and self.spool is not None:
+            self.spool.make_durable()
+        if kind in ("end_run", "detach") and self.spool is not None:
+            if self.spooling:
+                self.spool.close()
+            else:
+                self.spool.remove()
+
+    def _replayer_for(self) -> Replayer:
+        if self._replayer is None:
+            header = {
+                "parent": self.parent_ref,
+                "registered_model_name": self.registered_model_name,
+                "serialization_format": self.serialization_format,
+            }
+            spool = self.spool
+            self._replayer = Replayer(
+                self.backend,
+                header,
+                self.state,
+                spool.progress if spool is not None else _ignore,
+            )
+        return self._replayer
+
+    def _go_spooling(self, away: StoreAway) -> None:
+        self.spooling = True
+        cause = away.__cause__ or away
+        uri = spool_uri(self.backend)
+        if uri is not None:
+            _store_away(uri)
+        if self.spool is None:
+            self._note(
+                f"could not {away} ({describe(cause)}), and there is no spool: the records of "
+                f"run {self.run_name!r} are lost",
+                cause,
+                key=f"lost:{uri}",
+            )
+            return
+        self._note(
+            f"the tracking store {mask_uri(uri or '')} is away ({describe(cause)}); run "
+            f"{self.run_name!r} and what follows are kept in the spool at "
+            f"{self.spool.path.parent}: run `tracked sync` when the store is back",
+            None,
+            key=f"spooling:{uri}",
+        )
+
+    # -- back on the caller's thread --------------------------------------------------------
+
+    def _report(self, failures: list[tuple[str, BaseException]]) -> None:
+        if failures:
+            with self._lock:
+                self._reports.extend(failures)
+                _with_reports.add(self)
+
+    def _note(self, message: str, exc: BaseException | None, *, key: str) -> None:
+        """A warning for the caller's thread (not a failure: nothing is lost by it)."""
+        with self._lock:
+            self._reports.append((message, _Notice(key)))
+            _with_reports.add(self)
+
+    def deliver(self, *, may_raise: bool = True) -> None:
+        """Report what the writer collected, on the calling thread (raise, in strict mode)."""
+        if not self._reports:
+            return
+        with self._lock:
+            reports, self._reports = self._reports, []
+            _with_reports.discard(self)
+        failures = []
+        for what, exc in reports:
+            if isinstance(exc, _Notice):
+                notice(what, key=exc.key)
+            else:
+                failures.append((what, exc))
+        if self.strict and may_raise and len(failures) > 1:
+            # One error for all of them, each named: strict mode raises once per sync point.
+            what = "; ".join(f"{what}: {describe(exc, 300)}" for what, exc in failures[1:])
+            failures = [(f"{failures[0][0]} (and: {what})", failures[0][1])]
+        for what, exc in failures:
+            report_failure(what, exc, strict=self.strict, may_raise=may_raise)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the writer is done with this session's entries."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._outstanding == 0, timeout)
+
+    def end(self, status: str = FINISHED, *, may_raise: bool = True) -> None:
+        """End the parent run with ``status`` and wait for its records to be written.
+
+        A copy's session never ends the run it logs under; it only says it is done.
+        """
         with self._lock:
             if self.ended:
                 return
             self.ended = True
             _open_sessions.discard(self)
-            if not self.owned or self.run_id is None or self.broken or self.pid != os.getpid():
+            if not self.started or self.pid != os.getpid():
                 return
-        if self.composer.fitted_kinds == {"transformer"}:
-            notice(
-                f"parent run {self.run_id} ends without a composed `pipeline` model: "
-                "no estimator stage was fitted in it",
-                key=f"no-composed:{self.run_id}",
-                warn=False,
-            )
-        assert self.backend is not None
-        total = Metric(key="total_stage_duration_s", value=self.total_duration_s)
-        self._attempt(
-            "log the total stage duration", self.backend.log, self.run_id, metrics=[total]
-        )
-        self._attempt("end the parent run", self.backend.end_run, self.run_id, status, now_ms())
+            if self.owned and not self.broken:
+                if self.composer.fitted_kinds == {"transformer"}:
+                    notice(
+                        f"parent run {self.run_name!r} ends without a composed `pipeline` model: "
+                        "no estimator stage was fitted in it",
+                        key=f"no-composed:{self.local_id}",
+                        warn=False,
+                    )
+                total = Metric(key="total_stage_duration_s", value=self.total_duration_s)
+                entry = {
+                    "kind": "end_run",
+                    "run": self.local_id,
+                    "status": status,
+                    "end_ms": now_ms(),
+                    "metrics": metric_rows([total]),
+                }
+            else:
+                entry = {"kind": "detach"}
+            self._submit(entry, None)
+        self.wait()
+        self.deliver(may_raise=may_raise)
 
-    def _attempt(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        try:
-            call(*args, **kwargs)
-        except Exception as exc:
-            report_failure(what, exc, strict=self.strict)
+
+class _Notice:
+    """Marks a collected report as a notice (a warning that is not a failure)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+class _Job:
+    __slots__ = ("data", "entry", "session")
+
+    def __init__(self, session: Session, entry: dict[str, Any], data: Any) -> None:
+        self.session, self.entry, self.data = session, entry, data
+
+    def run(self) -> None:
+        self.session.process(self.entry, self.data)
+
+
+def _ignore(event: dict[str, Any]) -> None:
+    pass
+
+
+def _pickled(payload: dict[str, Any], entry: dict[str, Any], session: Session) -> Any:
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(payload, protocol=5)
+    except Exception as exc:
+        session._note(
+            f"the record of stage {entry.get('stage')!r} cannot be pickled ({describe(exc)}): it "
+            "is written from memory, so its model is the operator as it is then, and it is not "
+            "kept in the spool",
+            exc,
+            key=f"unpicklable:{entry.get('stage')}",
+        )
+        return payload
+
+
+def _unpickled(data: bytes) -> Any:
+    import cloudpickle
+
+    return cloudpickle.loads(data)
+
+
+def spool_uri(backend: object) -> str | None:
+    """The tracking URI of a backend whose records can be spooled and synced later."""
+    uri = getattr(backend, "spool_uri", None)
+    return uri if isinstance(uri, str) else None
+
+
+#: Tracking URI -> monotonic time until which new sessions go straight to the spool.
+_away: dict[str, float] = {}
+AWAY_BACKOFF_S = 30.0
+
+
+def _store_away(uri: str) -> None:
+    _away[uri] = time.monotonic() + AWAY_BACKOFF_S
+
+
+def _store_recently_away(uri: str) -> bool:
+    until = _away.get(uri)
+    return until is not None and time.monotonic() < until
 
 
 def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tuple[Metric, ...]:
@@ -270,6 +500,14 @@ def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tupl
 # -- interpreter exit ----------------------------------------------------------------------------
 
 _open_sessions: set[Session] = set()
+#: Sessions holding reports that the writer collected and no caller has seen yet.
+_with_reports: set[Session] = set()
+
+
+def deliver_all() -> None:
+    """Report what the writer collected for every session, on the calling thread."""
+    for session in list(_with_reports):
+        session.deliver()
 
 
 def _exit_status() -> str:
@@ -288,13 +526,32 @@ def end_open_sessions(status: str | None = None) -> None:
             continue
         # Strict mode at exit: there is nowhere left to raise to.
         with contextlib.suppress(Exception):
-            session.end(final)
+            session.end(final, may_raise=False)
 
 
-def _forget_parent_sessions() -> None:
-    # A forked child must neither end its parent's runs at exit nor keep them alive.
+def _drain_before_fork() -> None:
+    # A forked child must find the parent's runs created (their store ids known), and no
+    # lock held by the writer thread, which the child does not have.
+    if _open_sessions:
+        writer().flush()
+
+
+def _sessions_of_forked_child() -> None:
+    # The child's stage calls log under the parent's open runs as copies do: they never end
+    # those runs, and spool into folders of their own.
+    sessions = list(_open_sessions)
     _open_sessions.clear()
+    _with_reports.clear()
+    for session in sessions:
+        session.fork_copy()
+        _open_sessions.add(session)
+    if sessions and "multiprocessing" in sys.modules:
+        # multiprocessing's forked workers leave through os._exit, without atexit handlers.
+        from multiprocessing import util
+
+        from tracked._writer import _at_exit
+
+        util.Finalize(None, _at_exit, exitpriority=10)
 
 
-atexit.register(end_open_sessions)
-os.register_at_fork(after_in_child=_forget_parent_sessions)
+os.register_at_fork(before=_drain_before_fork, after_in_child=_sessions_of_forked_child)

@@ -2,6 +2,8 @@
 
     tracked compare EXPERIMENT [--tracking-uri URI] [--metric NAME] [--top N]
                                [--format table|csv|json]
+    tracked sync [--spool DIR] [--tracking-uri URI] [--dry-run]
+    tracked status [--spool DIR]
 
 One function per subcommand (``compare_command``), registered on an argparse subparser by
 ``build_parser``; a subcommand returns its exit status or raises :class:`CliError`, which
@@ -17,13 +19,13 @@ import argparse
 import contextlib
 import io
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from tracked._capture import mask_uri
 from tracked._compare import (  # noqa: F401 - re-exported for scripts and tests
     KNOWN_METRICS,
     PIPELINE_TAG,
@@ -64,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``tracked`` parser: one subparser per subcommand, its handler in ``handler``."""
     parser = argparse.ArgumentParser(
         prog="tracked",
-        description="Look at the pipeline runs that tracked recorded in MLflow.",
+        description="Look at the pipeline runs that tracked recorded in MLflow, and write "
+        "what the spool kept while the store was away.",
     )
     parser.add_argument("--version", action="version", version=f"tracked {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -96,7 +99,94 @@ def build_parser() -> argparse.ArgumentParser:
         "(for scripts)",
     )
     compare.set_defaults(handler=compare_command)
+
+    sync = commands.add_parser(
+        "sync",
+        help="write the spooled records to their tracking store",
+        description=(
+            "Write what the spool holds (records whose store was away, and the runs of "
+            "processes that died) to the tracking store, then remove it from the spool. "
+            "Running it again, or after an interruption, creates no duplicates. Exit status "
+            "1 when anything remains in the spool."
+        ),
+    )
+    _add_spool(sync)
+    sync.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="write everything to this store (default: each run's own store)",
+    )
+    sync.add_argument(
+        "--dry-run", action="store_true", help="say what would be written; write nothing"
+    )
+    sync.set_defaults(handler=sync_command)
+
+    status = commands.add_parser(
+        "status",
+        help="what the spool holds: runs not yet written to their store",
+        description="The runs in the spool, oldest first: state, records, size and age.",
+    )
+    _add_spool(status)
+    status.set_defaults(handler=status_command)
     return parser
+
+
+def _add_spool(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spool",
+        metavar="DIR",
+        type=Path,
+        help="the spool folder (default: TRACKED_SPOOL_DIR, else the user cache's tracked/spool)",
+    )
+
+
+def sync_command(args: argparse.Namespace) -> int:
+    """``tracked sync``: replay the spool; 0 when it is empty afterwards, else 1."""
+    from tracked._spool import spool_root
+    from tracked._sync import sync
+
+    spool = args.spool or spool_root()
+    result = sync(spool, tracking_uri=args.tracking_uri, dry_run=args.dry_run, out=sys.stdout)
+    for failure in result.failures:
+        print(f"failed: {_scrub(failure)}", file=sys.stderr)
+    for session, reason in result.remaining.items():
+        print(f"remains: {session}: {_scrub(reason)}", file=sys.stderr)
+    if not args.dry_run:
+        print(
+            f"{len(result.synced)} runs synced ({result.runs_created} store runs created, "
+            f"{result.entries_written} records written); {len(result.remaining)} remain "
+            f"in {spool}"
+        )
+    return 0 if result.ok else 1
+
+
+def status_command(args: argparse.Namespace) -> int:
+    """``tracked status``: one line per spooled session, and the totals."""
+    import time
+
+    from tracked._spool import spool_root
+    from tracked._sync import status
+
+    spool = args.spool or spool_root()
+    rows = status(spool)
+    if not rows:
+        print(f"the spool at {spool} is empty: everything reached its store")
+        return 0
+    print(f"{'session':<38} {'state':<9} {'pending':>7} {'bytes':>9}  created              run")
+    for row in rows:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.created_ms / 1000))
+        print(
+            f"{row.session_id:<38} {row.state:<9} {row.pending:>7} {row.bytes:>9}  {created}  "
+            f"{row.run_name} in {row.experiment} at {row.tracking_uri}"
+        )
+    oldest = min(rows, key=lambda row: row.created_ms)
+    age_h = (time.time() * 1000 - oldest.created_ms) / 3_600_000
+    print(
+        f"{len(rows)} runs, {sum(r.pending for r in rows)} records pending, "
+        f"{sum(r.bytes for r in rows)} bytes, oldest {age_h:.1f} h ago, in {spool}; "
+        "`tracked sync` writes them"
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,24 +243,8 @@ def compare_command(args: argparse.Namespace) -> int:
 # -- the store ---------------------------------------------------------------------------------
 
 
-def mask_uri(uri: str) -> str:
-    """``uri`` without the credentials it may carry: ``http://user:pw@host`` -> ``http://***@host``."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return _scrub(uri)
-    if "@" not in parts.netloc:
-        return uri
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
-
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def _scrub(text: str) -> str:
-    """``text`` with every ``scheme://user:password@`` masked, wherever it came from."""
-    return _USERINFO.sub("***@", text)
+# Credentials in any URI of a message: ``scheme://user:password@`` -> ``scheme://***@``.
+_scrub = mask_uri
 
 
 def open_store(tracking_uri: str | None) -> tuple[Any, str]:

@@ -52,17 +52,33 @@ class MemoryModelVersion:
 class MemoryBackend:
     """Keeps runs in a dict. Thread-safe; models are stored as deep copies.
 
+    Args:
+        synchronous: write each stage's records before the stage call returns (default),
+            so that a test can look at ``runs`` right after a call; False goes through the
+            background writer, as an MLflow store does.
+
     Example:
         >>> backend = MemoryBackend()
         >>> class Pipe(TrackedPipeline):  # doctest: +SKIP
         ...     backend = backend
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, synchronous: bool = True) -> None:
+        self.synchronous = synchronous
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.runs: dict[str, MemoryRun] = {}
         self.registry: dict[str, list[MemoryModelVersion]] = {}
+
+    def find_run(
+        self, *, experiment: str | None, parent_run_id: str | None, key: str, value: str
+    ) -> str | None:
+        """The id of a run tagged ``key=value``, or None."""
+        with self._lock:
+            for run in self.runs.values():
+                if run.tags.get(key) == value:
+                    return run.run_id
+        return None
 
     def start_run(
         self,

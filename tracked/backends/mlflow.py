@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracked._capture import shorten
+from tracked._capture import mask_uri, shorten
 from tracked._insight import DataSummary
 from tracked._records import Metric
 
@@ -42,22 +42,71 @@ def sanitize_key(key: str) -> str:
     return clean
 
 
-def sanitize_keys(mapping: Mapping[str, str], limit: int) -> dict[str, str]:
-    """``mapping`` with sanitised keys and truncated values.
-
-    Keys that become equal once sanitised (``a/b`` and ``a?b``) are kept apart with a
-    numeric suffix rather than one overwriting the other.
-    """
-    clean: dict[str, str] = {}
-    for key, value in mapping.items():
+def unique_keys(keys: Sequence[str]) -> dict[str, str]:
+    """Each key -> its sanitised form; keys that become equal once sanitised (``a/b`` and
+    ``a?b``) are kept apart with a numeric suffix rather than one overwriting the other."""
+    renamed: dict[str, str] = {}
+    taken: set[str] = set()
+    for key in keys:
+        if key in renamed:
+            continue
         name = base = sanitize_key(key)
         counter = 1
-        while name in clean:
+        while name in taken:
             counter += 1
             suffix = f"_{counter}"
             name = base[: MAX_KEY_LENGTH - len(suffix)] + suffix
+        renamed[key] = name
+        taken.add(name)
+    return renamed
+
+
+def sanitize_keys(
+    mapping: Mapping[str, str], limit: int, notes: KeyNotes | None = None
+) -> dict[str, str]:
+    """``mapping`` with sanitised (``unique_keys``) keys and truncated values; ``notes``
+    collects what changed."""
+    clean: dict[str, str] = {}
+    for key, name in unique_keys(list(mapping)).items():
+        value = mapping[key]
         clean[name] = shorten(value, limit)
+        if notes is not None:
+            if name != key:
+                notes.renamed[key] = name
+            if len(value) > limit:
+                notes.truncated[name] = value
     return clean
+
+
+class KeyNotes:
+    """What a run's logging changed to fit MLflow, kept as ``tracked/key_notes.json``:
+    keys renamed (original -> logged), values truncated (logged key -> full value), and
+    params logged again with another value (key -> [kept, rejected values])."""
+
+    ARTIFACT = "tracked/key_notes.json"
+
+    def __init__(self) -> None:
+        self.renamed: dict[str, str] = {}
+        self.truncated: dict[str, str] = {}
+        self.conflicts: dict[str, list[str]] = {}
+        self.params: dict[str, str] = {}
+
+    def size(self) -> int:
+        return len(self.renamed) + len(self.truncated) + len(self.conflicts)
+
+    def document(self) -> bytes:
+        import json
+
+        content = {
+            "renamed": self.renamed,
+            "truncated": self.truncated,
+            "param_conflicts": self.conflicts,
+        }
+        return json.dumps(content, indent=1, sort_keys=True).encode()
+
+
+class ParamConflict(ValueError):
+    """A param was logged again on a run with another value (MLflow refuses that)."""
 
 
 def _product(shape: tuple[int, ...]) -> int:
@@ -200,31 +249,55 @@ def source_tags() -> dict[str, str]:
     return tags
 
 
+def default_tracking_uri() -> str:
+    """MLflow's tracking URI, resolved as MLflow does, without importing mlflow if it can.
+
+    ``import mlflow`` costs over a second: a stage call must not pay it. Once mlflow is
+    imported (the user may have called ``mlflow.set_tracking_uri``), MLflow is asked.
+    """
+    from tracked._outer import mlflow_imported
+
+    if not mlflow_imported():
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:
+            return env
+        if not os.path.isdir("mlruns"):  # else MLflow's old file store default applies
+            return "sqlite:///" + os.path.abspath("mlflow.db")
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
 class MlflowBackend:
     """Writes runs to an MLflow tracking store through ``MlflowClient`` and explicit run ids.
 
     Args:
-        tracking_uri: the store; None lets MLflow resolve it (``MLFLOW_TRACKING_URI``, else
-            ``sqlite:///mlflow.db`` in the current directory), at first use.
+        tracking_uri: the store; None resolves it now as MLflow does
+            (``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the current directory).
     """
 
     def __init__(self, tracking_uri: str | None = None) -> None:
-        self._requested_uri = tracking_uri
+        self._requested_uri = tracking_uri or default_tracking_uri()
+        self._notes: dict[str, KeyNotes] = {}
         self._lock = threading.Lock()
         self._client: Any = None
         self._pid = os.getpid()
         self._source_tags: dict[str, str] | None = None
-        self._tracking_uri: str | None = None
         self._experiments: dict[str, str] = {}
         self._run_experiment: dict[str, str] = {}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(tracking_uri={self._requested_uri!r})"
+        return f"{type(self).__name__}(tracking_uri={mask_uri(self._requested_uri)!r})"
+
+    @property
+    def spool_uri(self) -> str:
+        """The store's URI, known without connecting: where ``tracked sync`` writes to."""
+        return self._requested_uri
 
     def __reduce__(self):
         # A copy (pickled to a worker, or deep-copied with its pipeline) talks to the same
         # store through that process's shared backend.
-        return (shared_backend, (self._tracking_uri or self._requested_uri,))
+        return (shared_backend, (self._requested_uri,))
 
     @property
     def client(self) -> Any:
@@ -237,22 +310,19 @@ class MlflowBackend:
                 if self._client is None or self._pid != os.getpid():
                     import mlflow
 
-                    uri = self._requested_uri or mlflow.get_tracking_uri()
+                    uri = self._requested_uri
                     _check_reachable(uri)
                     self._client = GuardedClient(
                         mlflow.MlflowClient(tracking_uri=uri),
                         serialize=uri.startswith("sqlite:"),
                     )
-                    self._tracking_uri = uri
                     self._pid = os.getpid()
         return self._client
 
     @property
     def tracking_uri(self) -> str:
         """The resolved tracking URI."""
-        self.client  # noqa: B018 - resolves the URI
-        assert self._tracking_uri is not None
-        return self._tracking_uri
+        return self._requested_uri
 
     def experiment_id(self, name: str) -> str:
         """Id of experiment ``name``, created when missing (safe against concurrent creators)."""
@@ -299,6 +369,21 @@ class MlflowBackend:
             ).info.experiment_id
         return experiment_id
 
+    def find_run(
+        self, *, experiment: str | None, parent_run_id: str | None, key: str, value: str
+    ) -> str | None:
+        """The id of a run tagged ``key=value`` in the experiment, or None."""
+        if experiment is not None:
+            experiment_id = self.experiment_id(experiment)
+        elif parent_run_id is not None:
+            experiment_id = self.experiment_of(parent_run_id)
+        else:
+            return None
+        runs = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=1
+        )
+        return runs[0].info.run_id if runs else None
+
     def start_run(
         self,
         *,
@@ -336,18 +421,39 @@ class MlflowBackend:
         from mlflow.entities import Metric as MlflowMetric
         from mlflow.entities import Param, RunTag
 
+        notes = self._notes.setdefault(run_id, KeyNotes())
+        before = notes.size()
+        clean_params = sanitize_keys(params or {}, MAX_PARAM_VALUE_LENGTH, notes)
+        conflicts = {}
+        for key, value in list(clean_params.items()):
+            kept = notes.params.setdefault(key, value)
+            if kept != value:
+                conflicts[key] = value
+                notes.conflicts[key] = [kept, value]
+                del clean_params[key]
+        renamed = unique_keys([m.key for m in metrics])
+        notes.renamed.update({key: name for key, name in renamed.items() if key != name})
         self.client.log_batch(
             run_id,
             metrics=[
-                MlflowMetric(sanitize_key(m.key), float(m.value), m.timestamp, m.step)
-                for m in metrics
+                MlflowMetric(renamed[m.key], float(m.value), m.timestamp, m.step) for m in metrics
             ],
-            params=[
-                Param(k, v) for k, v in sanitize_keys(params or {}, MAX_PARAM_VALUE_LENGTH).items()
+            params=[Param(k, v) for k, v in clean_params.items()],
+            tags=[
+                RunTag(k, v)
+                for k, v in sanitize_keys(tags or {}, MAX_TAG_VALUE_LENGTH, notes).items()
             ],
-            tags=[RunTag(k, v) for k, v in sanitize_keys(tags or {}, MAX_TAG_VALUE_LENGTH).items()],
             synchronous=True,
         )
+        if notes.size() != before:
+            self.log_artifact(run_id, KeyNotes.ARTIFACT, notes.document())
+        if conflicts:
+            names = ", ".join(sorted(conflicts))
+            msg = (
+                f"params {names} were logged on run {run_id} before with other values: the "
+                f"first values are kept, the others are in {KeyNotes.ARTIFACT}"
+            )
+            raise ParamConflict(msg)
 
     def log_model(
         self,
@@ -466,6 +572,7 @@ class MlflowBackend:
     def end_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
         self.client.set_terminated(run_id, status=status, end_time=end_time)
         self._run_experiment.pop(run_id, None)
+        self._notes.pop(run_id, None)
 
 
 _shared: dict[str, MlflowBackend] = {}
@@ -475,13 +582,11 @@ _shared_lock = threading.Lock()
 def shared_backend(tracking_uri: str | None) -> MlflowBackend:
     """One backend per tracking URI per process, so that store connections are reused.
 
-    ``None`` is resolved now (``MLFLOW_TRACKING_URI``, else MLflow's default), so that a
-    changed environment reaches the next pipeline run.
+    ``None`` is resolved now (``default_tracking_uri``), so that a changed environment
+    reaches the next pipeline run.
     """
     if tracking_uri is None:
-        import mlflow
-
-        tracking_uri = mlflow.get_tracking_uri()
+        tracking_uri = default_tracking_uri()
     with _shared_lock:
         backend = _shared.get(tracking_uri)
         if backend is None:

@@ -1,0 +1,383 @@
+"""Writing spooled entries to a store, step by step, each step at most once.
+
+The background writer and ``tracked sync`` share this code: an entry (the start of a parent
+run, one stage call, the end of a parent run) becomes a fixed list of steps; each step that
+reaches the store is noted (``progress``), so that replaying again after an interruption
+skips it. Runs get the tag ``tracked.local_run_id``: a replay that was interrupted between
+creating a run and noting it finds the run again instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define, field
+
+from tracked._records import Metric
+
+LOCAL_PREFIX = "local-"
+LOCAL_ID_TAG = "tracked.local_run_id"
+COMPOSED_MODEL_NAME = "pipeline"
+
+#: MLflow error codes that mean "the store cannot take this now", not "this is wrong".
+_AWAY_CODES = frozenset(
+    {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "ENDPOINT_NOT_FOUND"}
+)
+_AWAY_WORDS = (
+    "readonly database",
+    "read-only",
+    "database is locked",
+    "disk is full",
+    "unable to open database",
+    "No space left",
+    "Max retries exceeded",
+    "Connection refused",
+    "failed with exception",
+)
+
+
+def _raise(error: BaseException) -> None:
+    raise error
+
+
+class StoreAway(Exception):
+    """The store did not take a step for reasons of its own (down, read-only, full)."""
+
+
+def is_store_away(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store is away rather than that the data is wrong.
+
+    Connection errors, timeouts and full or read-only disks are ``OSError``s (requests'
+    errors are too); MLflow wraps the rest in ``MlflowException`` with an error code.
+    """
+    if isinstance(exc, OSError):
+        return True
+    code = getattr(exc, "error_code", None)
+    if code in _AWAY_CODES:
+        return True
+    text = str(exc)
+    if any(word in text for word in _AWAY_WORDS):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and is_store_away(cause)
+
+
+def metrics_of(rows: list[list[Any]]) -> list[Metric]:
+    return [Metric(key=k, value=v, step=s, timestamp=t) for k, v, s, t in rows]
+
+
+def metric_rows(metrics: tuple[Metric, ...] | list[Metric]) -> list[list[Any]]:
+    return [[m.key, m.value, m.step, m.timestamp] for m in metrics]
+
+
+@define
+class ReplayState:
+    """What reached the store so far, for one session."""
+
+    #: Local run id -> the store's run id.
+    runs: dict[str, str] = field(factory=dict)
+    #: (entry seq, step index) of the steps done.
+    done: set[tuple[int, int]] = field(factory=set)
+    model_uri: str | None = None
+    model_version: tuple[str, str] | None = None
+    #: The latest evaluation metrics of a prediction pass (not kept in the spool).
+    evaluation: dict[str, float] = field(factory=dict)
+
+    @classmethod
+    def from_progress(cls, events: list[dict[str, Any]]) -> ReplayState:
+        state = cls()
+        for event in events:
+            state.apply(event)
+        return state
+
+    def apply(self, event: dict[str, Any]) -> None:
+        self.done.add((event["seq"], event["step"]))
+        if "run" in event:
+            self.runs[event["run"]] = event["id"]
+        if "model_uri" in event:
+            self.model_uri = event["model_uri"]
+        if "version" in event:
+            self.model_version = tuple(event["version"])  # type: ignore[assignment]
+
+    def resolve(self, ref: str | None) -> str | None:
+        """The store's id for a run reference (a store id already, or a local one)."""
+        if ref is None or not ref.startswith(LOCAL_PREFIX):
+            return ref
+        try:
+            return self.runs[ref]
+        except KeyError:
+            msg = f"run {ref} was never created in the store"
+            raise LookupError(msg) from None
+
+
+Step = tuple[str, Callable[[], dict[str, Any] | None]]
+
+
+class Replayer:
+    """Writes entries of one session to ``backend``.
+
+    Args:
+        header: the session's header (experiment, registered model name, format).
+        state: what is done already; updated as steps are done.
+        note: called with each progress event (to persist it) after the step is done.
+        find_existing: look a run up by its local id before creating it (``tracked sync``).
+        mark_failed: count a step that failed for the data's sake as done (the writer: its
+            failure is reported, and retrying cannot help); ``tracked sync`` retries them.
+    """
+
+    #: The step index of the event that says all of an entry's steps are done.
+    COMPLETE = -1
+
+    def __init__(
+        self,
+        backend: Any,
+        header: dict[str, Any],
+        state: ReplayState,
+        note: Callable[[dict[str, Any]], None],
+        *,
+        find_existing: bool = False,
+        mark_failed: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.header = header
+        self.state = state
+        self.note = note
+        self.find_existing = find_existing
+        self.mark_failed = mark_failed
+
+    def replay(self, entry: dict[str, Any], payload: Any) -> list[tuple[str, BaseException]]:
+        """Do the entry's steps not done yet; return the failures that are the data's fault.
+
+        Raises:
+            StoreAway: the store is away; the steps from the failed one on are not done.
+        """
+        seq = entry["seq"]
+        if (seq, self.COMPLETE) in self.state.done:
+            return []
+        failures: list[tuple[str, BaseException]] = []
+        steps = self._steps(entry, payload or {})
+        for index, (what, step) in enumerate(steps):
+            if (seq, index) in self.state.done:
+                continue
+            try:
+                result = step()
+            except Exception as exc:
+                if is_store_away(exc):
+                    raise StoreAway(what) from exc
+                failures.append((what, exc))
+                if index == 0 and entry["kind"] == "start_run":
+                    return failures  # left for `tracked sync`, once the cause is fixed
+                if index == 0 and entry["kind"] == "stage":
+                    break  # the run was not created: its other steps have nowhere to go
+                if self.mark_failed:
+                    self._mark(seq, index, {})
+                continue
+            self._mark(seq, index, result if isinstance(result, dict) else {})
+        if not failures or self.mark_failed:
+            self._mark(seq, self.COMPLETE, {})
+        return failures
+
+    def _mark(self, seq: int, index: int, result: dict[str, Any]) -> None:
+        event = {"seq": seq, "step": index, **result}
+        self.state.apply(event)
+        self.note(event)
+
+    # -- the steps of each kind of entry ----------------------------------------------------
+
+    def _steps(self, entry: dict[str, Any], payload: dict[str, Any]) -> list[Step]:
+        kind = entry["kind"]
+        if kind == "start_run":
+            return self._start_steps(entry)
+        if kind == "stage":
+            return self._stage_steps(entry, payload)
+        if kind == "end_run":
+            return self._end_steps(entry)
+        return []  # "detach": nothing to write
+
+    def _create_run(self, entry: dict[str, Any], experiment: str | None) -> dict[str, Any]:
+        local = entry["run"]
+        parent = self.state.resolve(entry.get("parent"))
+        backend = self.backend
+        if self.find_existing and callable(getattr(backend, "find_run", None)):
+            found = backend.find_run(
+                experiment=experiment, parent_run_id=parent, key=LOCAL_ID_TAG, value=local
+            )
+            if found is not None:
+                return {"run": local, "id": found}
+        run_id = backend.start_run(
+            experiment=experiment,
+            run_name=entry["run_name"],
+            parent_run_id=parent,
+            tags={**entry.get("tags", {}), LOCAL_ID_TAG: local},
+            start_time=entry.get("start_ms"),
+        )
+        return {"run": local, "id": run_id}
+
+    def _start_steps(self, entry: dict[str, Any]) -> list[Step]:
+        experiment = entry.get("experiment")
+        steps: list[Step] = [
+            (
+                f"start a parent run in experiment {experiment or 'of the outer run'!r}",
+                lambda: self._create_run(entry, experiment),
+            )
+        ]
+        if entry.get("params"):
+            steps.append(
+                (
+                    "log the pipeline's params",
+                    lambda: self.backend.log(self._id(entry), params=entry["params"]),
+                )
+            )
+        return steps
+
+    def _end_steps(self, entry: dict[str, Any]) -> list[Step]:
+        return [
+            (
+                "log the total stage duration",
+                lambda: self.backend.log(
+                    self._id(entry),
+                    metrics=metrics_of(entry["metrics"]),
+                    tags=entry.get("tags") or None,
+                ),
+            ),
+            (
+                "end the parent run",
+                lambda: self.backend.end_run(self._id(entry), entry["status"], entry["end_ms"]),
+            ),
+        ]
+
+    def _id(self, entry: dict[str, Any], key: str = "run") -> str:
+        run_id = self.state.resolve(entry[key])
+        assert run_id is not None
+        return run_id
+
+    def _stage_steps(self, entry: dict[str, Any], payload: dict[str, Any]) -> list[Step]:
+        stage = entry["stage"]
+        backend = self.backend
+        scores = payload.get("scores")
+        steps: list[Step] = []
+        if scores is not None:
+            try:
+                rows = metric_rows(scores.metrics())
+            except Exception as exc:
+                error = exc
+                steps.append(
+                    (f"compute the evaluation metrics of {stage!r}", lambda: _raise(error))
+                )
+            else:
+                entry = {
+                    **entry,
+                    "metrics": entry["metrics"] + rows,
+                    "parent_metrics": entry["parent_metrics"] + rows,
+                }
+        if entry["parent_metrics"] and not entry["training"]:
+            self.state.evaluation = {key: value for key, value, _, _ in entry["parent_metrics"]}
+        fmt = self.header.get("serialization_format", "skops")
+        child = lambda: self._id(entry)  # noqa: E731 - resolved when the step runs
+        parent = lambda: self._id(entry, "parent")  # noqa: E731
+        steps.insert(
+            0, (f"record stage {stage!r}", lambda: self._create_run(entry, entry.get("experiment")))
+        )
+        if entry["params"] or entry["metrics"]:
+            steps.append(
+                (
+                    f"log params and metrics of stage {stage!r}",
+                    lambda: backend.log(
+                        child(), params=entry["params"], metrics=metrics_of(entry["metrics"])
+                    ),
+                )
+            )
+        artifacts = dict(payload.get("artifacts") or {})
+        pictures = payload.get("pictures")
+        if pictures is not None:
+            steps.append(
+                (
+                    f"draw the evaluation of {stage!r}",
+                    lambda: self._log_files(child(), pictures.render()),
+                )
+            )
+        for name, content in artifacts.items():
+            steps.append(
+                (
+                    f"log {name} of stage {stage!r}",
+                    lambda name=name, content=content: backend.log_artifact(child(), name, content),
+                )
+            )
+        for summary, context in payload.get("datasets") or ():
+            steps.append(
+                (
+                    f"log the input dataset of stage {stage!r}",
+                    lambda summary=summary, context=context: backend.log_dataset(
+                        child(), summary, context=context, name=f"{stage}.input"
+                    ),
+                )
+            )
+        model = payload.get("model")
+        if model is not None:
+            steps.append(
+                (
+                    f"log the model of stage {stage!r}",
+                    lambda: backend.log_model(child(), "model", model, serialization_format=fmt),
+                )
+            )
+        if entry["parent_metrics"]:
+            steps.append(
+                (
+                    "log evaluation metrics on the parent run",
+                    lambda: backend.log(parent(), metrics=metrics_of(entry["parent_metrics"])),
+                )
+            )
+        if entry["parent_tags"]:
+            steps.append(
+                ("tag the parent run", lambda: backend.log(parent(), tags=entry["parent_tags"]))
+            )
+        composed = payload.get("composed")
+        registered = self.header.get("registered_model_name")
+        if composed is not None:
+            steps.append(
+                (
+                    "log the composed `pipeline` model",
+                    lambda: {
+                        "model_uri": backend.log_model(
+                            parent(),
+                            COMPOSED_MODEL_NAME,
+                            composed.model,
+                            input_example=composed.input_example,
+                            serialization_format=fmt,
+                            step=entry.get("composed_step", 0),
+                        )
+                    },
+                )
+            )
+            if registered:
+                steps.append((f"register the model as {registered!r}", self._register))
+        elif entry["parent_metrics"] and not entry["training"] and registered:
+            steps.append(("tag the registered model version", lambda: self._tag_version(entry)))
+        steps.append(
+            (
+                f"end the child run of stage {stage!r}",
+                lambda: backend.end_run(child(), entry["status"], entry["end_ms"]),
+            )
+        )
+        return steps
+
+    def _log_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        for name, content in files.items():
+            self.backend.log_artifact(run_id, name, content)
+
+    def _register(self) -> dict[str, Any] | None:
+        uri = self.state.model_uri
+        if uri is None:
+            return None  # the model was not logged: its failure is reported already
+        name = self.header["registered_model_name"]
+        run_id = self.state.resolve(self.header["parent"])
+        version = self.backend.register_model(name, uri, run_id)
+        return {"version": [name, version]}
+
+    def _tag_version(self, entry: dict[str, Any]) -> None:
+        if self.state.model_version is None:
+            return
+        name, version = self.state.model_version
+        tags = {key: repr(value) for key, value, _, _ in entry["parent_metrics"]}
+        self.backend.tag_model_version(name, version, tags)

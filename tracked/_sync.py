@@ -1,0 +1,238 @@
+"""``tracked sync`` and ``tracked status``: the spool, replayed into a store and shown.
+
+Sessions are replayed oldest first, so that a run created by one session is known when a
+later one (a copy in another process, logging under it) refers to it. A session still being
+written by a live process is left alone; one whose process died without ending its parent
+run is finished: its remaining records are written and the parent run ends KILLED, with the
+reason in the tag ``tracked.end_reason``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from attrs import define, field
+
+from tracked._capture import mask_uri
+from tracked._records import KILLED, now_ms
+from tracked._replay import LOCAL_PREFIX, Replayer, ReplayState, StoreAway
+from tracked._report import describe
+from tracked._spool import SpooledSession, spooled_sessions
+
+END_REASON_TAG = "tracked.end_reason"
+
+
+@define
+class SyncResult:
+    """What one ``sync`` did."""
+
+    synced: list[str] = field(factory=list)
+    #: Session id -> why it is still in the spool.
+    remaining: dict[str, str] = field(factory=dict)
+    runs_created: int = 0
+    entries_written: int = 0
+    failures: list[str] = field(factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.remaining
+
+
+def session_state(session: SpooledSession) -> str:
+    """``ended`` (closed, not yet written), ``running`` (its process is alive) or
+    ``abandoned`` (its process died before ending the run)."""
+    if session.closed:
+        return "ended"
+    return "running" if session.writer_alive() else "abandoned"
+
+
+def pending_entries(session: SpooledSession) -> list[dict[str, Any]]:
+    """The entries not (completely) written to the store yet."""
+    state = ReplayState.from_progress(session.progress)
+    return [
+        entry
+        for entry in session.entries
+        if entry["kind"] != "detach" and (entry["seq"], Replayer.COMPLETE) not in state.done
+    ]
+
+
+def sync(
+    spool: Path,
+    *,
+    tracking_uri: str | None = None,
+    dry_run: bool = False,
+    backend_for: Callable[[str], Any] | None = None,
+    out: TextIO | None = None,
+) -> SyncResult:
+    """Write every finished (or abandoned) session of ``spool`` to its store.
+
+    Args:
+        tracking_uri: the store to write to; default: each session's own.
+        dry_run: say what would be written, write nothing, remove nothing.
+        backend_for: the backend of a URI (default: tracked's MLflow backend).
+    """
+    if backend_for is None:
+        from tracked.backends.mlflow import shared_backend as backend_for
+    result = SyncResult()
+    known_runs: dict[str, str] = {}
+    for session in spooled_sessions(spool):
+        state_name = session_state(session)
+        if state_name == "running":
+            pid = session.header.get("pid")
+            result.remaining[session.session_id] = f"still being written by process {pid}"
+            continue
+        uri = tracking_uri or session.header.get("tracking_uri")
+        if not uri or "***@" in uri:
+            result.remaining[session.session_id] = (
+                "its store's URI holds credentials, which the spool does not keep: "
+                "give it with --tracking-uri"
+            )
+            continue
+        if dry_run:
+            pending = pending_entries(session)
+            _say(
+                out,
+                f"would write {session.session_id} ({session.header.get('run_name')}): "
+                f"{len(pending)} entries to {mask_uri(uri)}"
+                + (" and end its parent run KILLED" if state_name == "abandoned" else ""),
+            )
+            result.remaining[session.session_id] = "dry run"
+            continue
+        _replay_session(session, backend_for(uri), known_runs, state_name, result, out)
+    return result
+
+
+def _replay_session(
+    session: SpooledSession,
+    backend: Any,
+    known_runs: dict[str, str],
+    state_name: str,
+    result: SyncResult,
+    out: TextIO | None,
+) -> None:
+    sid = session.session_id
+    state = ReplayState.from_progress(session.progress)
+    state.runs = {**known_runs, **state.runs}
+    before = len(state.runs)
+    appender = _ProgressAppender(session.path)
+    replayer = Replayer(
+        backend, session.header, state, appender.append, find_existing=True, mark_failed=False
+    )
+    entries = list(session.entries)
+    if state_name == "abandoned":
+        entries.extend(_closing_entries(session, entries))
+    failures: list[str] = []
+    written = 0
+    try:
+        for entry in entries:
+            payload = session.payload(entry["seq"]) if entry["kind"] == "stage" else None
+            done_before = len(state.done)
+            for what, exc in replayer.replay(entry, payload):
+                failures.append(f"{what}: {describe(exc)}")
+            written += len(state.done) > done_before
+    except StoreAway as away:
+        cause = away.__cause__ or away
+        result.remaining[sid] = f"the store is away: could not {away} ({describe(cause)})"
+        return
+    finally:
+        appender.close()
+        known_runs.update(state.runs)
+        result.runs_created += max(0, len(state.runs) - before)
+        result.entries_written += written
+    if failures:
+        result.failures.extend(f"{sid}: {failure}" for failure in failures)
+        result.remaining[sid] = f"{len(failures)} steps failed (see above); run sync again"
+        return
+    session.remove()
+    result.synced.append(sid)
+    parent = state.runs.get(session.header.get("session", ""))
+    _say(out, f"synced {sid} ({session.header.get('run_name')}) as run {parent or '-'}")
+
+
+def _closing_entries(session: SpooledSession, entries: list[dict[str, Any]]) -> list[dict]:
+    """End the parent run of a session whose process died: KILLED, with the reason."""
+    own = session.header.get("session")
+    if own is None or session.header.get("parent") != own:
+        return []  # a copy logging under another session's run: that one ends it
+    seq = max((e["seq"] for e in entries), default=-1) + 1
+    pid, host = session.header.get("pid"), session.header.get("host")
+    last = max((e.get("end_ms") or e.get("start_ms") or 0 for e in entries), default=0)
+    reason = (
+        f"process {pid} on {host} ended without ending the run (killed?); "
+        f"tracked sync ended it at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+    return [
+        {
+            "seq": seq,
+            "kind": "end_run",
+            "run": own,
+            "status": KILLED,
+            "end_ms": last or now_ms(),
+            "metrics": [],
+            "tags": {END_REASON_TAG: reason},
+        }
+    ]
+
+
+class _ProgressAppender:
+    def __init__(self, folder: Path) -> None:
+        from tracked._spool import PROGRESS, _dumps
+
+        self._dumps = _dumps
+        self._file = open(folder / PROGRESS, "ab")  # noqa: SIM115 - closed by close()
+
+    def append(self, event: dict[str, Any]) -> None:
+        self._file.write(self._dumps(event))
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _say(out: TextIO | None, line: str) -> None:
+    if out is not None:
+        print(line, file=out)
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+@define
+class SessionStatus:
+    session_id: str
+    state: str
+    run_name: str
+    experiment: str
+    tracking_uri: str
+    entries: int
+    pending: int
+    bytes: int
+    created_ms: int
+
+
+def status(spool: Path) -> list[SessionStatus]:
+    """What the spool holds, one row per session, oldest first."""
+    rows = []
+    for session in spooled_sessions(spool):
+        header = session.header
+        rows.append(
+            SessionStatus(
+                session_id=session.session_id,
+                state=session_state(session),
+                run_name=str(header.get("run_name")),
+                experiment=str(header.get("experiment") or "(of the outer run)"),
+                tracking_uri=mask_uri(str(header.get("tracking_uri"))),
+                entries=len(session.entries),
+                pending=len(pending_entries(session)),
+                bytes=session.size_bytes(),
+                created_ms=int(header.get("created_ms", 0)),
+            )
+        )
+    return rows
+
+
+def is_local(run_id: str | None) -> bool:
+    return bool(run_id) and run_id.startswith(LOCAL_PREFIX)  # type: ignore[union-attr]

@@ -1,0 +1,151 @@
+"""The background writer: one thread per process that talks to the tracking stores.
+
+Stage wrappers hand it jobs (a session and one of its entries) and return; the writer does
+the slow part, in order: jobs are done one at a time, first in first out, so a run's records
+reach the store in the order they were made. The queue holds at most ``TRACKED_QUEUE_SIZE``
+jobs (default 256); when it is full the caller waits for room: back-pressure, never a
+dropped record or unbounded memory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+logger = logging.getLogger("tracked")
+
+QUEUE_SIZE_ENV = "TRACKED_QUEUE_SIZE"
+DEFAULT_QUEUE_SIZE = 256
+
+
+def _queue_size() -> int:
+    try:
+        return max(1, int(os.environ.get(QUEUE_SIZE_ENV, DEFAULT_QUEUE_SIZE)))
+    except ValueError:
+        return DEFAULT_QUEUE_SIZE
+
+
+class Writer:
+    """The writer thread and its queue, started on the first job."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_queue_size())
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._unfinished = 0
+
+    def submit(self, job: Any) -> None:
+        """Queue ``job`` (anything with ``run()``); waits while the queue is full."""
+        with self._idle:
+            self._unfinished += 1
+        self._ensure_thread()
+        self._queue.put(job)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="tracked-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                job.run()
+            except BaseException:  # the writer must outlive any job
+                logger.exception("tracked's writer failed on a job")
+            finally:
+                with self._idle:
+                    self._unfinished -= 1
+                    if self._unfinished == 0:
+                        self._idle.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued job is done; False if ``timeout`` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._unfinished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running."""
+        return self._unfinished
+
+
+_writer = Writer()
+
+
+def writer() -> Writer:
+    return _writer
+
+
+def _fresh_writer_after_fork() -> None:
+    # The parent's thread does not exist in a forked child, and its queue is the parent's.
+    global _writer
+    _writer = Writer()
+
+
+os.register_at_fork(after_in_child=_fresh_writer_after_fork)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until everything tracked so far in this process has been written.
+
+    Records whose store is away count as written once they are in the spool. Tracking
+    failures collected meanwhile are reported now (raised, in strict mode).
+
+    Args:
+        timeout: seconds to wait at most; None waits as long as it takes.
+
+    Returns:
+        True when everything was written, False when ``timeout`` passed first.
+    """
+    from tracked._session import deliver_all
+
+    drained = _writer.flush(timeout)
+    deliver_all()
+    return drained
+
+
+EXIT_TIMEOUT_ENV = "TRACKED_EXIT_TIMEOUT"
+
+
+def _exit_timeout() -> float | None:
+    value = os.environ.get(EXIT_TIMEOUT_ENV)
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _at_exit() -> None:
+    from tracked._session import end_open_sessions
+
+    end_open_sessions()
+    if not _writer.flush(_exit_timeout()):
+        logger.warning(
+            "tracked: %d writes were not finished at exit (%s); they are in the spool: "
+            "run `tracked sync`",
+            _writer.pending,
+            EXIT_TIMEOUT_ENV,
+        )
+
+
+atexit.register(_at_exit)
