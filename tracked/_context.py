@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import weakref
 from typing import Any
@@ -197,8 +198,10 @@ def build_session(
     )
 
 
+@functools.cache
 def _library_versions() -> dict[str, str]:
-    """Versions of the libraries a fitted model depends on, without importing them."""
+    """Versions of the libraries a fitted model depends on, without importing them (read
+    once per process: each lookup scans the installed distributions)."""
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}

@@ -20,7 +20,7 @@ from tracked._capture import (
     task_of,
 )
 from tracked._compose import Composed, NotComposable
-from tracked._insight import DataSummary, fitted_state, summarize, to_csv
+from tracked._insight import CsvFile, DataSummary, fitted_state, summarize, to_csv
 from tracked._plots import Pictures
 from tracked._records import (
     FAILED,
@@ -129,13 +129,14 @@ def _context(kind: str, phase: str, y: Any) -> str:
     return "evaluation" if kind == "estimator" and y is not None else "inference"
 
 
-def _output_files(call: Call, result: Any, outputs: DataSummary) -> dict[str, bytes]:
+def _output_files(call: Call, result: Any, outputs: DataSummary) -> dict[str, Any]:
     mode = getattr(call.instance, "log_outputs", "preview")
     if mode == "none":
         return {}
     if mode == "full":
         return {"output.csv": to_csv(result, outputs.columns)}
-    return {"output_preview.csv": to_csv(outputs.head, outputs.columns)}
+    # The head is a copy already; its CSV is written by the writer.
+    return {"output_preview.csv": CsvFile(outputs.head, outputs.columns)}
 
 
 def _fitted(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metric]:

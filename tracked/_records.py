@@ -64,7 +64,7 @@ class StageRecord:
     pictures: Any = None
     #: The default evaluation, computed by the writer (``tracked._capture.Scores``), or None.
     scores: Any = None
-    #: Artifact files for the child run: {name: content}.
+    #: Artifact files for the child run: {name: bytes, or an object whose render() gives them}.
     artifacts: Mapping[str, bytes] = field(factory=dict, converter=_frozen_mapping)
     #: Datasets the stage read: ((summary, context), ...).
     datasets: tuple[tuple[Any, str], ...] = ()

@@ -37,6 +37,11 @@ _AWAY_WORDS = (
 )
 
 
+def _bytes(content: Any) -> bytes:
+    """An artifact's content: bytes, or drawn now from what it is made of (``render()``)."""
+    return content if isinstance(content, bytes) else content.render()
+
+
 def _raise(error: BaseException) -> None:
     raise error
 
@@ -124,6 +129,7 @@ class Replayer:
         find_existing: look a run up by its local id before creating it (``tracked sync``).
         mark_failed: count a step that failed for the data's sake as done (the writer: its
             failure is reported, and retrying cannot help); ``tracked sync`` retries them.
+        between_steps: called before each step after the first (the writer's pause).
     """
 
     #: The step index of the event that says all of an entry's steps are done.
@@ -138,6 +144,7 @@ class Replayer:
         *,
         find_existing: bool = False,
         mark_failed: bool = True,
+        between_steps: Callable[[], None] | None = None,
     ) -> None:
         self.backend = backend
         self.header = header
@@ -145,6 +152,7 @@ class Replayer:
         self.note = note
         self.find_existing = find_existing
         self.mark_failed = mark_failed
+        self.between_steps = between_steps
 
     def replay(self, entry: dict[str, Any], payload: Any) -> list[tuple[str, BaseException]]:
         """Do the entry's steps not done yet; return the failures that are the data's fault.
@@ -160,6 +168,8 @@ class Replayer:
         for index, (what, step) in enumerate(steps):
             if (seq, index) in self.state.done:
                 continue
+            if self.between_steps is not None and index:
+                self.between_steps()
             try:
                 result = step()
             except Exception as exc:
@@ -301,7 +311,9 @@ class Replayer:
             steps.append(
                 (
                     f"log {name} of stage {stage!r}",
-                    lambda name=name, content=content: backend.log_artifact(child(), name, content),
+                    lambda name=name, content=content: backend.log_artifact(
+                        child(), name, _bytes(content)
+                    ),
                 )
             )
         for summary, context in payload.get("datasets") or ():

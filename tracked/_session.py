@@ -7,7 +7,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 from typing import Any
 
 from tracked._capture import mask_secrets, mask_uri, params_text, shorten
@@ -71,7 +70,7 @@ class Session:
         self.owned = run_id is None
         #: A forked child inherits this object; only the process that opened the run ends it.
         self.pid = os.getpid()
-        self.local_id = f"{LOCAL_PREFIX}{uuid.uuid4().hex}"
+        self.local_id = new_local_id()
         #: The parent run of this session's stage runs: our own (local id), or the attached one.
         self.parent_ref = self.local_id if run_id is None else run_id
         self.broken = backend is None
@@ -109,7 +108,9 @@ class Session:
             return None
         if not self.owned:
             return self.state.runs.get(self.parent_ref, self.parent_ref)
-        self._created.wait()
+        if not self._created.is_set():
+            with writer().urgent():
+                self._created.wait()
         if self.local_id in self.state.runs:
             return self.state.runs[self.local_id]
         return None if self.broken else self.local_id
@@ -155,6 +156,10 @@ class Session:
                 )
             else:
                 self._created.set()
+                if self.parent_ref.startswith(LOCAL_PREFIX):
+                    # A copy of a run that is itself only in the spool: so are its records
+                    # (`tracked sync` links them once it has created that run).
+                    self.spooling = True
         self.deliver()
 
     def _open_spool(self) -> None:
@@ -198,7 +203,7 @@ class Session:
             self.total_duration_s += record.duration_s
             entry = {
                 "kind": "stage",
-                "run": f"{LOCAL_PREFIX}{uuid.uuid4().hex}",
+                "run": f"{self.local_id}-{self._seq}",
                 "parent": self.parent_ref,
                 "experiment": self.experiment,
                 "stage": record.stage,
@@ -258,7 +263,7 @@ class Session:
         self.parent_ref = self.run_id or self.parent_ref
         self.owned = False
         self.pid = os.getpid()
-        self.local_id = f"{LOCAL_PREFIX}{uuid.uuid4().hex}"
+        self.local_id = new_local_id()
         self._lock = threading.RLock()
         self._idle = threading.Condition()
         self._outstanding = 0
@@ -327,6 +332,7 @@ class Session:
                 header,
                 self.state,
                 spool.progress if spool is not None else _ignore,
+                between_steps=None if self.synchronous else writer().pause_for_callers,
             )
         return self._replayer
 
@@ -388,7 +394,7 @@ class Session:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the writer is done with this session's entries."""
-        with self._idle:
+        with writer().urgent(), self._idle:
             return self._idle.wait_for(lambda: self._outstanding == 0, timeout)
 
     def end(self, status: str = FINISHED, *, may_raise: bool = True) -> None:
@@ -424,6 +430,11 @@ class Session:
             self._submit(entry, None)
         self.wait()
         self.deliver(may_raise=may_raise)
+
+
+def new_local_id() -> str:
+    """``local-`` and 32 random hex digits: a run id that no store gave."""
+    return f"{LOCAL_PREFIX}{os.urandom(16).hex()}"
 
 
 class _Notice:

@@ -6,8 +6,9 @@ reached the store; what remains is what the store has not seen::
 
     <spool>/<session id>/header.json        who wrote it: pid, host, store (URI masked), when
     <spool>/<session id>/entries.jsonl      one JSON line per entry: start_run, stage, end_run
-    <spool>/<session id>/payloads/<seq>.pkl the binary parts of an entry (models, artifacts,
-                                            dataset samples), pickled with cloudpickle
+    <spool>/<session id>/payloads.bin       the binary parts of the entries (models, artifacts,
+                                            dataset samples), pickled with cloudpickle, one
+                                            after the other; an entry names its [offset, size]
     <spool>/<session id>/progress.jsonl     what reached the store: one line per step done,
                                             with the run ids the store gave
 
@@ -21,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ SPOOL_ENV = "TRACKED_SPOOL_DIR"
 HEADER = "header.json"
 ENTRIES = "entries.jsonl"
 PROGRESS = "progress.jsonl"
-PAYLOADS = "payloads"
+PAYLOADS = "payloads.bin"
 
 
 def spool_root() -> Path:
@@ -57,19 +56,22 @@ class SessionSpool:
 
     def __init__(self, root: Path, session_id: str, header: dict[str, Any]) -> None:
         self.path = root / session_id
-        (self.path / PAYLOADS).mkdir(parents=True, exist_ok=False)
-        document = {**header, "pid": os.getpid(), "host": socket.gethostname()}
+        self.path.mkdir(parents=True, exist_ok=False)
+        document = {**header, "pid": os.getpid(), "host": _hostname()}
         document.setdefault("created_ms", time.time_ns() // 1_000_000)
         (self.path / HEADER).write_bytes(_dumps(document))
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         self._entries = os.open(self.path / ENTRIES, flags, 0o644)
         self._progress = os.open(self.path / PROGRESS, flags, 0o644)
+        self._payloads = os.open(self.path / PAYLOADS, flags, 0o644)
+        self._payload_size = 0
 
     def append(self, entry: dict[str, Any], payload: bytes | None) -> None:
         """Add an entry (and its payload, written first so that the line never dangles)."""
         if payload is not None:
-            with open(self.path / PAYLOADS / f"{entry['seq']}.pkl", "wb") as file:
-                file.write(payload)
+            entry = {**entry, "payload": [self._payload_size, len(payload)]}
+            _write_all(self._payloads, payload)
+            self._payload_size += len(payload)
         os.write(self._entries, _dumps(entry))
 
     def progress(self, event: dict[str, Any]) -> None:
@@ -78,25 +80,34 @@ class SessionSpool:
 
     def make_durable(self) -> None:
         """fsync everything written so far: the session's records stay here for a while."""
-        for fd in (self._entries, self._progress):
+        for fd in (self._payloads, self._entries, self._progress):
             with contextlib.suppress(OSError):
                 os.fsync(fd)
-        for payload in (self.path / PAYLOADS).iterdir():
-            with contextlib.suppress(OSError), open(payload, "rb") as file:
-                os.fsync(file.fileno())
-        for folder in (self.path / PAYLOADS, self.path, self.path.parent):
+        for folder in (self.path, self.path.parent):
             _fsync_directory(folder)
 
     def close(self) -> None:
-        for fd in (self._entries, self._progress):
+        for fd in (self._entries, self._progress, self._payloads):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self._entries = self._progress = -1
+        self._entries = self._progress = self._payloads = -1
 
     def remove(self) -> None:
         """Everything reached the store: the folder goes."""
+        import shutil
+
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _hostname() -> str:
+    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_directory(path: Path) -> None:
@@ -141,14 +152,17 @@ class SpooledSession:
     def session_id(self) -> str:
         return self.path.name
 
-    def payload(self, seq: int) -> Any:
-        file = self.path / PAYLOADS / f"{seq}.pkl"
-        if not file.exists():
+    def payload(self, entry: dict[str, Any]) -> Any:
+        """The unpickled payload of ``entry``, or None if it has none."""
+        where = entry.get("payload")
+        if not where:
             return None
         import cloudpickle
 
-        with open(file, "rb") as handle:
-            return cloudpickle.load(handle)
+        offset, size = where
+        with open(self.path / PAYLOADS, "rb") as handle:
+            handle.seek(offset)
+            return cloudpickle.loads(handle.read(size))
 
     @property
     def closed(self) -> bool:
@@ -158,7 +172,7 @@ class SpooledSession:
 
     def writer_alive(self) -> bool:
         """Whether the process that writes this session is still running on this host."""
-        if self.header.get("host") != socket.gethostname():
+        if self.header.get("host") != _hostname():
             return True  # cannot tell: assume it is, and leave its runs alone
         pid = self.header.get("pid")
         if not isinstance(pid, int):
@@ -175,6 +189,8 @@ class SpooledSession:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
 
     def remove(self) -> None:
+        import shutil
+
         shutil.rmtree(self.path, ignore_errors=True)
 
 

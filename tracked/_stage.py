@@ -28,6 +28,7 @@ from tracked._outer import autologging_paused
 from tracked._records import now_ms
 from tracked._report import report_failure
 from tracked._session import Session
+from tracked._writer import writer
 
 SPEC_ATTRIBUTE = "__tracked_stage__"
 VERIFIED_TAG = "tracked.pipeline_verified"
@@ -77,6 +78,16 @@ def make_stage_wrapper(spec: StageSpec) -> Callable[..., Any]:
 
 
 def _tracked_call(spec, wrapped, instance, args, kwargs):
+    # While a tracked call runs, the background writer holds back (see Writer).
+    current = writer()
+    current.stage_started()
+    try:
+        return _tracked_call_body(spec, wrapped, instance, args, kwargs)
+    finally:
+        current.stage_finished()
+
+
+def _tracked_call_body(spec, wrapped, instance, args, kwargs):
     context = context_for(instance)
     stack = context.stack()
     if any(frame.name == spec.name for frame in stack):
@@ -173,9 +184,13 @@ class OperatorSlot:
 def _record(call: Call, *, result: Any = None, error: BaseException | None = None) -> None:
     """Capture the call and write it; with ``error`` set this never raises.
 
-    Capturing predicts again (metrics, model checks): whatever it draws from the global
-    random generators is given back, so that the user's next draw is an untracked run's.
+    Capturing an estimator stage predicts again (metrics, model checks): whatever it draws
+    from the global random generators is given back, so that the user's next draw is an
+    untracked run's. A transformer stage's capture calls nothing of the operator's.
     """
+    if call.spec.kind == "transformer":  # nothing is predicted or scored again
+        _record_call(call, result, error)
+        return
     with preserved_random_state():
         _record_call(call, result, error)
 

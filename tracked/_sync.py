@@ -128,7 +128,7 @@ def _replay_session(
     written = 0
     try:
         for entry in entries:
-            payload = session.payload(entry["seq"]) if entry["kind"] == "stage" else None
+            payload = session.payload(entry)
             done_before = len(state.done)
             for what, exc in replayer.replay(entry, payload):
                 failures.append(f"{what}: {describe(exc)}")

@@ -15,6 +15,8 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 logger = logging.getLogger("tracked")
@@ -30,8 +32,19 @@ def _queue_size() -> int:
         return DEFAULT_QUEUE_SIZE
 
 
+#: How long the writer waits at most for running stage calls to end before its next step.
+POLITE_WAIT_S = 0.05
+
+
 class Writer:
-    """The writer thread and its queue, started on the first job."""
+    """The writer thread and its queue, started on the first job.
+
+    The writer is polite: it does its next step when no tracked stage call is running, or
+    after waiting ``POLITE_WAIT_S`` for one to end. Python runs one thread at a time (the
+    GIL): a writer busy with MLflow's Python code while a stage runs would take turns with
+    it, and the stage would pay for the writes after all. Nobody waits for it when someone
+    waits for the writer (``flush``, a ``with`` exit), or when its queue is half full.
+    """
 
     def __init__(self) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=_queue_size())
@@ -39,6 +52,42 @@ class Writer:
         self._lock = threading.Lock()
         self._idle = threading.Condition()
         self._unfinished = 0
+        self._quiet = threading.Condition()
+        self._stages_running = 0
+        self._urgent = 0
+
+    def stage_started(self) -> None:
+        with self._quiet:
+            self._stages_running += 1
+
+    def stage_finished(self) -> None:
+        with self._quiet:
+            self._stages_running -= 1
+            if self._stages_running == 0:
+                self._quiet.notify_all()
+
+    def pause_for_callers(self) -> None:
+        """Called by the writer between steps: let running stage calls finish first."""
+        if not self._stages_running or self._urgent:
+            return
+        if self._queue.qsize() * 2 >= self._queue.maxsize:
+            return
+        with self._quiet:
+            self._quiet.wait_for(
+                lambda: not self._stages_running or self._urgent, timeout=POLITE_WAIT_S
+            )
+
+    @contextmanager
+    def urgent(self) -> Iterator[None]:
+        """Someone waits for the writer: it writes without pausing meanwhile."""
+        with self._quiet:
+            self._urgent += 1
+            self._quiet.notify_all()
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._urgent -= 1
 
     def submit(self, job: Any) -> None:
         """Queue ``job`` (anything with ``run()``); waits while the queue is full."""
@@ -60,6 +109,7 @@ class Writer:
     def _loop(self) -> None:
         while True:
             job = self._queue.get()
+            self.pause_for_callers()
             try:
                 job.run()
             except BaseException:  # the writer must outlive any job
@@ -73,7 +123,7 @@ class Writer:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued job is done; False if ``timeout`` seconds passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._idle:
+        with self.urgent(), self._idle:
             while self._unfinished:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -149,3 +199,10 @@ def _at_exit() -> None:
 
 
 atexit.register(_at_exit)
+
+
+def run_first_at_exit() -> None:
+    """Make the exit flush run before exit handlers registered since (mlflow's closes its
+    store connections): handlers run last registered, first run."""
+    atexit.unregister(_at_exit)
+    atexit.register(_at_exit)

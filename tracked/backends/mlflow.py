@@ -310,6 +310,9 @@ class MlflowBackend:
                 if self._client is None or self._pid != os.getpid():
                     import mlflow
 
+                    from tracked._writer import run_first_at_exit
+
+                    run_first_at_exit()  # before mlflow's own exit handlers, just registered
                     uri = self._requested_uri
                     _check_reachable(uri)
                     self._client = GuardedClient(
