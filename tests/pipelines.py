@@ -8,6 +8,13 @@ from sklearn.preprocessing import StandardScaler
 
 from tracked import TrackedPipeline
 
+#: The child runs of one Iris train + predict pass, in the order they are made.
+CHILD_NAMES = [
+    f"{stage}:{phase}"
+    for phase in ("fit", "inference")
+    for stage in ("preprocessing", "reduction", "classification")
+]
+
 
 class Iris(TrackedPipeline):
     """The demo's workflow."""

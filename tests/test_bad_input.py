@@ -36,7 +36,7 @@ def test_a_long_param_is_cut_and_kept_whole_in_the_key_notes(tracking_uri, clien
     assert MAX_PARAM_VALUE_LENGTH == len(params["long"])
     notes = notes_of(client, run_id)
     assert value == notes["truncated"]["long"]
-    assert {"bad/key?": "bad_key_"} == notes["renamed"]
+    assert {"bad/key?": "bad_key_"} == notes["renamed"]["params"]
 
 
 def test_more_than_a_hundred_params_are_all_logged(tracking_uri, client):

@@ -17,15 +17,12 @@ import numpy as np
 import pipelines
 import pytest
 from mlflow import MlflowClient
-from pipelines import Iris
+from pipelines import CHILD_NAMES, Iris
 from servers import MlflowServer, database_exists, database_name, postgres_database
 
 from tracked import TrackingWarning
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-STAGES = ["preprocessing", "reduction", "classification"]
-CHILD_NAMES = [f"{s}:fit" for s in STAGES] + [f"{s}:inference" for s in STAGES]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import traceback
 import numpy as np
 import pipelines
 import pytest
-from pipelines import Iris, Regression
+from pipelines import CHILD_NAMES, Iris, Regression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
 from sklearn.preprocessing import StandardScaler
@@ -34,14 +34,7 @@ def test_a_training_and_a_prediction_pass_give_one_parent_and_six_children(memor
     assert "FINISHED" == parent.status
     assert {"n_components": "2", "C": "1.0"} == parent.params
     children = memory.children(parent.run_id)
-    assert [child.name for child in children] == [
-        "preprocessing:fit",
-        "reduction:fit",
-        "classification:fit",
-        "preprocessing:inference",
-        "reduction:inference",
-        "classification:inference",
-    ]
+    assert CHILD_NAMES == [child.name for child in children]
     assert all(child.status == "FINISHED" for child in children)
     assert all(child.experiment == "tests" for child in [parent, *children])
 

@@ -153,6 +153,8 @@ class Replayer:
         self.find_existing = find_existing
         self.mark_failed = mark_failed
         self.between_steps = between_steps
+        #: Runs this replayer created in the store (not found there again).
+        self.created = 0
 
     def replay(self, entry: dict[str, Any], payload: Any) -> list[tuple[str, BaseException]]:
         """Do the entry's steps not done yet; return the failures that are the data's fault.
@@ -215,13 +217,15 @@ class Replayer:
             )
             if found is not None:
                 return {"run": local, "id": found}
+        tags = {**self.header.get("source_tags", {}), **entry.get("tags", {}), LOCAL_ID_TAG: local}
         run_id = backend.start_run(
             experiment=experiment,
             run_name=entry["run_name"],
             parent_run_id=parent,
-            tags={**entry.get("tags", {}), LOCAL_ID_TAG: local},
+            tags=tags,
             start_time=entry.get("start_ms"),
         )
+        self.created += 1
         return {"run": local, "id": run_id}
 
     def _start_steps(self, entry: dict[str, Any]) -> list[Step]:

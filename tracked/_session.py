@@ -169,6 +169,8 @@ class Session:
         header = {
             "session": self.local_id,
             "tracking_uri": mask_uri(uri),
+            # The recording process's (user, script, git commit): not `tracked sync`'s.
+            "source_tags": _source_tags(self.backend),
             "experiment": self.experiment,
             "run_name": self.run_name,
             "parent": self.parent_ref,
@@ -382,7 +384,11 @@ class Session:
         failures = []
         for what, exc in reports:
             if isinstance(exc, _Notice):
-                notice(what, key=exc.key)
+                if may_raise:
+                    notice(what, key=exc.key)
+                else:  # even with warnings turned into errors, the user's exception wins
+                    with contextlib.suppress(Warning):
+                        notice(what, key=exc.key)
             else:
                 failures.append((what, exc))
         if self.strict and may_raise and len(failures) > 1:
@@ -478,6 +484,14 @@ def _unpickled(data: bytes) -> Any:
     import cloudpickle
 
     return cloudpickle.loads(data)
+
+
+def _source_tags(backend: object) -> dict[str, str]:
+    tags = getattr(backend, "source_tags", None)
+    try:
+        return dict(tags()) if callable(tags) else {}
+    except Exception:
+        return {}
 
 
 def spool_uri(backend: object) -> str | None:

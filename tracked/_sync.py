@@ -116,7 +116,6 @@ def _replay_session(
     sid = session.session_id
     state = ReplayState.from_progress(session.progress)
     state.runs = {**known_runs, **state.runs}
-    before = len(state.runs)
     appender = _ProgressAppender(session.path)
     replayer = Replayer(
         backend, session.header, state, appender.append, find_existing=True, mark_failed=False
@@ -140,7 +139,7 @@ def _replay_session(
     finally:
         appender.close()
         known_runs.update(state.runs)
-        result.runs_created += max(0, len(state.runs) - before)
+        result.runs_created += replayer.created
         result.entries_written += written
     if failures:
         result.failures.extend(f"{sid}: {failure}" for failure in failures)

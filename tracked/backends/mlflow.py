@@ -62,17 +62,17 @@ def unique_keys(keys: Sequence[str]) -> dict[str, str]:
 
 
 def sanitize_keys(
-    mapping: Mapping[str, str], limit: int, notes: KeyNotes | None = None
+    mapping: Mapping[str, str], limit: int, notes: KeyNotes | None = None, kind: str = "params"
 ) -> dict[str, str]:
     """``mapping`` with sanitised (``unique_keys``) keys and truncated values; ``notes``
-    collects what changed."""
+    collects what changed, under ``kind``."""
     clean: dict[str, str] = {}
     for key, name in unique_keys(list(mapping)).items():
         value = mapping[key]
         clean[name] = shorten(value, limit)
         if notes is not None:
             if name != key:
-                notes.renamed[key] = name
+                notes.renamed[kind][key] = name
             if len(value) > limit:
                 notes.truncated[name] = value
     return clean
@@ -80,19 +80,22 @@ def sanitize_keys(
 
 class KeyNotes:
     """What a run's logging changed to fit MLflow, kept as ``tracked/key_notes.json``:
-    keys renamed (original -> logged), values truncated (logged key -> full value), and
-    params logged again with another value (key -> [kept, rejected values])."""
+    keys renamed (per kind: params, metrics, tags; original -> logged), values truncated
+    (logged key -> full value), and params logged again with another value (key -> [kept,
+    rejected values])."""
 
     ARTIFACT = "tracked/key_notes.json"
 
     def __init__(self) -> None:
-        self.renamed: dict[str, str] = {}
+        #: Per kind (params, metrics, tags): original name -> logged name.
+        self.renamed: dict[str, dict[str, str]] = {"params": {}, "metrics": {}, "tags": {}}
         self.truncated: dict[str, str] = {}
         self.conflicts: dict[str, list[str]] = {}
         self.params: dict[str, str] = {}
 
     def size(self) -> int:
-        return len(self.renamed) + len(self.truncated) + len(self.conflicts)
+        renamed = sum(len(names) for names in self.renamed.values())
+        return renamed + len(self.truncated) + len(self.conflicts)
 
     def document(self) -> bytes:
         import json
@@ -198,25 +201,40 @@ class GuardedClient:
         attribute = getattr(self._client, name)
         if not callable(attribute):
             return attribute
-
         transient = _TRANSIENT + _TRANSIENT_BY_CALL.get(name, ())
+        return functools.partial(self.call, attribute, transient=transient)
 
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            delay = FIRST_BACKOFF_S
-            for attempt in range(RETRIES + 1):
-                try:
-                    if self._lock is None:
-                        return attribute(*args, **kwargs)
-                    with self._lock:
-                        return attribute(*args, **kwargs)
-                except Exception as exc:
-                    if attempt == RETRIES or not any(t in str(exc) for t in transient):
-                        raise
-                time.sleep(delay)
-                delay *= 2
-            raise AssertionError("unreachable")  # pragma: no cover
+    def call(
+        self, function: Any, *args: Any, transient: tuple[str, ...] = _TRANSIENT, **kwargs: Any
+    ) -> Any:
+        """``function(*args, **kwargs)``, serialised and retried as the client's calls are."""
+        delay = FIRST_BACKOFF_S
+        for attempt in range(RETRIES + 1):
+            try:
+                if self._lock is None:
+                    return function(*args, **kwargs)
+                with self._lock:
+                    return function(*args, **kwargs)
+            except Exception as exc:
+                if attempt == RETRIES or not any(t in str(exc) for t in transient):
+                    raise
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
 
-        return guarded
+    def terminate(self, run_id: str, status: str, end_time: int | None) -> None:
+        """End a run as ``set_terminated`` does, without its "View run" line on stdout:
+        the writer is a background thread of someone else's program."""
+        from mlflow.entities import RunStatus
+
+        store = self._client._tracking_client.store
+        self.call(
+            store.update_run_info,
+            run_id,
+            run_status=RunStatus.from_string(status),
+            end_time=end_time or int(time.time() * 1000),
+            run_name=None,
+        )
 
 
 def source_tags() -> dict[str, str]:
@@ -435,7 +453,7 @@ class MlflowBackend:
                 notes.conflicts[key] = [kept, value]
                 del clean_params[key]
         renamed = unique_keys([m.key for m in metrics])
-        notes.renamed.update({key: name for key, name in renamed.items() if key != name})
+        notes.renamed["metrics"].update({k: name for k, name in renamed.items() if k != name})
         self.client.log_batch(
             run_id,
             metrics=[
@@ -444,7 +462,7 @@ class MlflowBackend:
             params=[Param(k, v) for k, v in clean_params.items()],
             tags=[
                 RunTag(k, v)
-                for k, v in sanitize_keys(tags or {}, MAX_TAG_VALUE_LENGTH, notes).items()
+                for k, v in sanitize_keys(tags or {}, MAX_TAG_VALUE_LENGTH, notes, "tags").items()
             ],
             synchronous=True,
         )
@@ -573,7 +591,7 @@ class MlflowBackend:
             self.client.set_model_version_tag(name, version, sanitize_key(key), value)
 
     def end_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
-        self.client.set_terminated(run_id, status=status, end_time=end_time)
+        self.client.terminate(run_id, status, end_time)
         self._run_experiment.pop(run_id, None)
         self._notes.pop(run_id, None)
 
