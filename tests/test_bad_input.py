@@ -35,7 +35,7 @@ def test_a_long_param_is_cut_and_kept_whole_in_the_key_notes(tracking_uri, clien
     params = client.get_run(run_id).data.params
     assert MAX_PARAM_VALUE_LENGTH == len(params["long"])
     notes = notes_of(client, run_id)
-    assert value == notes["truncated"]["long"]
+    assert value == notes["truncated"]["params"]["long"]
     assert {"bad/key?": "bad_key_"} == notes["renamed"]["params"]
 
 

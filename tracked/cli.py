@@ -146,8 +146,6 @@ def sync_command(args: argparse.Namespace) -> int:
     from tracked._sync import sync
 
     spool = args.spool or spool_root()
-    # MLflow prints a "View run" link per run it ends on a server: the summary says enough.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     result = sync(spool, tracking_uri=args.tracking_uri, dry_run=args.dry_run, out=sys.stdout)
     for failure in result.failures:
         print(f"failed: {_scrub(failure)}", file=sys.stderr)

@@ -74,28 +74,30 @@ def sanitize_keys(
             if name != key:
                 notes.renamed[kind][key] = name
             if len(value) > limit:
-                notes.truncated[name] = value
+                notes.truncated[kind][name] = value
     return clean
 
 
 class KeyNotes:
     """What a run's logging changed to fit MLflow, kept as ``tracked/key_notes.json``:
     keys renamed (per kind: params, metrics, tags; original -> logged), values truncated
-    (logged key -> full value), and params logged again with another value (key -> [kept,
-    rejected values])."""
+    (per kind: params, tags; logged key -> full value), and params logged again with another
+    value (key -> [kept, rejected values])."""
 
     ARTIFACT = "tracked/key_notes.json"
 
     def __init__(self) -> None:
         #: Per kind (params, metrics, tags): original name -> logged name.
         self.renamed: dict[str, dict[str, str]] = {"params": {}, "metrics": {}, "tags": {}}
-        self.truncated: dict[str, str] = {}
+        #: Per kind (params, tags): logged name -> the whole value.
+        self.truncated: dict[str, dict[str, str]] = {"params": {}, "tags": {}}
         self.conflicts: dict[str, list[str]] = {}
         self.params: dict[str, str] = {}
 
     def size(self) -> int:
         renamed = sum(len(names) for names in self.renamed.values())
-        return renamed + len(self.truncated) + len(self.conflicts)
+        truncated = sum(len(values) for values in self.truncated.values())
+        return renamed + truncated + len(self.conflicts)
 
     def document(self) -> bytes:
         import json
