@@ -47,9 +47,7 @@ def test_more_than_a_hundred_params_are_all_logged(tracking_uri, client):
     assert params == client.get_run(run_id).data.params
 
 
-def test_a_param_logged_again_with_another_value_keeps_the_first_and_says_so(
-    tracking_uri, client
-):
+def test_a_param_logged_again_with_another_value_keeps_the_first_and_says_so(tracking_uri, client):
     backend = MlflowBackend(tracking_uri)
     run_id = backend.start_run(experiment="limits", run_name="r")
     backend.log(run_id, params={"alpha": "1"})
@@ -83,6 +81,10 @@ def test_nan_and_infinite_metrics_are_logged_as_mlflow_stores_them(tracking_uri,
         ("api_key", True),
         ("aws_access_key_id", True),
         ("credentials", True),
+        ("dbPassword", True),
+        ("authToken", True),
+        ("awsSecretAccessKey", True),
+        ("maxTokens", False),
         ("tokenizer", False),
         ("max_tokens", False),
         ("n_components", False),

@@ -12,7 +12,7 @@ import pytest
 DEMO = Path(__file__).parents[1] / "demo" / "iris.py"
 
 
-def run_demo(cwd: Path, *args: str, script: Path = DEMO) -> str:
+def run_demo(cwd: Path, *args: str, script: Path = DEMO, stderr: list | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
         [sys.executable, str(script), *args],
@@ -24,6 +24,8 @@ def run_demo(cwd: Path, *args: str, script: Path = DEMO) -> str:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    if stderr is not None:
+        stderr.append(result.stderr)
     return result.stdout
 
 
@@ -90,3 +92,46 @@ def test_the_dask_sweep_demo_leaves_one_complete_group_run(tmp_path):
         printed(output, "best run id")
         == client.get_run(group_run_id).data.tags["tracked.best_run_id"]
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_demo_with_its_store_away_keeps_everything_for_tracked_sync(tmp_path, spool_dir):
+    """The issue's scenario: the server is down, the demo still answers and warns once;
+    `tracked sync` then writes the whole run (here into a sqlite store standing in for it)."""
+    from mlflow import MlflowClient
+    from pipelines import CHILD_NAMES
+    from servers import free_port
+
+    errors: list[str] = []
+    away = run_demo(tmp_path, "--tracking-uri", f"http://127.0.0.1:{free_port()}", stderr=errors)
+    untracked = run_demo(tmp_path, "--no-tracking")
+    assert printed(untracked, "accuracy") == printed(away, "accuracy")
+    assert printed(untracked, "predictions") == printed(away, "predictions")
+    assert printed(away, "parent run id").startswith("local-")
+    [warning] = [line for line in errors[0].splitlines() if "TrackingWarning" in line]
+    assert f"kept in the spool at {spool_dir}" in warning
+
+    store = f"sqlite:///{tmp_path / 'synced.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "tracked", "sync", "--tracking-uri", store],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("iris-demo")
+    [parent] = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`tracked.pipeline` LIKE '%IrisPipeline'"
+    )
+    assert "FINISHED" == parent.info.status
+    assert float(printed(away, "accuracy")) == pytest.approx(parent.data.metrics["accuracy"])
+    children = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    assert sorted(CHILD_NAMES) == sorted(child.info.run_name for child in children)
+    assert all("FINISHED" == child.info.status for child in children)
+    assert [] == list(spool_dir.iterdir())

@@ -32,12 +32,14 @@ def runs_of(client, experiment="tests"):
 
 
 def children_of(client, run_id):
+    """The child runs in the order they were made: by start time, and stages that started
+    within one millisecond in the order of an Iris pass."""
     parent = client.get_run(run_id)
-    return client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
-        order_by=["attributes.start_time ASC"],
+    runs = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
     )
+    order = {name: index for index, name in enumerate(pipelines.CHILD_NAMES)}
+    return sorted(runs, key=lambda r: (r.info.start_time, order.get(r.info.run_name, 0)))
 
 
 def test_the_store_holds_the_parent_and_six_children_with_tags_params_metrics(
@@ -131,7 +133,11 @@ def test_in_strict_mode_a_spooled_run_is_a_warning_not_an_error(iris):
     pipe.close()
 
 
-def test_a_deleted_experiment_is_reported_with_the_fix(tracking_uri, client, iris, monkeypatch):
+def test_a_deleted_experiment_is_reported_with_the_fix(
+    tracking_uri, client, iris, monkeypatch, spool_dir
+):
+    from tracked._sync import sync
+
     client.delete_experiment(client.create_experiment("tests"))
     X_train, _, y_train, _ = iris
     pipe = Iris()
@@ -141,7 +147,18 @@ def test_a_deleted_experiment_is_reported_with_the_fix(tracking_uri, client, iri
         pipe.preprocessing(X_train, y_train)
         tracked.flush()
     assert "kept in the spool" in str(info.value)
+    pipe.reduction(X_train, y_train)  # still captured, into the spool
     pipe.close()
+    assert pipe.run_id.startswith("local-")
+
+    # Once the experiment is restored, `tracked sync` writes the whole run.
+    client.restore_experiment(client.get_experiment_by_name("tests").experiment_id)
+    result = sync(spool_dir)
+    assert result.ok, result.remaining
+    [parent] = [run for run in runs_of(client) if "tracked.pipeline" in run.data.tags]
+    assert "FINISHED" == parent.info.status
+    names = sorted(c.info.run_name for c in children_of(client, parent.info.run_id))
+    assert ["preprocessing:fit", "reduction:fit"] == names
 
 
 def test_long_param_values_are_truncated_not_failed(tracking_uri, client):

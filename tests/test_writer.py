@@ -174,3 +174,44 @@ def test_a_writer_failure_is_a_warning_on_the_callers_thread(iris, monkeypatch):
 def test_a_healthy_run_leaves_the_spool_empty(tracking_uri, iris, spool_dir):
     run_iris(iris, tracking_uri=tracking_uri)
     assert [] == list(spool_dir.iterdir())
+
+
+def test_a_full_queue_and_a_failing_store_do_not_deadlock(iris, monkeypatch):
+    # The writer reports failures while the caller waits for room in a one-job queue.
+    monkeypatch.setenv("TRACKED_STRICT", "0")
+    small = Writer()
+    small._queue.maxsize = 1
+    monkeypatch.setattr(tracked._writer, "_writer", small)
+    pipe = Iris()
+    pipe.backend = FailingLogBackend()
+    done = threading.Event()
+
+    def work():
+        with pytest.warns(TrackingWarning):
+            tracked_pass(pipe, iris)
+        done.set()
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    assert done.wait(60), "the stage calls hung"
+
+
+def test_ctrl_c_while_waiting_for_room_leaves_nothing_waiting_forever(iris, monkeypatch):
+    writer = Writer()
+    monkeypatch.setattr(tracked._writer, "_writer", writer)
+    X_train, _, y_train, _ = iris
+    pipe = Iris()
+    pipe.backend = SlowBackend(delay=0.0)
+    pipe.preprocessing(X_train, y_train)
+
+    def interrupted(job, block=True, timeout=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer._queue, "put", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipe.reduction(X_train, y_train)
+    monkeypatch.undo()
+    monkeypatch.setattr(tracked._writer, "_writer", writer)
+    assert writer.flush(timeout=30)
+    assert pipe._last_session().wait(timeout=30)
+    pipe.close()

@@ -7,9 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from attrs import frozen
-
-from tracked._records import FIT, INFERENCE, Metric
+from tracked._records import FIT, INFERENCE
 
 OPERATOR_ATTRIBUTE = "operator"
 CONTEXT_ATTRIBUTE = "_tracked_context"
@@ -61,9 +59,12 @@ _SECRET_NAME = re.compile(
 _URI_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")
 
 
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 def is_secret_name(name: str) -> bool:
-    """Whether a param or tag name looks like it holds a credential."""
-    return _SECRET_NAME.search(name.lower()) is not None
+    """Whether a param or tag name looks like it holds a credential (``dbPassword`` too)."""
+    return _SECRET_NAME.search(_CAMEL.sub("_", name).lower()) is not None
 
 
 def mask_secrets(mapping: Mapping[str, str]) -> Mapping[str, str]:
@@ -289,35 +290,6 @@ def default_metrics(task: str, y_true: Any, y_pred: Any) -> dict[str, float]:
         "rmse": metrics.root_mean_squared_error(y_true, y_pred),
         "mae": metrics.mean_absolute_error(y_true, y_pred),
     }
-
-
-@frozen
-class Scores:
-    """The default evaluation of one estimator call, computed later (by the writer).
-
-    The predictions are made on the caller's thread, by the operator that the call used;
-    the metrics (scikit-learn's validation makes each cost milliseconds) are computed from
-    them afterwards. ``prefix`` is ``training_`` on fit; ``step`` orders repeated evaluations.
-    """
-
-    task: str
-    y_true: Any
-    y_pred: Any
-    prefix: str
-    step: int
-    timestamp: int
-
-    def metrics(self) -> tuple[Metric, ...]:
-        values = default_metrics(self.task, self.y_true, self.y_pred)
-        return tuple(
-            Metric(
-                key=f"{self.prefix}{name}",
-                value=float(value),
-                step=self.step,
-                timestamp=self.timestamp,
-            )
-            for name, value in values.items()
-        )
 
 
 def scorers(scoring: str | Iterable[str] | Mapping[str, Any]) -> dict[str, Callable[..., float]]:

@@ -116,17 +116,6 @@ def _summarize_frame(frame: Any) -> DataSummary:
     )
 
 
-@frozen
-class CsvFile:
-    """An artifact written as CSV when it is logged (by the writer), from a copy of rows."""
-
-    data: Any
-    columns: tuple[str, ...] | None = None
-
-    def render(self) -> bytes:
-        return to_csv(self.data, self.columns)
-
-
 def to_csv(data: Any, columns: tuple[str, ...] | None = None) -> bytes:
     """``data`` (array, DataFrame or head) as CSV, with column names where known."""
     if hasattr(data, "to_csv"):

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from tracked._capture import (
     OPERATOR_ATTRIBUTE,
-    Scores,
     detect_phase,
     evaluate,
     operator_params,
@@ -20,8 +19,7 @@ from tracked._capture import (
     task_of,
 )
 from tracked._compose import Composed, NotComposable
-from tracked._insight import CsvFile, DataSummary, fitted_state, summarize, to_csv
-from tracked._plots import Pictures
+from tracked._insight import DataSummary, fitted_state, summarize, to_csv
 from tracked._records import (
     FAILED,
     FINISHED,
@@ -36,6 +34,8 @@ from tracked._report import describe, notice, report_failure
 from tracked._session import ERROR_TAG_LIMIT, Session, evaluation_metrics
 
 if TYPE_CHECKING:
+    from tracked._deferred import Scores
+    from tracked._plots import Pictures
     from tracked._stage import Call, StageSpec
 
 VERIFIED_TAG = "tracked.pipeline_verified"
@@ -136,6 +136,8 @@ def _output_files(call: Call, result: Any, outputs: DataSummary) -> dict[str, An
     if mode == "full":
         return {"output.csv": to_csv(result, outputs.columns)}
     # The head is a copy already; its CSV is written by the writer.
+    from tracked._deferred import CsvFile
+
     return {"output_preview.csv": CsvFile(outputs.head, outputs.columns)}
 
 
@@ -197,6 +199,8 @@ def _evaluate(
             return (), pictures, None
         import numpy as np
 
+        from tracked._deferred import Scores
+
         step = session.next_step(prefix or "evaluation")
         y_true = np.array(y, copy=True)
         return (), pictures, Scores(task, y_true, np.asarray(y_pred), prefix, step, now_ms())
@@ -208,6 +212,8 @@ def _evaluate(
 
 def _pictures(operator: Any, X: Any, y: Any, y_pred: Any) -> Pictures | None:
     """What the writer draws the evaluation pictures from."""
+    from tracked._plots import Pictures
+
     return Pictures.of(task_of(operator), operator, X, y, y_pred)
 
 

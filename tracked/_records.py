@@ -13,6 +13,9 @@ STAGE_KINDS = ("estimator", "transformer")
 FIT = "fit"
 INFERENCE = "inference"
 
+#: The prefix of run ids that no store gave: runs known only to the spool so far.
+LOCAL_PREFIX = "local-"
+
 FINISHED = "FINISHED"
 FAILED = "FAILED"
 KILLED = "KILLED"
@@ -62,7 +65,7 @@ class StageRecord:
     composed: Any = None
     #: What the evaluation pictures are drawn from (``tracked._plots.Pictures``), or None.
     pictures: Any = None
-    #: The default evaluation, computed by the writer (``tracked._capture.Scores``), or None.
+    #: The default evaluation, computed by the writer (``tracked._deferred.Scores``), or None.
     scores: Any = None
     #: Artifact files for the child run: {name: bytes, or an object whose render() gives them}.
     artifacts: Mapping[str, bytes] = field(factory=dict, converter=_frozen_mapping)

@@ -14,9 +14,8 @@ from typing import Any
 
 from attrs import define, field
 
-from tracked._records import Metric
+from tracked._records import LOCAL_PREFIX, Metric
 
-LOCAL_PREFIX = "local-"
 LOCAL_ID_TAG = "tracked.local_run_id"
 COMPOSED_MODEL_NAME = "pipeline"
 
@@ -209,7 +208,7 @@ class Replayer:
 
     def _create_run(self, entry: dict[str, Any], experiment: str | None) -> dict[str, Any]:
         local = entry["run"]
-        parent = self.state.resolve(entry.get("parent"))
+        parent = self._resolve_parent(entry.get("parent"), experiment)
         backend = self.backend
         if self.find_existing and callable(getattr(backend, "find_run", None)):
             found = backend.find_run(
@@ -227,6 +226,21 @@ class Replayer:
         )
         self.created += 1
         return {"run": local, "id": run_id}
+
+    def _resolve_parent(self, ref: str | None, experiment: str | None) -> str | None:
+        """The store id of a parent run; one created by an earlier sync (whose spool folder
+        is gone) is found by its ``tracked.local_run_id`` tag."""
+        try:
+            return self.state.resolve(ref)
+        except LookupError:
+            find = getattr(self.backend, "find_run", None)
+            if not (self.find_existing and callable(find) and experiment is not None):
+                raise
+            found = find(experiment=experiment, parent_run_id=None, key=LOCAL_ID_TAG, value=ref)
+            if found is None:
+                raise
+            self.state.runs[ref] = found  # type: ignore[index]
+            return found
 
     def _start_steps(self, entry: dict[str, Any]) -> list[Step]:
         experiment = entry.get("experiment")

@@ -7,16 +7,26 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracked._capture import mask_secrets, mask_uri, params_text, shorten
 from tracked._compose import Composer
-from tracked._records import FAILED, FINISHED, KILLED, Metric, StageRecord, now_ms
-from tracked._replay import LOCAL_PREFIX, Replayer, ReplayState, StoreAway, metric_rows
+from tracked._records import (
+    FAILED,
+    FINISHED,
+    KILLED,
+    LOCAL_PREFIX,
+    Metric,
+    StageRecord,
+    now_ms,
+)
 from tracked._report import describe, notice, report_failure
-from tracked._spool import SessionSpool, spool_root
 from tracked._writer import writer
 from tracked.backends.base import Backend
+
+if TYPE_CHECKING:
+    from tracked._replay import Replayer
+    from tracked._spool import SessionSpool
 
 ERROR_TAG_LIMIT = 1000
 
@@ -84,14 +94,23 @@ class Session:
         self.spool: SessionSpool | None = None
         #: The store is away: entries stay in the spool for ``tracked sync``.
         self.spooling = False
+        # The writer's modules are imported with the first session, not with tracked.
+        from tracked._replay import ReplayState
+
         self.state = ReplayState()
+        #: The caller's side (numbering, spooling, queueing entries in order). The writer
+        #: never takes it, so holding it while the queue is full cannot deadlock.
         self._lock = threading.RLock()
         self._steps: dict[str, int] = {}
         self._seq = 0
         self._outstanding = 0
         self._idle = threading.Condition()
         self._created = threading.Event()
+        #: Reports collected by the writer; their own lock, which nothing holds while waiting.
         self._reports: list[tuple[str, BaseException | None]] = []
+        self._reports_lock = threading.Lock()
+        #: The parent run was refused by the store (a deleted experiment).
+        self.refused = False
         self._replayer: Replayer | None = None
 
     @property
@@ -177,6 +196,8 @@ class Session:
             "registered_model_name": self.registered_model_name,
             "serialization_format": self.serialization_format,
         }
+        from tracked._spool import SessionSpool, spool_root
+
         root = spool_root()
         try:
             self.spool = SessionSpool(root, self.local_id, header)
@@ -201,6 +222,8 @@ class Session:
         """Hand ``record`` to the writer as a child run of this session's parent run."""
         if not self.usable:
             return
+        from tracked._replay import metric_rows
+
         with self._lock:
             self.total_duration_s += record.duration_s
             entry = {
@@ -241,24 +264,51 @@ class Session:
             # The bytes are the record's snapshot: the operator may change once the call
             # returned, and a spooled record must outlive this process.
             data = _pickled(payload, entry, self)
-        if self.spool is not None:
+        spool = self.spool
+        if spool is not None:
             try:
-                self.spool.append(entry, data if isinstance(data, bytes) else None)
+                spool.append(entry, data if isinstance(data, bytes) else None)
             except Exception as exc:
                 self._note(
-                    f"could not write to the spool at {self.spool.path} ({describe(exc)}): "
+                    f"could not write to the spool at {spool.path} ({describe(exc)}): "
                     "records wait in memory only",
                     exc,
-                    key=f"spool-unwritable:{self.spool.path.parent}",
+                    key=f"spool-unwritable:{spool.path.parent}",
                 )
-                self.spool = None
+                self._drop_spool(spool)
         with self._idle:
             self._outstanding += 1
         job = _Job(self, entry, data)
         if self.synchronous:
             job.run()
-        else:
+            return
+        try:
             writer().submit(job)
+        except BaseException:  # Ctrl-C while waiting for room: the job was never queued
+            self._job_done()
+            raise
+
+    def _drop_spool(self, spool: SessionSpool) -> None:
+        """Stop spooling: the entries written so far are all still queued in memory, so
+        the folder goes (it would look like an abandoned run to `tracked sync`)."""
+        self.spool = None
+        spool.remove()
+
+    def _progress(self, event: dict[str, Any]) -> None:
+        """Note a step done in the spool; a spool that cannot take it is dropped."""
+        spool = self.spool
+        if spool is None:
+            return
+        try:
+            spool.progress(event)
+        except OSError as exc:
+            self._note(
+                f"could not write to the spool at {spool.path} ({describe(exc)}): "
+                "records wait in memory only",
+                exc,
+                key=f"spool-unwritable:{spool.path.parent}",
+            )
+            self._drop_spool(spool)
 
     def fork_copy(self) -> None:
         """Make this (a forked child's inherited) session a copy logging under the run."""
@@ -271,8 +321,9 @@ class Session:
         self._outstanding = 0
         self._seq = 0
         self._reports = []
+        self._reports_lock = threading.Lock()
         self._replayer = None
-        self.state = ReplayState(runs=dict(self.state.runs))
+        self.state = type(self.state)(runs=dict(self.state.runs))
         self.spool = None
         self._open_spool()
 
@@ -285,14 +336,19 @@ class Session:
         finally:
             if entry["kind"] == "start_run":
                 self._created.set()
-            with self._idle:
-                self._outstanding -= 1
-                if self._outstanding == 0:
-                    self._idle.notify_all()
+            self._job_done()
+
+    def _job_done(self) -> None:
+        with self._idle:
+            self._outstanding -= 1
+            if self._outstanding == 0:
+                self._idle.notify_all()
 
     def _process(self, entry: dict[str, Any], data: Any) -> None:
+        from tracked._replay import StoreAway
+
         kind = entry["kind"]
-        if not (self.broken or self.spooling):
+        if not (self.broken or self.spooling or self.refused):
             payload = _unpickled(data) if isinstance(data, bytes) else data
             try:
                 failures = self._replayer_for().replay(entry, payload)
@@ -303,48 +359,57 @@ class Session:
             else:
                 if kind == "start_run" and self.local_id not in self.state.runs:
                     # Refused (a deleted experiment): the records wait in the spool until
-                    # the cause is fixed and `tracked sync` runs.
-                    self.broken = self.spooling = True
-                    where = (
-                        f"the records are kept in the spool at {self.spool.path.parent}: fix "
-                        "this, then run `tracked sync`"
-                        if self.spool is not None
-                        else "nothing more is recorded for this run"
-                    )
+                    # the cause is fixed and `tracked sync` runs; without a spool, nothing
+                    # more is captured.
+                    self.refused = self.spooling = True
+                    spool = self.spool
+                    if spool is not None:
+                        where = (
+                            f"the records are kept in the spool at {spool.path.parent}: fix "
+                            "this, then run `tracked sync`"
+                        )
+                    else:
+                        self.broken = True
+                        where = "nothing more is recorded for this run"
                     failures = [(f"{what} ({where})", exc) for what, exc in failures]
                 self._report(failures)
-        if self.spooling and self.spool is not None:
-            self.spool.make_durable()
-        if kind in ("end_run", "detach") and self.spool is not None:
+        spool = self.spool  # the caller may drop it meanwhile
+        if spool is None:
+            return
+        if self.spooling:
+            spool.make_durable()
+        if kind in ("end_run", "detach"):
             if self.spooling:
-                self.spool.close()
+                spool.release()  # the writer is done with it: `tracked sync` may take over
             else:
-                self.spool.remove()
+                spool.remove()
 
     def _replayer_for(self) -> Replayer:
         if self._replayer is None:
+            from tracked._replay import Replayer
+
             header = {
                 "parent": self.parent_ref,
                 "registered_model_name": self.registered_model_name,
                 "serialization_format": self.serialization_format,
             }
-            spool = self.spool
             self._replayer = Replayer(
                 self.backend,
                 header,
                 self.state,
-                spool.progress if spool is not None else _ignore,
+                self._progress,
                 between_steps=None if self.synchronous else writer().pause_for_callers,
             )
         return self._replayer
 
-    def _go_spooling(self, away: StoreAway) -> None:
+    def _go_spooling(self, away: BaseException) -> None:
         self.spooling = True
         cause = away.__cause__ or away
         uri = spool_uri(self.backend)
         if uri is not None:
             _store_away(uri)
-        if self.spool is None:
+        spool = self.spool
+        if spool is None:
             self._note(
                 f"could not {away} ({describe(cause)}), and there is no spool: the records of "
                 f"run {self.run_name!r} are lost",
@@ -355,7 +420,7 @@ class Session:
         self._note(
             f"the tracking store {mask_uri(uri or '')} is away ({describe(cause)}); run "
             f"{self.run_name!r} and what follows are kept in the spool at "
-            f"{self.spool.path.parent}: run `tracked sync` when the store is back",
+            f"{spool.path.parent}: run `tracked sync` when the store is back",
             None,
             key=f"spooling:{uri}",
         )
@@ -364,13 +429,13 @@ class Session:
 
     def _report(self, failures: list[tuple[str, BaseException]]) -> None:
         if failures:
-            with self._lock:
+            with self._reports_lock:
                 self._reports.extend(failures)
                 _with_reports.add(self)
 
     def _note(self, message: str, exc: BaseException | None, *, key: str) -> None:
         """A warning for the caller's thread (not a failure: nothing is lost by it)."""
-        with self._lock:
+        with self._reports_lock:
             self._reports.append((message, _Notice(key)))
             _with_reports.add(self)
 
@@ -378,7 +443,7 @@ class Session:
         """Report what the writer collected, on the calling thread (raise, in strict mode)."""
         if not self._reports:
             return
-        with self._lock:
+        with self._reports_lock:
             reports, self._reports = self._reports, []
             _with_reports.discard(self)
         failures = []
@@ -403,8 +468,11 @@ class Session:
         with writer().urgent(), self._idle:
             return self._idle.wait_for(lambda: self._outstanding == 0, timeout)
 
-    def end(self, status: str = FINISHED, *, may_raise: bool = True) -> None:
-        """End the parent run with ``status`` and wait for its records to be written.
+    def end(
+        self, status: str = FINISHED, *, may_raise: bool = True, timeout: float | None = None
+    ) -> None:
+        """End the parent run with ``status`` and wait (at most ``timeout`` seconds) for its
+        records to be written.
 
         A copy's session never ends the run it logs under; it only says it is done.
         """
@@ -423,6 +491,8 @@ class Session:
                         key=f"no-composed:{self.local_id}",
                         warn=False,
                     )
+                from tracked._replay import metric_rows
+
                 total = Metric(key="total_stage_duration_s", value=self.total_duration_s)
                 entry = {
                     "kind": "end_run",
@@ -434,7 +504,7 @@ class Session:
             else:
                 entry = {"kind": "detach"}
             self._submit(entry, None)
-        self.wait()
+        self.wait(timeout)
         self.deliver(may_raise=may_raise)
 
 
@@ -458,10 +528,6 @@ class _Job:
 
     def run(self) -> None:
         self.session.process(self.entry, self.data)
-
-
-def _ignore(event: dict[str, Any]) -> None:
-    pass
 
 
 def _pickled(payload: dict[str, Any], entry: dict[str, Any], session: Session) -> Any:
@@ -543,22 +609,28 @@ def _exit_status() -> str:
     return KILLED if issubclass(last, KeyboardInterrupt) else FAILED
 
 
-def end_open_sessions(status: str | None = None) -> None:
-    """End every parent run this process opened and left open (at interpreter exit)."""
+def end_open_sessions(status: str | None = None, deadline: float | None = None) -> None:
+    """End every parent run this process opened and left open (at interpreter exit),
+    waiting for the writer until ``deadline`` (``time.monotonic()``) at most."""
     final = status or _exit_status()
     for session in list(_open_sessions):
         if session.pid != os.getpid():
             continue
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         # Strict mode at exit: there is nowhere left to raise to.
         with contextlib.suppress(Exception):
-            session.end(final, may_raise=False)
+            session.end(final, may_raise=False, timeout=timeout)
+
+
+#: How long a fork waits for the writer to create the runs the child will log under.
+FORK_DRAIN_TIMEOUT_S = 30.0
 
 
 def _drain_before_fork() -> None:
-    # A forked child must find the parent's runs created (their store ids known), and no
-    # lock held by the writer thread, which the child does not have.
-    if _open_sessions:
-        writer().flush()
+    # A forked child should find the parent's runs created (their store ids known). Bounded:
+    # a hanging store must not hang every fork; never from the writer thread itself.
+    if _open_sessions and not writer().is_writer_thread():
+        writer().flush(FORK_DRAIN_TIMEOUT_S)
 
 
 def _sessions_of_forked_child() -> None:

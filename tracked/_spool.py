@@ -11,6 +11,8 @@ reached the store; what remains is what the store has not seen::
                                             after the other; an entry names its [offset, size]
     <spool>/<session id>/progress.jsonl     what reached the store: one line per step done,
                                             with the run ids the store gave
+    <spool>/<session id>/released           the writer is done with the folder: ``tracked
+                                            sync`` may take it over
 
 Entries are appended with one ``write`` each, so a killed process leaves whole lines; a
 session whose store is away is fsynced, so that a machine crash afterwards loses nothing.
@@ -34,6 +36,8 @@ HEADER = "header.json"
 ENTRIES = "entries.jsonl"
 PROGRESS = "progress.jsonl"
 PAYLOADS = "payloads.bin"
+#: Written by the writer once it is done with a folder it leaves for ``tracked sync``.
+RELEASED = "released"
 
 
 def spool_root() -> Path:
@@ -85,6 +89,12 @@ class SessionSpool:
                 os.fsync(fd)
         for folder in (self.path, self.path.parent):
             _fsync_directory(folder)
+
+    def release(self) -> None:
+        """The writer is done with this folder: it is ``tracked sync``'s now."""
+        self.close()
+        (self.path / RELEASED).touch()
+        _fsync_directory(self.path)
 
     def close(self) -> None:
         for fd in (self._entries, self._progress, self._payloads):
@@ -169,6 +179,11 @@ class SpooledSession:
         """Whether the session ended (its last entry ends the parent run, or it was attached
         to another session's run and said it was done)."""
         return any(entry["kind"] in ("end_run", "detach") for entry in self.entries)
+
+    @property
+    def released(self) -> bool:
+        """Whether its writer is done with it (see ``SessionSpool.release``)."""
+        return (self.path / RELEASED).exists()
 
     def writer_alive(self) -> bool:
         """Whether the process that writes this session is still running on this host."""

@@ -42,9 +42,9 @@ class SyncResult:
 
 
 def session_state(session: SpooledSession) -> str:
-    """``ended`` (closed, not yet written), ``running`` (its process is alive) or
-    ``abandoned`` (its process died before ending the run)."""
-    if session.closed:
+    """``ended`` (its writer left it for sync), ``running`` (its process is alive and may
+    still write it) or ``abandoned`` (its process died before it was done)."""
+    if session.released:
         return "ended"
     return "running" if session.writer_alive() else "abandoned"
 
@@ -97,11 +97,18 @@ def sync(
                 out,
                 f"would write {session.session_id} ({session.header.get('run_name')}): "
                 f"{len(pending)} entries to {mask_uri(uri)}"
-                + (" and end its parent run KILLED" if state_name == "abandoned" else ""),
+                + (
+                    " and end its parent run KILLED"
+                    if state_name == "abandoned" and not session.closed
+                    else ""
+                ),
             )
             result.remaining[session.session_id] = "dry run"
             continue
-        _replay_session(session, backend_for(uri), known_runs, state_name, result, out)
+        try:
+            _replay_session(session, backend_for(uri), known_runs, state_name, result, out)
+        except Exception as exc:  # e.g. a payload whose classes this environment lacks
+            result.remaining[session.session_id] = f"cannot be replayed: {describe(exc)}"
     return result
 
 
@@ -121,7 +128,7 @@ def _replay_session(
         backend, session.header, state, appender.append, find_existing=True, mark_failed=False
     )
     entries = list(session.entries)
-    if state_name == "abandoned":
+    if state_name == "abandoned" and not session.closed:
         entries.extend(_closing_entries(session, entries))
     failures: list[str] = []
     written = 0

@@ -93,8 +93,21 @@ class Writer:
         """Queue ``job`` (anything with ``run()``); waits while the queue is full."""
         with self._idle:
             self._unfinished += 1
-        self._ensure_thread()
-        self._queue.put(job)
+        try:
+            self._ensure_thread()
+            self._queue.put(job)
+        except BaseException:  # Ctrl-C while waiting for room: the job was never queued
+            self._job_done()
+            raise
+
+    def _job_done(self) -> None:
+        with self._idle:
+            self._unfinished -= 1
+            if self._unfinished == 0:
+                self._idle.notify_all()
+
+    def is_writer_thread(self) -> bool:
+        return threading.current_thread() is self._thread
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -115,10 +128,7 @@ class Writer:
             except BaseException:  # the writer must outlive any job
                 logger.exception("tracked's writer failed on a job")
             finally:
-                with self._idle:
-                    self._unfinished -= 1
-                    if self._unfinished == 0:
-                        self._idle.notify_all()
+                self._job_done()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued job is done; False if ``timeout`` seconds passed first."""
@@ -188,8 +198,11 @@ def _exit_timeout() -> float | None:
 def _at_exit() -> None:
     from tracked._session import end_open_sessions
 
-    end_open_sessions()
-    if not _writer.flush(_exit_timeout()):
+    timeout = _exit_timeout()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    end_open_sessions(deadline=deadline)
+    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+    if not _writer.flush(remaining):
         logger.warning(
             "tracked: %d writes were not finished at exit (%s); they are in the spool: "
             "run `tracked sync`",

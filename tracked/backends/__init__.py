@@ -1,6 +1,17 @@
 """Where records go. The MLflow backend is the only module that imports mlflow (lazily)."""
 
+from typing import Any
+
 from tracked.backends.base import Backend
-from tracked.backends.memory import MemoryBackend
 
 __all__ = ["Backend", "MemoryBackend"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: `import tracked` does not need the memory backend's classes.
+    if name == "MemoryBackend":
+        from tracked.backends.memory import MemoryBackend
+
+        return MemoryBackend
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
