@@ -175,7 +175,7 @@ class Session:
                 )
             else:
                 self._created.set()
-                if self.parent_ref.startswith(LOCAL_PREFIX):
+                if self.parent_ref.startswith(LOCAL_PREFIX) and self.spool is not None:
                     # A copy of a run that is itself only in the spool: so are its records
                     # (`tracked sync` links them once it has created that run).
                     self.spooling = True
@@ -208,7 +208,8 @@ class Session:
                 exc,
                 key=f"spool-unwritable:{root}",
             )
-        if _store_recently_away(uri):
+        if self.spool is not None and _store_recently_away(uri):
+            # The store failed moments ago: straight to the spool, without a 3 s wait.
             self.spooling = True
 
     def next_step(self, series: str) -> int:
