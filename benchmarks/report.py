@@ -218,9 +218,7 @@ def exit_line(results: dict[str, Any]) -> str:
     ]
     if not parts:
         return ""
-    return "`with` exit of a pass (ends the parent run, waits for the writer): " + ", ".join(
-        parts
-    )
+    return "`with` exit of a pass (ends the parent run, waits for the writer): " + ", ".join(parts)
 
 
 def per_call_table(results: dict[str, Any]) -> str:
