@@ -270,13 +270,7 @@ class Session:
             try:
                 spool.append(entry, data if isinstance(data, bytes) else None)
             except Exception as exc:
-                self._note(
-                    f"could not write to the spool at {spool.path} ({describe(exc)}): "
-                    "records wait in memory only",
-                    exc,
-                    key=f"spool-unwritable:{spool.path.parent}",
-                )
-                self._drop_spool(spool)
+                self._drop_spool(spool, exc)
         with self._idle:
             self._outstanding += 1
         job = _Job(self, entry, data)
@@ -289,9 +283,15 @@ class Session:
             self._job_done()
             raise
 
-    def _drop_spool(self, spool: SessionSpool) -> None:
-        """Stop spooling: the entries written so far are all still queued in memory, so
-        the folder goes (it would look like an abandoned run to `tracked sync`)."""
+    def _drop_spool(self, spool: SessionSpool, exc: BaseException) -> None:
+        """Stop spooling after ``exc``: the entries written so far are all still queued in
+        memory, so the folder goes (it would look like an abandoned run to `tracked sync`)."""
+        self._note(
+            f"could not write to the spool at {spool.path} ({describe(exc)}): "
+            "records wait in memory only",
+            exc,
+            key=f"spool-unwritable:{spool.path.parent}",
+        )
         self.spool = None
         spool.remove()
 
@@ -303,13 +303,7 @@ class Session:
         try:
             spool.progress(event)
         except OSError as exc:
-            self._note(
-                f"could not write to the spool at {spool.path} ({describe(exc)}): "
-                "records wait in memory only",
-                exc,
-                key=f"spool-unwritable:{spool.path.parent}",
-            )
-            self._drop_spool(spool)
+            self._drop_spool(spool, exc)
 
     def fork_copy(self) -> None:
         """Make this (a forked child's inherited) session a copy logging under the run."""
