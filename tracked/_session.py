@@ -121,7 +121,8 @@ class Session:
     def run_id(self) -> str | None:
         """The parent run's id: the store's, or ``local-...`` while it is only in the spool.
 
-        Waits for the writer to create the run. None if the run was refused.
+        Waits for the writer to create the run. ``local-...`` also when the store refused
+        the run and its records wait in the spool; None when they could not even be kept.
         """
         if not self.started:
             return None
