@@ -294,6 +294,39 @@ def test_a_server_stopped_mid_workflow_is_completed_by_sync_after_its_restart(
     assert 1 == local_ids_in_store(client)[folder.name]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_a_run_half_written_to_a_lost_server_is_synced_whole_into_another_store(
+    iris, untracked, new_store, spool_dir, live_server
+):
+    """The server goes away for good mid-workflow: `tracked sync --tracking-uri` elsewhere
+    writes the whole run there, not only the steps the lost server had not taken."""
+    healthy = healthy_summary(iris, new_store("healthy"))
+    X_train, X_test, y_train, y_test = iris
+    pipe = Iris()
+    pipe.tracking_uri = live_server.url
+    with pytest.warns(TrackingWarning):
+        with pipe:
+            pipe.train(X_train, y_train)
+            tracked.flush()  # the training records are on the server
+            live_server.stop()
+            predictions = pipe.predict(X_test, y_test)
+        pipe.tracking = False
+    np.testing.assert_array_equal(untracked, predictions)
+    [folder] = spooled(spool_dir)
+
+    target = new_store("replacement")
+    code, _, err = sync(spool_dir, target)
+    assert 0 == code, err
+    assert [] == spooled(spool_dir)
+    client = MlflowClient(target)
+    parent = run_by_local_id(client, folder.name)
+    assert {PARENT: "FINISHED", **dict.fromkeys(ALL_CHILDREN, "FINISHED")} == statuses(
+        client, parent.info.run_id
+    )
+    assert healthy == summarise(client, parent.info.run_id)
+
+
 # -- 3. a proxy that fails requests ---------------------------------------------------------------
 
 

@@ -151,6 +151,10 @@ class SpooledSession:
     entries: list[dict[str, Any]]
     progress: list[dict[str, Any]] = field(factory=list)
 
+    def progress_for(self, name: str) -> list[dict[str, Any]]:
+        """The progress noted in ``name`` (another store's file: see ``tracked._sync``)."""
+        return self.progress if name == PROGRESS else _read_lines(self.path / name)
+
     @classmethod
     def read(cls, path: Path) -> SpooledSession | None:
         header = _read_lines(path / HEADER)

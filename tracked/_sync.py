@@ -9,6 +9,7 @@ reason in the tag ``tracked.end_reason``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from tracked._capture import mask_uri
 from tracked._records import KILLED, now_ms
 from tracked._replay import LOCAL_PREFIX, Replayer, ReplayState, StoreAway
 from tracked._report import describe
-from tracked._spool import SpooledSession, spooled_sessions
+from tracked._spool import PROGRESS, SpooledSession, spooled_sessions
 
 END_REASON_TAG = "tracked.end_reason"
 
@@ -106,24 +107,40 @@ def sync(
             result.remaining[session.session_id] = "dry run"
             continue
         try:
-            _replay_session(session, backend_for(uri), known_runs, state_name, result, out)
+            progress = _progress_file(session, uri)
+            _replay_session(
+                session, backend_for(uri), progress, known_runs, state_name, result, out
+            )
         except Exception as exc:  # e.g. a payload whose classes this environment lacks
             result.remaining[session.session_id] = f"cannot be replayed: {describe(exc)}"
     return result
 
 
+def _progress_file(session: SpooledSession, uri: str) -> str:
+    """Where the progress of a replay into ``uri`` is noted.
+
+    Steps done in the session's own store say nothing about another store: a sync to
+    ``--tracking-uri`` elsewhere writes everything there, and notes it in a file of its own.
+    """
+    if mask_uri(uri) == session.header.get("tracking_uri"):
+        return PROGRESS
+    digest = hashlib.sha1(mask_uri(uri).encode()).hexdigest()[:12]
+    return f"progress-{digest}.jsonl"
+
+
 def _replay_session(
     session: SpooledSession,
     backend: Any,
+    progress: str,
     known_runs: dict[str, str],
     state_name: str,
     result: SyncResult,
     out: TextIO | None,
 ) -> None:
     sid = session.session_id
-    state = ReplayState.from_progress(session.progress)
+    state = ReplayState.from_progress(session.progress_for(progress))
     state.runs = {**known_runs, **state.runs}
-    appender = _ProgressAppender(session.path)
+    appender = _ProgressAppender(session.path / progress)
     replayer = Replayer(
         backend, session.header, state, appender.append, find_existing=True, mark_failed=False
     )
@@ -184,11 +201,11 @@ def _closing_entries(session: SpooledSession, entries: list[dict[str, Any]]) -> 
 
 
 class _ProgressAppender:
-    def __init__(self, folder: Path) -> None:
-        from tracked._spool import PROGRESS, _dumps
+    def __init__(self, path: Path) -> None:
+        from tracked._spool import _dumps
 
         self._dumps = _dumps
-        self._file = open(folder / PROGRESS, "ab")  # noqa: SIM115 - closed by close()
+        self._file = open(path, "ab")  # noqa: SIM115 - closed by close()
 
     def append(self, event: dict[str, Any]) -> None:
         self._file.write(self._dumps(event))
