@@ -147,11 +147,6 @@ class Session:
         self.wait()
         return self.state.evaluation
 
-    @property
-    def model_version(self) -> tuple[str, str] | None:
-        self.wait()
-        return self.state.model_version
-
     def start(self) -> None:
         """Open the parent run: its first entry goes to the writer (once; thread-safe)."""
         with self._lock:

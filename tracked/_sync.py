@@ -13,13 +13,13 @@ import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from attrs import define, field
 
 from tracked._capture import mask_uri
 from tracked._records import KILLED, now_ms
-from tracked._replay import LOCAL_PREFIX, Replayer, ReplayState, StoreAway
+from tracked._replay import Replayer, ReplayState, StoreAway
 from tracked._report import describe
 from tracked._spool import PROGRESS, SpooledSession, spooled_sessions
 
@@ -36,6 +36,8 @@ class SyncResult:
     runs_created: int = 0
     entries_written: int = 0
     failures: list[str] = field(factory=list)
+    #: One line per session written (or, in a dry run, that would be written).
+    done: list[str] = field(factory=list)
 
     @property
     def ok(self) -> bool:
@@ -66,7 +68,6 @@ def sync(
     tracking_uri: str | None = None,
     dry_run: bool = False,
     backend_for: Callable[[str], Any] | None = None,
-    out: TextIO | None = None,
 ) -> SyncResult:
     """Write every finished (or abandoned) session of ``spool`` to its store.
 
@@ -94,8 +95,7 @@ def sync(
             continue
         if dry_run:
             pending = pending_entries(session)
-            _say(
-                out,
+            result.done.append(
                 f"would write {session.session_id} ({session.header.get('run_name')}): "
                 f"{len(pending)} entries to {mask_uri(uri)}"
                 + (
@@ -108,9 +108,7 @@ def sync(
             continue
         try:
             progress = _progress_file(session, uri)
-            _replay_session(
-                session, backend_for(uri), progress, known_runs, state_name, result, out
-            )
+            _replay_session(session, backend_for(uri), progress, known_runs, state_name, result)
         except Exception as exc:  # e.g. a payload whose classes this environment lacks
             result.remaining[session.session_id] = f"cannot be replayed: {describe(exc)}"
     return result
@@ -135,7 +133,6 @@ def _replay_session(
     known_runs: dict[str, str],
     state_name: str,
     result: SyncResult,
-    out: TextIO | None,
 ) -> None:
     sid = session.session_id
     state = ReplayState.from_progress(session.progress_for(progress))
@@ -172,7 +169,7 @@ def _replay_session(
     session.remove()
     result.synced.append(sid)
     parent = state.runs.get(session.header.get("session", ""))
-    _say(out, f"synced {sid} ({session.header.get('run_name')}) as run {parent or '-'}")
+    result.done.append(f"synced {sid} ({session.header.get('run_name')}) as run {parent or '-'}")
 
 
 def _closing_entries(session: SpooledSession, entries: list[dict[str, Any]]) -> list[dict]:
@@ -215,11 +212,6 @@ class _ProgressAppender:
         self._file.close()
 
 
-def _say(out: TextIO | None, line: str) -> None:
-    if out is not None:
-        print(line, file=out)
-
-
 # -- status -----------------------------------------------------------------------------------
 
 
@@ -255,7 +247,3 @@ def status(spool: Path) -> list[SessionStatus]:
             )
         )
     return rows
-
-
-def is_local(run_id: str | None) -> bool:
-    return bool(run_id) and run_id.startswith(LOCAL_PREFIX)  # type: ignore[union-attr]

@@ -146,7 +146,9 @@ def sync_command(args: argparse.Namespace) -> int:
     from tracked._sync import sync
 
     spool = args.spool or spool_root()
-    result = sync(spool, tracking_uri=args.tracking_uri, dry_run=args.dry_run, out=sys.stdout)
+    result = sync(spool, tracking_uri=args.tracking_uri, dry_run=args.dry_run)
+    for line in result.done:
+        print(_scrub(line))
     for failure in result.failures:
         print(f"failed: {_scrub(failure)}", file=sys.stderr)
     for session, reason in result.remaining.items():
