@@ -14,7 +14,7 @@ from attrs import frozen
 
 from tracked._config import is_strict, killed_by_env
 from tracked._errors import TrackingError
-from tracked._records import FAILED, FINISHED, KILLED, now_ms
+from tracked._records import now_ms, status_for
 from tracked._report import report_failure
 from tracked._version import __version__
 
@@ -145,12 +145,7 @@ class group:
         _local.stack.pop()
         if self.ref is None:
             return
-        if exc_type is None:
-            status = FINISHED
-        elif issubclass(exc_type, KeyboardInterrupt):
-            status = KILLED
-        else:
-            status = FAILED
+        status = status_for(exc_type)
         try:
             self._backend.end_run(self.ref.run_id, status, now_ms())
         except Exception as error:

@@ -21,14 +21,12 @@ from tracked._capture import (
 from tracked._compose import Composed, NotComposable
 from tracked._insight import DataSummary, fitted_state, summarize, to_csv
 from tracked._records import (
-    FAILED,
-    FINISHED,
     FIT,
     INFERENCE,
-    KILLED,
     Metric,
     StageRecord,
     now_ms,
+    status_for,
 )
 from tracked._report import describe, notice, report_failure
 from tracked._session import ERROR_TAG_LIMIT, Session, evaluation_metrics
@@ -99,7 +97,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         operator=qualified_name(operator) if operator is not None else None,
         start_ms=call.start_ms,
         end_ms=call.start_ms + round(call.duration * 1000),
-        status=_status(error),
+        status=status_for(type(error) if error is not None else None),
         error=tags.get("tracked.error"),
         params=params or {},
         tags=tags,
@@ -114,12 +112,6 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         datasets=((inputs, context),) if inputs is not None else (),
         duration_s=call.duration,
     )
-
-
-def _status(error: BaseException | None) -> str:
-    if error is None:
-        return FINISHED
-    return KILLED if isinstance(error, KeyboardInterrupt) else FAILED
 
 
 def _context(kind: str, phase: str, y: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from tracked._capture import CONTEXT_ATTRIBUTE, init_params, params_text
 from tracked._context import context_for
 from tracked._meta import TrackedMeta
-from tracked._records import FAILED, FINISHED, KILLED
+from tracked._records import FINISHED, status_for
 from tracked._stage import OperatorSlot
 
 
@@ -81,13 +81,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         """End the parent run: FINISHED, FAILED if the block raised, KILLED on Ctrl-C."""
-        if exc_type is None:
-            status = FINISHED
-        elif issubclass(exc_type, KeyboardInterrupt):
-            status = KILLED
-        else:
-            status = FAILED
-        self._end(status)
+        self._end(status_for(exc_type))
 
     def close(self) -> None:
         """End the parent run (FINISHED). The next stage call opens a new one."""

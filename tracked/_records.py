@@ -21,6 +21,14 @@ FAILED = "FAILED"
 KILLED = "KILLED"
 
 
+def status_for(error_type: type[BaseException] | None) -> str:
+    """The status of a run that ``error_type`` ended: FINISHED when nothing was raised,
+    KILLED for Ctrl-C (``KeyboardInterrupt``), FAILED for anything else."""
+    if error_type is None:
+        return FINISHED
+    return KILLED if issubclass(error_type, KeyboardInterrupt) else FAILED
+
+
 def now_ms() -> int:
     """Wall-clock time in milliseconds, MLflow's unit for timestamps."""
     return time.time_ns() // 1_000_000

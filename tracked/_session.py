@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Any
 from tracked._capture import mask_secrets, mask_uri, params_text, shorten
 from tracked._compose import Composer
 from tracked._records import (
-    FAILED,
     FINISHED,
-    KILLED,
     LOCAL_PREFIX,
     Metric,
     StageRecord,
     now_ms,
+    status_for,
 )
 from tracked._report import describe, notice, report_failure
 from tracked._writer import writer
@@ -594,10 +593,7 @@ def deliver_all() -> None:
 
 def _exit_status() -> str:
     # Set by the interpreter when an exception ended the program.
-    last = getattr(sys, "last_type", None)
-    if last is None:
-        return FINISHED
-    return KILLED if issubclass(last, KeyboardInterrupt) else FAILED
+    return status_for(getattr(sys, "last_type", None))
 
 
 def end_open_sessions(status: str | None = None, deadline: float | None = None) -> None:
