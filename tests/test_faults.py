@@ -247,6 +247,24 @@ def test_an_unreachable_store_spools_everything_and_sync_loses_nothing(
     assert healthy == summarise(client, parent.info.run_id)
 
 
+def test_a_dry_run_says_what_it_would_write_and_writes_nothing(iris, new_store, spool_dir):
+    with pytest.warns(TrackingWarning):
+        pipe, _ = run_iris(iris, tracking_uri=unreachable())
+    [folder] = spooled(spool_dir)
+    before = {p.name: p.stat().st_size for p in folder.iterdir()}
+    target = new_store("target")
+
+    code, out, err = cli("sync", "--spool", str(spool_dir), "--tracking-uri", target, "--dry-run")
+
+    assert 1 == code  # the spool still holds the run
+    [line] = out.splitlines()
+    entries = len((folder / "entries.jsonl").read_text().splitlines())  # start, 6 stages, end
+    assert f"would write {pipe.run_id} (Iris): {entries} entries to {target}" == line
+    assert f"remains: {pipe.run_id}: dry run" in err
+    assert before == {p.name: p.stat().st_size for p in folder.iterdir()}
+    assert [] == MlflowClient(target).search_experiments(filter_string="name = 'tests'")
+
+
 # -- 2. the server stops between train and predict, and comes back --------------------------------
 
 

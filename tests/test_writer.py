@@ -215,3 +215,75 @@ def test_ctrl_c_while_waiting_for_room_leaves_nothing_waiting_forever(iris, monk
     assert writer.flush(timeout=30)
     assert pipe._last_session().wait(timeout=30)
     pipe.close()
+
+
+def test_the_writer_holds_back_while_a_stage_runs_unless_someone_waits():
+    writer = Writer()
+    done = threading.Event()
+
+    class Job:
+        def run(self):
+            done.set()
+
+    writer.stage_started()
+    writer.submit(Job())
+    assert not done.wait(0.02)  # a stage is running: the writer waits for it (up to 50 ms)
+    writer.stage_finished()
+    assert done.wait(5)
+
+    done.clear()
+    writer.stage_started()  # a stage that runs for long: a flush does not wait behind it
+    writer.submit(Job())
+    started = time.perf_counter()
+    assert writer.flush(timeout=5)
+    assert time.perf_counter() - started < 1
+    writer.stage_finished()
+
+
+def test_the_queue_size_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TRACKED_QUEUE_SIZE", "3")
+    assert 3 == Writer()._queue.maxsize
+    monkeypatch.setenv("TRACKED_QUEUE_SIZE", "many")
+    assert tracked._writer.DEFAULT_QUEUE_SIZE == Writer()._queue.maxsize
+
+
+EXIT_SCRIPT = """
+import sys, time
+from sklearn.datasets import load_iris
+from pipelines import Iris
+from tracked.testing import MemoryBackend
+
+class Hanging(MemoryBackend):
+    def start_run(self, **kwargs):
+        time.sleep(60)  # a store that does not answer
+        return super().start_run(**kwargs)
+
+X, y = load_iris(return_X_y=True)
+pipe = Iris()
+pipe.backend = Hanging(synchronous=False)
+pipe.preprocessing(X, y)  # no `with`, no close(): the exit ends the run
+print("exiting", flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_exit_timeout_bounds_how_long_exit_waits_for_the_writer(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "exit.py"
+    script.write_text(EXIT_SCRIPT)
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": tests, "TRACKED_EXIT_TIMEOUT": "2"}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=100
+    )
+    seconds = time.perf_counter() - started
+    assert 0 == done.returncode, done.stderr
+    assert "exiting" in done.stdout
+    assert seconds < 30  # the store would have held it for 60 s per run
+    assert "writes were not finished at exit" in done.stderr
