@@ -67,13 +67,6 @@ def is_secret_name(name: str) -> bool:
     return _SECRET_NAME.search(_CAMEL.sub("_", name).lower()) is not None
 
 
-def mask_secrets(mapping: Mapping[str, str]) -> Mapping[str, str]:
-    """``mapping`` with the values of credential-like names replaced by ``***``."""
-    if not any(is_secret_name(key) for key in mapping):
-        return mapping
-    return {key: MASK if is_secret_name(key) else value for key, value in mapping.items()}
-
-
 def mask_uri(text: str) -> str:
     """``text`` with the user and password of every URI in it replaced by ``***``."""
     return _URI_CREDENTIALS.sub(r"\g<scheme>***@", text)

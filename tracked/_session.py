@@ -9,7 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from tracked._capture import mask_secrets, mask_uri, params_text, shorten
+from tracked._capture import mask_uri, params_text, shorten
 from tracked._compose import Composer
 from tracked._records import (
     FINISHED,
@@ -233,8 +233,9 @@ class Session:
                 "end_ms": record.end_ms,
                 "status": record.status,
                 "training": record.training,
-                "params": dict(mask_secrets(record.params)),
-                "tags": dict(mask_secrets(record.tags)),
+                # Credential-like params are masked already, where they are read (flatten).
+                "params": dict(record.params),
+                "tags": dict(record.tags),
                 "metrics": metric_rows(record.metrics),
                 "parent_metrics": metric_rows(record.parent_metrics),
                 "parent_tags": dict(record.parent_tags),
