@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from tracked._records import FIT, INFERENCE
@@ -241,80 +241,3 @@ def detect_phase(
     if old.keys() != new.keys():
         return FIT
     return INFERENCE if all(new[name] is value for name, value in old.items()) else FIT
-
-
-# -- evaluation ------------------------------------------------------------------------------
-
-CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
-REGRESSION_METRICS = ("r2", "rmse", "mae")
-
-
-def task_of(operator: object) -> str | None:
-    """``classifier``, ``regressor`` or None when it cannot predict."""
-    if not callable(getattr(operator, "predict", None)):
-        return None
-    from sklearn.base import is_classifier, is_regressor
-
-    try:
-        if is_classifier(operator):
-            return "classifier"
-        if is_regressor(operator):
-            return "regressor"
-    except Exception:  # objects that only look like estimators
-        pass
-    return "classifier" if hasattr(operator, "classes_") else "regressor"
-
-
-def default_metrics(task: str, y_true: Any, y_pred: Any) -> dict[str, float]:
-    """The default evaluation set for ``task``."""
-    from sklearn import metrics
-
-    if task == "classifier":
-        return {
-            "accuracy": metrics.accuracy_score(y_true, y_pred),
-            "f1_macro": metrics.f1_score(y_true, y_pred, average="macro", zero_division=0),
-            "precision_macro": metrics.precision_score(
-                y_true, y_pred, average="macro", zero_division=0
-            ),
-            "recall_macro": metrics.recall_score(y_true, y_pred, average="macro", zero_division=0),
-        }
-    return {
-        "r2": metrics.r2_score(y_true, y_pred),
-        "rmse": metrics.root_mean_squared_error(y_true, y_pred),
-        "mae": metrics.mean_absolute_error(y_true, y_pred),
-    }
-
-
-def scorers(scoring: str | Iterable[str] | Mapping[str, Any]) -> dict[str, Callable[..., float]]:
-    """scikit-learn's ``scoring`` convention resolved to ``{name: scorer}``.
-
-    Raises:
-        ValueError: for an unknown scorer name (scikit-learn's message lists the valid ones).
-    """
-    from sklearn.metrics import get_scorer
-
-    if isinstance(scoring, str):
-        return {scoring: get_scorer(scoring)}
-    if isinstance(scoring, Mapping):
-        return {
-            str(name): get_scorer(scorer) if isinstance(scorer, str) else scorer
-            for name, scorer in scoring.items()
-        }
-    return {name: get_scorer(name) for name in scoring}
-
-
-def evaluate(
-    operator: object, X: Any, y: Any, scoring: Any = None, y_pred: Any = None
-) -> dict[str, float]:
-    """Evaluation metrics of ``operator`` on ``(X, y)``; empty when it cannot predict.
-
-    ``y_pred``, when given, is ``operator.predict(X)`` already computed.
-    """
-    if scoring is not None:
-        return {name: float(scorer(operator, X, y)) for name, scorer in scorers(scoring).items()}
-    task = task_of(operator)
-    if task is None:
-        return {}
-    if y_pred is None:
-        y_pred = operator.predict(X)
-    return {name: float(value) for name, value in default_metrics(task, y, y_pred).items()}

@@ -9,9 +9,10 @@ stage's input. A composition that would predict differently is never logged.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 #: Rows kept from each fit-phase stage's input, to check a composition and serve as examples.
 SAMPLE_ROWS = 200
@@ -49,6 +50,9 @@ class Composed:
     model: Any
     input_example: Any
     stages: tuple[str, ...]
+    #: What ``model`` predicted on ``input_example`` (for the signature): predicted here,
+    #: so that the writer never predicts, and never draws from the global random state.
+    output_example: Any = None
 
 
 class NotComposable(Exception):
@@ -108,6 +112,17 @@ class Composer:
             if not callable(getattr(fitted.operator, "transform", None)):
                 msg = f"the operator of stage {fitted.stage!r} has no transform()"
                 raise NotComposable(msg)
+        # From here on, copies: checking and logging predict with the composition, and
+        # the user's operators (and the random generators they hold) must not be touched.
+        try:
+            copies = copy.deepcopy([fitted.operator for fitted in [*transformers, estimator]])
+        except Exception as exc:
+            msg = f"the fitted operators cannot be copied ({type(exc).__name__}: {exc})"
+            raise NotComposable(msg) from None
+        *transformers, estimator = (
+            evolve(fitted, operator=operator)
+            for fitted, operator in zip([*transformers, estimator], copies, strict=True)
+        )
         first = transformers[0] if transformers else estimator
         if first.sample is None or estimator.sample is None:
             msg = "the stages' inputs are not row-indexable arrays or DataFrames"
@@ -118,7 +133,7 @@ class Composer:
         model = Pipeline(steps)
         example = head(first.sample, EXAMPLE_ROWS)
         try:
-            model.predict(example)
+            output = model.predict(example)
         except Exception as exc:
             msg = (
                 "the composed model cannot predict on the first stage's input "
@@ -128,7 +143,10 @@ class Composer:
             raise NotComposable(msg) from None
         self.count += 1
         self.latest = Composed(
-            model=model, input_example=example, stages=tuple(name for name, _ in steps)
+            model=model,
+            input_example=example,
+            stages=tuple(name for name, _ in steps),
+            output_example=output,
         )
         return self.latest
 

@@ -11,18 +11,21 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked._capture import default_metrics
 from tracked._insight import to_csv
 from tracked._records import Metric
+from tracked._scoring import binary_metric_calls, default_metric_calls
 
 
 @frozen
 class Scores:
     """The default evaluation of one estimator call, computed later (by the writer).
 
-    The predictions are made on the caller's thread, by the operator that the call used;
-    the metrics (scikit-learn's validation makes each cost milliseconds) are computed from
-    them afterwards. ``prefix`` is ``training_`` on fit; ``step`` orders repeated evaluations.
+    The predictions are what the stage returned, or those of a copy of the operator made on
+    the caller's thread; the metrics (scikit-learn's validation makes each cost milliseconds)
+    are computed from them afterwards, each on its own. ``prefix`` is ``training_`` on fit;
+    ``step`` orders repeated evaluations. A binary classifier's ``proba``
+    (``predict_proba``) or ``decision`` (``decision_function``), with its ``classes`` and
+    the ``pos_label`` of the pipeline, add ``roc_auc`` and ``log_loss``.
     """
 
     task: str
@@ -31,18 +34,37 @@ class Scores:
     prefix: str
     step: int
     timestamp: int
+    proba: Any = None
+    decision: Any = None
+    classes: tuple[Any, ...] = ()
+    pos_label: Any = None
+
+    def evaluate(self) -> tuple[tuple[Metric, ...], tuple[tuple[str, Exception], ...]]:
+        """The metrics, and ``(name, exception)`` for each metric that failed."""
+        calls = default_metric_calls(self.task, self.y_true, self.y_pred)
+        if self.task in ("classifier", "probability"):
+            calls += binary_metric_calls(
+                self.y_true, self.proba, self.decision, self.classes, self.pos_label
+            )
+        metrics, failed = [], []
+        for name, compute in calls:
+            try:
+                value = float(compute())
+            except Exception as exc:
+                failed.append((f"{self.prefix}{name}", exc))
+                continue
+            metrics.append(
+                Metric(
+                    key=f"{self.prefix}{name}",
+                    value=value,
+                    step=self.step,
+                    timestamp=self.timestamp,
+                )
+            )
+        return tuple(metrics), tuple(failed)
 
     def metrics(self) -> tuple[Metric, ...]:
-        values = default_metrics(self.task, self.y_true, self.y_pred)
-        return tuple(
-            Metric(
-                key=f"{self.prefix}{name}",
-                value=float(value),
-                step=self.step,
-                timestamp=self.timestamp,
-            )
-            for name, value in values.items()
-        )
+        return self.evaluate()[0]
 
 
 @frozen

@@ -196,8 +196,32 @@ def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
                 f"tracked.testing.MemoryBackend(), not {namespace['backend']!r}"
             )
             raise PipelineDefinitionError(msg)
+    if "target" in namespace:
+        target = namespace["target"]
+        if not (isinstance(target, str) and target.isidentifier()):
+            msg = (
+                f"{name}.target must name the stages' ground-truth parameter (a str such as "
+                f'"labels"), not {target!r}'
+            )
+            raise PipelineDefinitionError(msg)
+    if "pos_label" in namespace:
+        label = namespace["pos_label"]
+        if label is not None and not isinstance(label, (str, int, float, bool)):
+            msg = (
+                f"{name}.pos_label must be one class label (a str, int, float or bool) or None "
+                f"for scikit-learn's default (the second class), not {type(label).__name__}"
+            )
+            raise PipelineDefinitionError(msg)
+    if "max_tuning_runs" in namespace:
+        runs = namespace["max_tuning_runs"]
+        if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 0):
+            msg = (
+                f"{name}.max_tuning_runs must be a count (an int >= 0) or None for every "
+                f"candidate of a search, not {runs!r}"
+            )
+            raise PipelineDefinitionError(msg)
     if namespace.get("scoring") is not None:
-        from tracked._capture import scorers
+        from tracked._scoring import scorers
 
         try:
             scorers(namespace["scoring"])

@@ -13,10 +13,8 @@ from typing import TYPE_CHECKING, Any
 from tracked._capture import (
     OPERATOR_ATTRIBUTE,
     detect_phase,
-    evaluate,
     operator_params,
     qualified_name,
-    task_of,
 )
 from tracked._compose import Composed, NotComposable
 from tracked._insight import DataSummary, fitted_state, summarize, to_csv
@@ -29,6 +27,7 @@ from tracked._records import (
     status_for,
 )
 from tracked._report import describe, notice, report_failure
+from tracked._scoring import Predictor, returned_predictions, scored, task_of
 from tracked._session import ERROR_TAG_LIMIT, Session, evaluation_metrics
 
 if TYPE_CHECKING:
@@ -45,6 +44,8 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
     spec, session = call.spec, call.session
     operator = call.operator()
     phase = detect_phase(call.before, operator) if operator is not None else INFERENCE
+    if phase == FIT and _stateless(operator):
+        phase = INFERENCE  # a function made anew in each call has nothing to fit
     tags = {"tracked.stage": spec.name, "tracked.kind": spec.kind, "tracked.phase": phase}
     params: dict[str, str] = {}
     metrics = [Metric(key="duration_s", value=call.duration, timestamp=call.start_ms)]
@@ -52,7 +53,15 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
     parent_tags: dict[str, str] = {}
     artifacts: dict[str, bytes] = {}
     model = composed = pictures = scores = None
-    X, y = spec.data(call.args, call.kwargs)
+    target = ground_truth_name(call.instance)
+    X, y = spec.data(call.args, call.kwargs, target)
+    if spec.kind == "estimator" and not spec.accepts(target):
+        notice(
+            f"estimator stage {spec.owner}.{spec.name} has no ground-truth parameter "
+            f"{target!r}, so it is never evaluated: add a `{target}=None` parameter, or name "
+            'yours on the class (`target = "labels"`)',
+            key=f"no-target:{spec.owner}.{spec.name}:{target}",
+        )
     inputs = summarize(X)
     if inputs is not None:
         tags["tracked.input_digest"] = inputs.digest
@@ -82,7 +91,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         else:
             session.composer.note_inference(spec.name, X)
         if spec.kind == "estimator":
-            evaluation, pictures, scores = _evaluate(call, operator, X, y, phase)
+            evaluation, pictures, scores = _evaluate(call, operator, X, y, phase, result)
             metrics.extend(evaluation)
             if phase == FIT:
                 model = _loggable_model(spec, operator)
@@ -151,20 +160,47 @@ def _fitted(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metr
     return metrics
 
 
+def ground_truth_name(instance: object) -> str:
+    """The name of the stages' ground-truth parameter: the pipeline's ``target``, or ``y``."""
+    target = getattr(instance, "target", None)
+    return target if isinstance(target, str) and target else "y"
+
+
+def _stateless(operator: Any) -> bool:
+    """A plain function (a lambda, a builtin, a ``functools.partial`` of one): never fitted."""
+    import functools
+    import types
+
+    import numpy as np
+
+    return isinstance(
+        operator, (types.FunctionType, types.BuiltinFunctionType, functools.partial, np.ufunc)
+    )
+
+
 def _evaluate(
-    call: Call, operator: Any, X: Any, y: Any, phase: str
+    call: Call, operator: Any, X: Any, y: Any, phase: str, result: Any
 ) -> tuple[tuple[Metric, ...], Pictures | None, Scores | None]:
     """Evaluation of an estimator stage given ground truth (``training_`` on fit): the
     metrics, computed now for a ``scoring`` of the user's and later (``Scores``) for the
-    default set; on inference also what the evaluation pictures are drawn from."""
+    default set; on inference also what the evaluation pictures are drawn from.
+
+    What is scored: the predictions the stage returned, when it returned predictions for
+    its ``X``; else those of a copy of the operator. The user's objects never predict again
+    here, so the random generators they hold draw as in an untracked run.
+    """
     if y is None:
         return (), None, None
     spec, session = call.spec, call.session
     scoring = getattr(call.instance, "scoring", None)
-    task = task_of(operator)
+    pos_label = getattr(call.instance, "pos_label", None)
+    predictor = Predictor(operator)
+    y_pred = returned_predictions(result, operator, X, y)
     try:
-        y_pred = operator.predict(X) if callable(getattr(operator, "predict", None)) else None
-        values = evaluate(operator, X, y, scoring, y_pred=y_pred) if scoring is not None else {}
+        if y_pred is None:
+            y_pred = predictor.call("predict", X)
+        if scoring is not None:
+            predictor.get()
     except Exception as exc:
         # Usually the stage reshapes its input before the operator sees it, so the operator
         # cannot predict on what the stage received: a fact about the pipeline, not a failure.
@@ -174,39 +210,107 @@ def _evaluate(
             key=f"no-evaluation:{spec.owner}.{spec.name}",
         )
         return (), None, None
+    import numpy as np
+
+    task = task_of(operator, y, y_pred)
+    proba = decision = None
+    classes: tuple[Any, ...] = ()
+    if task == "probability":  # the probability of class 1: labels, and both columns
+        p = np.asarray(y_pred, dtype=float)
+        proba = np.column_stack([1.0 - p, p])
+        labels = np.array([0, 1]).astype(np.asarray(y).dtype)
+        classes, y_pred = tuple(labels.tolist()), labels[(p >= 0.5).astype(int)]
+    elif task == "classifier" and np.ndim(y) == 1:
+        classes = _classes(operator)
+        if len(classes) == 2 or phase != FIT:  # binary metrics; curves on inference
+            proba, decision = _scores(spec, predictor, X, binary=len(classes) == 2)
+    prefix = "training_" if phase == FIT else ""
     pictures = None
-    if phase != FIT and y_pred is not None:
+    if phase != FIT and y_pred is not None and task is not None:
         pictures = _guarded(
             session,
             f"prepare the evaluation pictures of {spec.name!r}",
             _pictures,
-            operator,
-            X,
+            "classifier" if task == "probability" else task,
             y,
             y_pred,
+            proba,
+            classes,
+            pos_label,
         )
-    prefix = "training_" if phase == FIT else ""
     if scoring is None:
         if task is None or y_pred is None:
             return (), pictures, None
-        import numpy as np
-
         from tracked._deferred import Scores
 
         step = session.next_step(prefix or "evaluation")
-        y_true = np.array(y, copy=True)
-        return (), pictures, Scores(task, y_true, np.asarray(y_pred), prefix, step, now_ms())
+        scores = Scores(
+            task=task,
+            y_true=np.array(y, copy=True),
+            y_pred=np.array(y_pred, copy=True),
+            prefix=prefix,
+            step=step,
+            timestamp=now_ms(),
+            proba=proba,
+            decision=decision,
+            classes=classes,
+            pos_label=pos_label,
+        )
+        return (), pictures, scores
+    # Each scorer on its own, with the copy: one that fails loses only its own metric.
+    values, failed = scored(scoring, predictor.get(), X, y)
+    for name, exc in failed.items():
+        notice(
+            f"metric {prefix}{name} of stage {spec.owner}.{spec.name} is dropped: its scorer "
+            f"failed ({describe(exc, 300)}); the other metrics are recorded",
+            key=f"scorer:{spec.owner}.{spec.name}:{prefix}{name}",
+        )
     if not values:
         return (), pictures, None
     step = session.next_step(prefix or "evaluation")
     return evaluation_metrics(values, prefix, step), pictures, None
 
 
-def _pictures(operator: Any, X: Any, y: Any, y_pred: Any) -> Pictures | None:
+def _classes(operator: Any) -> tuple[Any, ...]:
+    """A single-output classifier's ``classes_`` as plain values; () when it has none."""
+    import numpy as np
+
+    try:
+        classes = np.asarray(operator.classes_)
+    except Exception:
+        return ()
+    return tuple(classes.tolist()) if classes.ndim == 1 else ()
+
+
+def _scores(spec: StageSpec, predictor: Predictor, X: Any, binary: bool) -> tuple[Any, Any]:
+    """``predict_proba`` of the copy (or, for a binary classifier without it,
+    ``decision_function``); what cannot be had only leaves out the metrics it would give."""
+    import numpy as np
+
+    for method in ("predict_proba", "decision_function") if binary else ("predict_proba",):
+        try:
+            values = predictor.call(method, X)
+        except Exception as exc:
+            notice(
+                f"stage {spec.owner}.{spec.name}: {method} failed on the stage's input "
+                f"({describe(exc, 300)}); the metrics and curves it gives are left out",
+                key=f"no-{method}:{spec.owner}.{spec.name}",
+                warn=False,
+            )
+            continue
+        if values is not None:
+            values = np.asarray(values)
+            return (values, None) if method == "predict_proba" else (None, values)
+    return None, None
+
+
+def _pictures(
+    task: str, y: Any, y_pred: Any, proba: Any, classes: tuple[Any, ...], pos_label: Any
+) -> Pictures | None:
     """What the writer draws the evaluation pictures from."""
     from tracked._plots import Pictures
 
-    return Pictures.of(task_of(operator), operator, X, y, y_pred)
+    return Pictures.of(task, y, y_pred, proba, classes, pos_label)
 
 
 def _loggable_model(spec: StageSpec, operator: Any) -> Any:

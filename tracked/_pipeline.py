@@ -52,6 +52,11 @@ class TrackedPipeline(metaclass=TrackedMeta):
         synchronous: write each stage's records before the stage call returns, instead of
             handing them to the background writer (which the ``with`` exit, ``close()`` and
             ``tracked.flush()`` wait for).
+        target: the name of the stages' ground-truth parameter (default ``"y"``).
+        pos_label: the positive class of a binary classifier, for ``roc_auc`` and the curves;
+            None means scikit-learn's (``classes_[1]``).
+        max_tuning_runs: how many of a search CV's best candidates get a child run of their
+            own under the search's stage run (None: all of them).
     """
 
     experiment: ClassVar[str | None] = None
@@ -67,6 +72,9 @@ class TrackedPipeline(metaclass=TrackedMeta):
     log_outputs: ClassVar[str] = "preview"
     stages: ClassVar[Mapping[str, str]] = {}
     synchronous: ClassVar[bool] = False
+    target: ClassVar[str] = "y"
+    pos_label: ClassVar[Any] = None
+    max_tuning_runs: ClassVar[int | None] = 5
 
     #: The object a stage works with: assign it in every stage (``self.operator = ...``).
     operator = OperatorSlot()

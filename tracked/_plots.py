@@ -29,9 +29,20 @@ class Pictures:
     #: ``predict_proba`` of a classifier, or None.
     scores: Any = None
     classes: tuple[Any, ...] = ()
+    #: The positive class of a binary classifier (None: scikit-learn's, ``classes[1]``).
+    pos_label: Any = None
 
     @classmethod
-    def of(cls, task: str, operator: Any, X: Any, y_true: Any, y_pred: Any) -> Pictures | None:
+    def of(
+        cls,
+        task: str,
+        y_true: Any,
+        y_pred: Any,
+        scores: Any = None,
+        classes: tuple[Any, ...] = (),
+        pos_label: Any = None,
+    ) -> Pictures | None:
+        """From copies of the ground truth and of the predictions (and probabilities)."""
         import numpy as np
 
         y_true, y_pred = np.array(y_true, copy=True), np.asarray(y_pred)
@@ -39,17 +50,18 @@ class Pictures:
             return cls(task, y_true, y_pred)
         if task != "classifier":
             return None
-        scores, classes = None, ()
-        if callable(getattr(operator, "predict_proba", None)):
-            scores = np.asarray(operator.predict_proba(X))
-            classes = tuple(getattr(operator, "classes_", range(scores.shape[1])))
-        return cls(task, y_true, y_pred, scores, classes)
+        if scores is not None:
+            scores = np.asarray(scores)
+            classes = tuple(classes) or tuple(range(scores.shape[1]))
+        return cls(task, y_true, y_pred, scores, tuple(classes), pos_label)
 
     def render(self) -> dict[str, bytes]:
         """``{artifact name: bytes}``."""
         if self.task == "regressor":
             return regressor_pictures(self.y_true, self.y_pred)
-        return classifier_pictures(self.y_true, self.y_pred, self.scores, list(self.classes))
+        return classifier_pictures(
+            self.y_true, self.y_pred, self.scores, list(self.classes), self.pos_label
+        )
 
 
 def _pyplot() -> Any:
@@ -69,10 +81,15 @@ def _png(figure: Any) -> bytes:
 
 
 def classifier_pictures(
-    y_true: Any, y_pred: Any, scores: Any = None, classes: list[Any] | None = None
+    y_true: Any,
+    y_pred: Any,
+    scores: Any = None,
+    classes: list[Any] | None = None,
+    pos_label: Any = None,
 ) -> dict[str, bytes]:
     """Confusion matrix (PNG and the numbers as JSON); ROC and precision-recall curves,
-    one-vs-rest for more than two classes, when ``scores`` (``predict_proba``) are given."""
+    one-vs-rest for more than two classes, when ``scores`` (``predict_proba``) are given;
+    for two classes, of ``pos_label`` (default: the second class, as scikit-learn)."""
     import numpy as np
     from sklearn.metrics import confusion_matrix
 
@@ -85,7 +102,7 @@ def classifier_pictures(
         "confusion_matrix.png": _confusion_png(matrix, labels),
     }
     if scores is not None:
-        pictures.update(_curves(np.asarray(y_true), scores, list(classes or ())))
+        pictures.update(_curves(np.asarray(y_true), scores, list(classes or ()), pos_label))
     return pictures
 
 
@@ -108,14 +125,22 @@ def _confusion_png(matrix: Any, labels: Any) -> bytes:
     return _png(figure)
 
 
-def _curves(y_true: Any, scores: Any, classes: list[Any]) -> dict[str, bytes]:
+def _curves(
+    y_true: Any, scores: Any, classes: list[Any], pos_label: Any = None
+) -> dict[str, bytes]:
     from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    from tracked._scoring import positive_class
 
     plt = _pyplot()
     roc_figure, roc_axes = plt.subplots(figsize=(4.5, 4), layout="constrained")
     pr_figure, pr_axes = plt.subplots(figsize=(4.5, 4), layout="constrained")
     # Binary: the positive class only; more classes: one curve per class against the rest.
-    shown = [1] if len(classes) == 2 else range(len(classes))
+    if len(classes) == 2:
+        index = positive_class(tuple(classes), pos_label)
+        shown = [] if index is None else [index]
+    else:
+        shown = range(len(classes))
     for index in shown:
         positive = y_true == classes[index]
         if positive.all() or not positive.any():

@@ -286,19 +286,24 @@ class Replayer:
         scores = payload.get("scores")
         steps: list[Step] = []
         if scores is not None:
+            # Each metric on its own: one that fails is reported and the others are kept.
             try:
-                rows = metric_rows(scores.metrics())
+                computed, failed = scores.evaluate()
             except Exception as exc:
-                error = exc
+                computed, failed = (), (("evaluation metrics", exc),)
+            for name, error in failed:
                 steps.append(
-                    (f"compute the evaluation metrics of {stage!r}", lambda: _raise(error))
+                    (
+                        f"compute the {name} metric of stage {stage!r}",
+                        lambda error=error: _raise(error),
+                    )
                 )
-            else:
-                entry = {
-                    **entry,
-                    "metrics": entry["metrics"] + rows,
-                    "parent_metrics": entry["parent_metrics"] + rows,
-                }
+            rows = metric_rows(computed)
+            entry = {
+                **entry,
+                "metrics": entry["metrics"] + rows,
+                "parent_metrics": entry["parent_metrics"] + rows,
+            }
         if entry["parent_metrics"] and not entry["training"]:
             self.state.evaluation = {key: value for key, value, _, _ in entry["parent_metrics"]}
         fmt = self.header.get("serialization_format", "skops")
@@ -374,6 +379,7 @@ class Replayer:
                             COMPOSED_MODEL_NAME,
                             composed.model,
                             input_example=composed.input_example,
+                            output_example=getattr(composed, "output_example", None),
                             serialization_format=fmt,
                             step=entry.get("composed_step", 0),
                         )

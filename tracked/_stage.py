@@ -50,15 +50,30 @@ class StageSpec:
         parameters = list(signature.parameters.values())[1:]
         return cls(function.__name__, kind, owner, signature.replace(parameters=parameters))
 
-    def data(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-        """``(X, y)`` of a call: the first parameter, and the parameter named ``y``."""
+    def data(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], target: str = "y"
+    ) -> tuple[Any, Any]:
+        """``(X, y)`` of a call: the first parameter, and the ground truth, the parameter
+        named ``target`` (or a keyword of that name caught by ``**kwargs``)."""
         try:
             bound = self.signature.bind_partial(*args, **kwargs)
         except TypeError:
             return None, None
         names = list(self.signature.parameters)
         x = bound.arguments.get(names[0]) if names else None
-        return x, bound.arguments.get("y")
+        if target in self.signature.parameters:
+            return x, bound.arguments.get(target)
+        for parameter in self.signature.parameters.values():
+            if parameter.kind is parameter.VAR_KEYWORD:
+                return x, bound.arguments.get(parameter.name, {}).get(target)
+        return x, None
+
+    def accepts(self, name: str) -> bool:
+        """Whether a call can pass ``name`` (a parameter of that name, or ``**kwargs``)."""
+        return any(
+            parameter.name == name or parameter.kind is parameter.VAR_KEYWORD
+            for parameter in self.signature.parameters.values()
+        )
 
 
 def make_stage_wrapper(spec: StageSpec) -> Callable[..., Any]:

@@ -61,13 +61,16 @@ class Backend(Protocol):
         model: object,
         *,
         input_example: object = None,
+        output_example: object = None,
         serialization_format: str = "skops",
         step: int = 0,
     ) -> str:
         """Store a fitted scikit-learn compatible ``model`` under ``name`` on a run.
 
         A model logged again under the same name on the same run is a newer version of it
-        (``step`` counts them). Returns a URI that names exactly this model.
+        (``step`` counts them). ``output_example`` is what the model predicted on
+        ``input_example``: a backend needs no prediction of its own for a signature.
+        Returns a URI that names exactly this model.
         """
         ...
 

@@ -485,6 +485,7 @@ class MlflowBackend:
         model: object,
         *,
         input_example: object = None,
+        output_example: object = None,
         serialization_format: str = "skops",
         step: int = 0,
     ) -> str:
@@ -504,7 +505,9 @@ class MlflowBackend:
         trusted = _skops_untrusted_types(model) if serialization_format == "skops" else None
         signature = None
         if input_example is not None:
-            signature = infer_signature(input_example, model.predict(input_example))
+            if output_example is None:  # predicting here would draw from the global RNG
+                output_example = model.predict(input_example)
+            signature = infer_signature(input_example, output_example)
         logged = client.create_logged_model(
             experiment_id=experiment_id, name=name, source_run_id=run_id
         )

@@ -1,0 +1,262 @@
+"""Evaluation: which task an operator does, what is scored, and the metrics.
+
+The rule for what is scored: the predictions the stage itself returned, when it returned
+predictions for its ``X``; otherwise predictions of a *copy* of the operator (``Predictor``).
+Either way the user's objects are never asked to predict again, so the random generators
+they hold (a shared ``RandomState``, a ``Generator``) draw exactly as in an untracked run.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
+#: Binary classifiers only, from predict_proba (or decision_function for roc_auc).
+BINARY_METRICS = ("roc_auc", "log_loss")
+REGRESSION_METRICS = ("r2", "rmse", "mae")
+
+#: ``type_of_target`` values that are labels, not measurements.
+_LABELS = frozenset({"binary", "multiclass", "multiclass-multioutput", "multilabel-indicator"})
+_CONTINUOUS = frozenset({"continuous", "continuous-multioutput"})
+
+
+class Predictor:
+    """The operator as it is after the call, deep-copied once, when first needed.
+
+    Predicting with the copy draws from the copy's random generators, never from the ones
+    the user holds (the operator's own, its params', or shared with the pipeline).
+    """
+
+    def __init__(self, operator: Any) -> None:
+        self.operator = operator
+        self._copy: Any = None
+        self._made = False
+
+    def get(self) -> Any:
+        if not self._made:
+            self._copy = copy.deepcopy(self.operator)
+            self._made = True
+        return self._copy
+
+    def call(self, method: str, X: Any) -> Any:
+        """``copy.<method>(X)``, or None when the operator has no such method."""
+        if not callable(getattr(self.operator, method, None)):
+            return None
+        return getattr(self.get(), method)(X)
+
+
+def _target_type(values: Any) -> str | None:
+    from sklearn.utils.multiclass import type_of_target
+
+    try:
+        return type_of_target(values)
+    except Exception:  # ragged, nested or otherwise unreadable values
+        return None
+
+
+def tagged_task(operator: object) -> str | None:
+    """``classifier`` or ``regressor`` from scikit-learn's tags; None without them."""
+    if not hasattr(operator, "__sklearn_tags__"):
+        return None
+    from sklearn.utils import get_tags
+
+    try:
+        kind = get_tags(operator).estimator_type
+    except Exception:  # objects that only look like estimators
+        return None
+    return kind if kind in ("classifier", "regressor") else None
+
+
+def task_of(operator: object, y_true: Any = None, y_pred: Any = None) -> str | None:
+    """``classifier``, ``regressor``, ``probability`` (a binary classifier whose predictions
+    are the probability of class 1, as a statsmodels ``Logit`` result gives) or None.
+
+    scikit-learn's tags decide when the operator has them; otherwise ``classes_`` means a
+    classifier, and else the ground truth and the predictions do (``type_of_target``): labels
+    predicted for labels are a classification, anything else on numbers a regression.
+    """
+    tagged = tagged_task(operator)
+    if tagged is not None:
+        return tagged
+    if y_pred is None and not callable(getattr(operator, "predict", None)):
+        return None
+    if hasattr(operator, "classes_"):
+        return "classifier"
+    if y_true is None or y_pred is None:
+        return None
+    truth, predicted = _target_type(y_true), _target_type(y_pred)
+    if truth in _CONTINUOUS:
+        return "regressor" if predicted in _CONTINUOUS | _LABELS else None
+    if truth not in _LABELS:
+        return None
+    if predicted in _LABELS:
+        return "classifier"
+    if predicted == "continuous" and truth == "binary" and _probabilities(y_true, y_pred):
+        return "probability"
+    return "regressor" if predicted in _CONTINUOUS else None
+
+
+def _probabilities(y_true: Any, y_pred: Any) -> bool:
+    import numpy as np
+
+    truth = np.unique(np.asarray(y_true))
+    predicted = np.asarray(y_pred, dtype=float)
+    return (
+        truth.dtype.kind in "biuf"
+        and set(truth.tolist()) <= {0, 1}
+        and predicted.ndim == 1
+        and bool(((predicted >= 0) & (predicted <= 1)).all())
+    )
+
+
+def returned_predictions(result: Any, operator: Any, X: Any, y: Any) -> Any:
+    """``result`` when it is predictions for ``X`` (shaped like the ground truth ``y``, one
+    per row of ``X``), else None: a fitted estimator, a transformed ``X``, probabilities."""
+    import numpy as np
+
+    if result is None or result is operator or result is y or result is X:
+        return None
+    if callable(getattr(result, "fit", None)) or callable(getattr(result, "get_params", None)):
+        return None
+    try:
+        shape, truth = np.shape(result), np.shape(y)
+    except Exception:
+        return None
+    if not shape or shape != truth:
+        return None
+    try:
+        from sklearn.utils.validation import _num_samples
+
+        if X is not None and _num_samples(X) != shape[0]:
+            return None
+    except Exception:
+        pass
+    return result
+
+
+def default_metrics(task: str, y_true: Any, y_pred: Any) -> dict[str, float]:
+    """The default evaluation set for ``task`` (label metrics for ``probability`` too)."""
+    return {name: float(metric()) for name, metric in default_metric_calls(task, y_true, y_pred)}
+
+
+def default_metric_calls(
+    task: str, y_true: Any, y_pred: Any
+) -> list[tuple[str, Callable[[], float]]]:
+    """``(name, compute)`` for each default metric, so that each is computed on its own."""
+    from sklearn import metrics
+
+    if task in ("classifier", "probability"):
+        return [
+            ("accuracy", lambda: metrics.accuracy_score(y_true, y_pred)),
+            (
+                "f1_macro",
+                lambda: metrics.f1_score(y_true, y_pred, average="macro", zero_division=0),
+            ),
+            (
+                "precision_macro",
+                lambda: metrics.precision_score(y_true, y_pred, average="macro", zero_division=0),
+            ),
+            (
+                "recall_macro",
+                lambda: metrics.recall_score(y_true, y_pred, average="macro", zero_division=0),
+            ),
+        ]
+    return [
+        ("r2", lambda: metrics.r2_score(y_true, y_pred)),
+        ("rmse", lambda: metrics.root_mean_squared_error(y_true, y_pred)),
+        ("mae", lambda: metrics.mean_absolute_error(y_true, y_pred)),
+    ]
+
+
+def positive_class(classes: tuple[Any, ...], pos_label: Any) -> int | None:
+    """The index of the positive class among a binary classifier's ``classes``: of
+    ``pos_label`` when set, else scikit-learn's (``classes_[1]``); None if not binary or
+    ``pos_label`` is not one of them."""
+    if len(classes) != 2:
+        return None
+    if pos_label is None:
+        return 1
+    for index, label in enumerate(classes):
+        if _same(label, pos_label):
+            return index
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def binary_metric_calls(
+    y_true: Any, proba: Any, decision: Any, classes: tuple[Any, ...], pos_label: Any
+) -> list[tuple[str, Callable[[], float]]]:
+    """``roc_auc`` (from probabilities, else the decision function) and ``log_loss`` (from
+    probabilities) of a binary classifier, where they are defined: the ground truth uses the
+    classifier's labels, and both classes occur in it for ``roc_auc``."""
+    import numpy as np
+
+    index = positive_class(classes, pos_label)
+    if index is None or (proba is None and decision is None):
+        return []
+    y_true = np.asarray(y_true)
+    labels = np.asarray(classes)
+    try:
+        known = bool(np.isin(y_true, labels).all())
+    except Exception:
+        known = False
+    if not known:  # e.g. the stage encodes labels before its operator sees them
+        return []
+    from sklearn import metrics
+
+    positive = y_true == labels[index]
+    calls: list[tuple[str, Callable[[], float]]] = []
+    if positive.any() and not positive.all():
+        if proba is not None:
+            column = np.asarray(proba)[:, index]
+        else:
+            column = np.asarray(decision, dtype=float)
+            column = column if index == 1 else -column
+        calls.append(("roc_auc", lambda: metrics.roc_auc_score(positive, column)))
+    if proba is not None:
+        calls.append(
+            ("log_loss", lambda: metrics.log_loss(y_true, np.asarray(proba), labels=labels))
+        )
+    return calls
+
+
+def scorers(scoring: str | Iterable[str] | Mapping[str, Any]) -> dict[str, Callable[..., float]]:
+    """scikit-learn's ``scoring`` convention resolved to ``{name: scorer}``.
+
+    Raises:
+        ValueError: for an unknown scorer name (scikit-learn's message lists the valid ones).
+    """
+    from sklearn.metrics import get_scorer
+
+    if isinstance(scoring, str):
+        return {scoring: get_scorer(scoring)}
+    if isinstance(scoring, Mapping):
+        return {
+            str(name): get_scorer(scorer) if isinstance(scorer, str) else scorer
+            for name, scorer in scoring.items()
+        }
+    return {name: get_scorer(name) for name in scoring}
+
+
+def scored(
+    scoring: Any, estimator: Any, X: Any, y: Any
+) -> tuple[dict[str, float], dict[str, BaseException]]:
+    """Each scorer of ``scoring`` on its own: ``({name: value}, {name: why it failed})``."""
+    values: dict[str, float] = {}
+    failed: dict[str, BaseException] = {}
+    for name, scorer in scorers(scoring).items():
+        try:
+            values[name] = float(scorer(estimator, X, y))
+        except Warning:
+            raise  # a warning turned into an error by the user's filters
+        except Exception as exc:
+            failed[name] = exc
+    return values, failed
