@@ -27,7 +27,13 @@ from tracked._records import (
     status_for,
 )
 from tracked._report import describe, notice, report_failure
-from tracked._scoring import Predictor, returned_predictions, scored, task_of
+from tracked._scoring import (
+    Predictor,
+    positive_class,
+    returned_predictions,
+    scored,
+    task_of,
+)
 from tracked._session import ERROR_TAG_LIMIT, Session, evaluation_metrics
 
 if TYPE_CHECKING:
@@ -222,6 +228,12 @@ def _evaluate(
         classes, y_pred = tuple(labels.tolist()), labels[(p >= 0.5).astype(int)]
     elif task == "classifier" and np.ndim(y) == 1:
         classes = _classes(operator)
+        if len(classes) == 2 and positive_class(classes, pos_label) is None:
+            notice(
+                f"pos_label {pos_label!r} of {spec.owner} is not a class of stage {spec.name!r} "
+                f"(its classes are {list(classes)}): its roc_auc, log_loss and curves are left out",
+                key=f"pos-label:{spec.owner}.{spec.name}:{pos_label!r}",
+            )
         if len(classes) == 2 or phase != FIT:  # binary metrics; curves on inference
             proba, decision = _scores(spec, predictor, X, binary=len(classes) == 2)
     prefix = "training_" if phase == FIT else ""
