@@ -52,6 +52,10 @@ class TrackedPipeline(metaclass=TrackedMeta):
         synchronous: write each stage's records before the stage call returns, instead of
             handing them to the background writer (which the ``with`` exit, ``close()`` and
             ``tracked.flush()`` wait for).
+        log_input_example: store the first rows of the workflow's input (at most 5, cut to
+            64 KB) with the composed ``pipeline`` model as its input example. Off by default,
+            as in MLflow's autolog: they may be personal data. The signature is logged
+            either way.
     """
 
     experiment: ClassVar[str | None] = None
@@ -67,6 +71,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
     log_outputs: ClassVar[str] = "preview"
     stages: ClassVar[Mapping[str, str]] = {}
     synchronous: ClassVar[bool] = False
+    log_input_example: ClassVar[bool] = False
 
     #: The object a stage works with: assign it in every stage (``self.operator = ...``).
     operator = OperatorSlot()

@@ -373,7 +373,8 @@ class Replayer:
                             parent(),
                             COMPOSED_MODEL_NAME,
                             composed.model,
-                            input_example=composed.input_example,
+                            input_example=composed.logged_example,
+                            signature_example=composed.input_example,
                             serialization_format=fmt,
                             step=entry.get("composed_step", 0),
                         )

@@ -61,13 +61,16 @@ class Backend(Protocol):
         model: object,
         *,
         input_example: object = None,
+        signature_example: object = None,
         serialization_format: str = "skops",
         step: int = 0,
     ) -> str:
         """Store a fitted scikit-learn compatible ``model`` under ``name`` on a run.
 
         A model logged again under the same name on the same run is a newer version of it
-        (``step`` counts them). Returns a URI that names exactly this model.
+        (``step`` counts them). ``input_example`` is stored with the model; its signature is
+        inferred from it, else from ``signature_example`` (not stored). Returns a URI that
+        names exactly this model.
         """
         ...
 
