@@ -140,7 +140,11 @@ def test_without_a_fitted_estimator_no_composed_model_is_logged_and_it_is_said(
 
 def test_the_memory_backend_keeps_the_composed_model_with_an_input_example(memory, iris):
     X_train, X_test, y_train, _ = iris
-    pipe = Iris()
+
+    class WithExample(Iris):
+        log_input_example = True
+
+    pipe = WithExample()
     pipe.backend = memory
     with pipe:
         pipe.train(X_train, y_train)

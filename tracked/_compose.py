@@ -14,16 +14,22 @@ from typing import Any
 
 from attrs import evolve, frozen
 
+from tracked._sparse import head as sparse_head
+from tracked._sparse import is_sparse, same
+
 #: Rows kept from each fit-phase stage's input, to check a composition and serve as examples.
 SAMPLE_ROWS = 200
 EXAMPLE_ROWS = 5
 
 
 def head(data: Any, rows: int) -> Any:
-    """A copy of the first ``rows`` rows of an array, DataFrame or sequence (None if not)."""
+    """A copy of the first ``rows`` rows of an array, DataFrame, sparse matrix or sequence
+    (None if not)."""
     if data is None:
         return None
     try:
+        if is_sparse(data):
+            return sparse_head(data, rows)
         if hasattr(data, "iloc"):
             return data.iloc[:rows].copy()
         if hasattr(data, "shape") and hasattr(data, "copy"):
@@ -35,17 +41,27 @@ def head(data: Any, rows: int) -> Any:
 
 @frozen(kw_only=True)
 class FittedStage:
-    """An operator fitted by a stage, with a sample of what that stage received."""
+    """An operator fitted by a stage, with a sample of what that stage received and the
+    digests of what it received and returned (None when not array-like)."""
 
     stage: str
     kind: str
     operator: Any
     sample: Any
+    input_digest: str | None = None
+    output_digest: str | None = None
 
 
 @frozen(kw_only=True)
 class Composed:
-    """A composition ready to log: the model and a small input example."""
+    """A composition ready to log.
+
+    ``model`` is a snapshot (a deep copy made when composed): what is logged and what later
+    prediction passes are verified against, whatever happens to the live operators since.
+    ``input_example`` (the first rows of the first stage's input) is what the signature is
+    inferred from; ``logged_example`` is what is stored with the model: None unless the class
+    sets ``log_input_example``, and cut to fewer rows when it would pass ``EXAMPLE_BYTES``.
+    """
 
     model: Any
     input_example: Any
@@ -53,10 +69,17 @@ class Composed:
     #: What ``model`` predicted on ``input_example`` (for the signature): predicted here,
     #: so that the writer never predicts, and never draws from the global random state.
     output_example: Any = None
+    logged_example: Any = None
+    #: What was cut from the logged example, to tell the user (None: nothing).
+    example_note: str | None = None
 
 
 class NotComposable(Exception):
     """Why the fitted stages cannot be composed faithfully (the message says)."""
+
+
+#: An input example stored with a model is cut to the rows that fit in this many bytes.
+EXAMPLE_BYTES = 64 * 1024
 
 
 class Composer:
@@ -66,6 +89,8 @@ class Composer:
         self._fitted: dict[str, FittedStage] = {}
         self._inference_inputs: dict[str, Any] = {}
         self.latest: Composed | None = None
+        #: Stages of the latest composed model refitted since it was composed.
+        self._refitted: list[str] = []
         self.count = 0
 
     @property
@@ -73,30 +98,43 @@ class Composer:
         """The kinds of stage fitted so far in this parent run."""
         return {fitted.kind for fitted in self._fitted.values()}
 
-    def note_fit(self, stage: str, kind: str, operator: Any, X: Any) -> None:
+    def note_fit(
+        self,
+        stage: str,
+        kind: str,
+        operator: Any,
+        X: Any,
+        *,
+        input_digest: str | None = None,
+        output_digest: str | None = None,
+    ) -> None:
         # A refitted stage moves to the end: the order is that of the latest fit pass.
         self._fitted.pop(stage, None)
         self._fitted[stage] = FittedStage(
-            stage=stage, kind=kind, operator=operator, sample=head(X, SAMPLE_ROWS)
+            stage=stage,
+            kind=kind,
+            operator=operator,
+            sample=head(X, SAMPLE_ROWS),
+            input_digest=input_digest,
+            output_digest=output_digest,
         )
+        if self.latest is not None and stage in self.latest.stages:
+            self._refitted.append(stage)
 
-    def compose(self, estimator_stage: str) -> Composed:
-        """The transformers fitted so far, then ``estimator_stage``'s operator.
+    def compose(self, estimator_stage: str, *, log_input_example: bool = False) -> Composed:
+        """The transformers whose output reached ``estimator_stage``, then its operator.
 
         Raises:
             NotComposable: an operator lacks ``transform``/``predict``, the inputs were not
                 kept, or the transformers do not reproduce what the estimator received.
         """
+        import copy
+
+        from sklearn.base import BaseEstimator
         from sklearn.pipeline import Pipeline
 
         estimator = self._fitted[estimator_stage]
-        transformers = [
-            fitted
-            for fitted in self._fitted.values()
-            if fitted.kind == "transformer" and fitted.stage != estimator_stage
-        ]
-        from sklearn.base import BaseEstimator
-
+        transformers = self._feeding(estimator)
         for fitted in [*transformers, estimator]:
             if not isinstance(fitted.operator, BaseEstimator):
                 msg = (
@@ -141,28 +179,78 @@ class Composer:
                 "input before its operator sees it"
             )
             raise NotComposable(msg) from None
+        # ``model`` is made of copies: the live operators may be refitted in place later, and
+        # what is logged and verified is this state of them.
+        logged, note = bounded_example(example) if log_input_example else (None, None)
         self.count += 1
+        self._refitted = []
         self.latest = Composed(
             model=model,
             input_example=example,
             stages=tuple(name for name, _ in steps),
             output_example=output,
+            logged_example=logged,
+            example_note=note,
         )
         return self.latest
+
+    def _feeding(self, estimator: FittedStage) -> list[FittedStage]:
+        """The fitted transformers whose data reached ``estimator``, in data-flow order.
+
+        The digest chain says which: the estimator's input digest is the output digest of
+        the last of them, whose input digest is the output digest of the one before, and so
+        on. Transformers off that chain are left out when they are provably side stages (they
+        read the chain's input or a chain stage's output, or a side stage's output: an
+        analysis branch). When the digests prove nothing, every fitted transformer is taken
+        in fit order, and the chain check decides.
+        """
+        transformers = [
+            fitted
+            for fitted in self._fitted.values()
+            if fitted.kind == "transformer" and fitted.stage != estimator.stage
+        ]
+        chain: list[FittedStage] = []
+        wanted = estimator.input_digest
+        while wanted is not None:
+            feeder = next(
+                (
+                    fitted
+                    for fitted in reversed(transformers)
+                    if fitted.output_digest == wanted and fitted not in chain
+                ),
+                None,
+            )
+            if feeder is None:
+                break
+            chain.insert(0, feeder)
+            wanted = feeder.input_digest
+        start = chain[0].input_digest if chain else estimator.input_digest
+        if start is None:
+            return transformers
+        known = {start, *(fitted.output_digest for fitted in chain)}
+        rest = [fitted for fitted in transformers if fitted not in chain]
+        grew = True
+        while grew:
+            grew = False
+            for fitted in list(rest):
+                if fitted.input_digest in known:
+                    rest.remove(fitted)
+                    known.add(fitted.output_digest)
+                    grew = True
+        return chain if not rest else transformers
 
     def note_inference(self, stage: str, X: Any) -> None:
         """Keep a sample of what an inference-phase stage received, to verify the model."""
         self._inference_inputs[stage] = head(X, SAMPLE_ROWS)
 
-    def verify(self, estimator_stage: str, X: Any, result: Any) -> bool | None:
-        """Whether the latest composed model predicts what this inference pass produced.
+    def verify(self, estimator_stage: str, X: Any, result: Any) -> tuple[bool, str | None] | None:
+        """Whether the latest composed model, as logged, predicts what this inference pass
+        produced, and if not, why.
 
-        Compares, on a sample, the model applied to the first composed stage's latest
-        inference input with what ``estimator_stage`` returned. None when there is nothing
-        to compare (no composed model ending in that stage, or inputs not kept).
+        Compares, on a sample, the logged snapshot applied to the first composed stage's
+        latest inference input with what ``estimator_stage`` returned. None when there is
+        nothing to compare (no composed model ending in that stage, or inputs not kept).
         """
-        import numpy as np
-
         latest = self.latest
         if latest is None or latest.stages[-1] != estimator_stage:
             return None
@@ -174,29 +262,76 @@ class Composer:
         if sample is None or produced is None:
             return None
         try:
-            expected = np.asarray(latest.model.predict(sample))
-            actual = np.asarray(produced)
-            return expected.shape == actual.shape and bool(np.array_equal(expected, actual))
-        except Exception:
-            return False
+            if same(latest.model.predict(sample), produced, exact=True):
+                return True, None
+        except Exception as exc:
+            return False, f"it cannot predict on this pass's input ({type(exc).__name__}: {exc})"
+        if self._refitted:
+            names = ", ".join(repr(name) for name in dict.fromkeys(self._refitted))
+            return False, (
+                f"stage {names} was refitted after the model was logged, and the estimator "
+                "stage was not: the logged model is the earlier fit pass's; fit the estimator "
+                "stage again to log a model of the current workflow"
+            )
+        return False, (
+            "the stages do more than their operators' transform()/predict(); do not serve "
+            "that model"
+        )
+
+
+def bounded_example(example: Any) -> tuple[Any, str | None]:
+    """``example`` cut to the rows that fit in ``EXAMPLE_BYTES`` (None when one row does not),
+    and a note of what was cut (None when nothing was)."""
+    rows = _rows(example)
+    if rows is None:
+        return None, "the input example is not row-indexable, so it is not stored"
+    kept = rows
+    while kept > 0 and _size(head(example, kept)) > EXAMPLE_BYTES:
+        kept //= 2
+    if kept == rows:
+        return example, None
+    limit = f"{EXAMPLE_BYTES // 1024} KB"
+    if kept == 0:
+        return None, f"one row of the input example is over {limit}: no example is stored"
+    return head(example, kept), f"the input example is cut to {kept} of {rows} rows ({limit})"
+
+
+def _rows(data: Any) -> int | None:
+    shape = getattr(data, "shape", None)
+    if shape is not None and len(shape) > 0:
+        return int(shape[0])
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _size(data: Any) -> int:
+    """About the bytes ``data`` takes in MLflow's JSON input example."""
+    import json
+
+    import numpy as np
+
+    if is_sparse(data):
+        return int(data.nnz) * 24 + _rows(data) * 8
+    if hasattr(data, "to_json"):
+        return len(data.to_json(orient="split"))
+    array = np.asarray(data)
+    if array.dtype.kind in "biufc":
+        return int(array.size) * 24
+    return len(json.dumps(array.tolist(), default=str))
 
 
 def _check_chain(transformers: list[FittedStage], estimator: FittedStage) -> None:
-    import numpy as np
-
     data = transformers[0].sample
     try:
         for fitted in transformers:
             data = fitted.operator.transform(data)
-        produced = np.asarray(data)
-        received = np.asarray(estimator.sample)
-        same = produced.shape == received.shape and bool(
-            np.allclose(produced, received, rtol=1e-7, atol=1e-9, equal_nan=True)
-        )
+        same_values = same(data, estimator.sample)
     except Exception as exc:
         msg = f"applying the fitted transformers in order failed ({type(exc).__name__}: {exc})"
         raise NotComposable(msg) from None
-    if not same:
+    if not same_values:
         names = " -> ".join(f.stage for f in transformers)
         msg = (
             f"the transformers {names} applied in fit order do not reproduce the input of "

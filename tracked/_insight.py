@@ -13,6 +13,7 @@ from typing import Any
 
 from attrs import frozen
 
+from tracked import _sparse
 from tracked._capture import is_fitted_name
 
 PREVIEW_ROWS = 20
@@ -28,7 +29,7 @@ class DataSummary:
     """A bounded description of the data a stage received or returned."""
 
     digest: str
-    kind: str  # numpy | pandas | other
+    kind: str  # numpy | pandas | sparse (scipy.sparse, any format) | other
     shape: tuple[int, ...]
     dtype: str
     nbytes: int
@@ -80,6 +81,8 @@ def summarize(data: Any) -> DataSummary | None:
         return None
     if hasattr(data, "iloc") and hasattr(data, "columns"):
         return _summarize_frame(data)
+    if _sparse.is_sparse(data):
+        return _summarize_sparse(data)
     array = _as_array(data)
     if array is None or array.ndim == 0:
         return None
@@ -116,8 +119,25 @@ def _summarize_frame(frame: Any) -> DataSummary:
     )
 
 
+def _summarize_sparse(matrix: Any) -> DataSummary | None:
+    if len(matrix.shape) != 2:
+        return None
+    return DataSummary(
+        digest=_sparse.digest(matrix, SAMPLED_ROWS, WHOLE_HASH_BYTES),
+        kind="sparse",
+        shape=tuple(int(n) for n in matrix.shape),
+        dtype=str(matrix.dtype),
+        nbytes=_sparse.nbytes(matrix),
+        columns=None,
+        head=_sparse.head(matrix, PREVIEW_ROWS),
+    )
+
+
 def to_csv(data: Any, columns: tuple[str, ...] | None = None) -> bytes:
-    """``data`` (array, DataFrame or head) as CSV, with column names where known."""
+    """``data`` (array, DataFrame or head) as CSV, with column names where known; sparse
+    data as its nonzeros (``row,column,value``)."""
+    if _sparse.is_sparse(data):
+        return _sparse.to_csv(data)
     if hasattr(data, "to_csv"):
         return data.to_csv(index=False).encode()
     import numpy as np

@@ -163,6 +163,7 @@ def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
         "strict": (bool,),
         "nest_under_active_run": (bool,),
         "synchronous": (bool,),
+        "log_input_example": (bool,),
         "experiment": (str, type(None)),
         "tracking_uri": (str, type(None)),
         "run_name": (str, type(None)),

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from tracked._stage import Call, StageSpec
 
 VERIFIED_TAG = "tracked.pipeline_verified"
+#: Why the composed model is not verified (empty once a pass verifies it).
+VERIFIED_REASON_TAG = "tracked.pipeline_verified_reason"
 LOG_OUTPUTS = ("preview", "full", "none")
 
 
@@ -69,6 +71,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
             key=f"no-target:{spec.owner}.{spec.name}:{target}",
         )
     inputs = summarize(X)
+    outputs = None
     if inputs is not None:
         tags["tracked.input_digest"] = inputs.digest
     if operator is None:
@@ -92,7 +95,14 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
             artifacts.update(_output_files(call, result, outputs))
     if error is None and operator is not None:
         if phase == FIT:
-            session.composer.note_fit(spec.name, spec.kind, operator, X)
+            session.composer.note_fit(
+                spec.name,
+                spec.kind,
+                operator,
+                X,
+                input_digest=inputs.digest if inputs is not None else None,
+                output_digest=outputs.digest if outputs is not None else None,
+            )
             metrics.extend(_fitted(operator, artifacts, call.start_ms))
         else:
             session.composer.note_inference(spec.name, X)
@@ -101,7 +111,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
             metrics.extend(evaluation)
             if phase == FIT:
                 model = _loggable_model(spec, operator)
-                composed = _compose(spec, session)
+                composed = _compose(call, session)
             else:
                 parent_tags = _verify_composed(spec, session, X, result)
     context = _context(spec.kind, phase, y)
@@ -336,10 +346,12 @@ def _loggable_model(spec: StageSpec, operator: Any) -> Any:
     return None
 
 
-def _compose(spec: StageSpec, session: Session) -> Composed | None:
+def _compose(call: Call, session: Session) -> Composed | None:
     """The fitted workflow as one model, or None with a warning that says why."""
+    spec = call.spec
+    log_example = bool(getattr(call.instance, "log_input_example", False))
     try:
-        return session.composer.compose(spec.name)
+        composed = session.composer.compose(spec.name, log_input_example=log_example)
     except NotComposable as exc:
         notice(
             f"no composed `pipeline` model after stage {spec.owner}.{spec.name}: {exc}",
@@ -349,22 +361,32 @@ def _compose(spec: StageSpec, session: Session) -> Composed | None:
         report_failure(
             f"compose the pipeline model after stage {spec.name!r}", exc, strict=session.strict
         )
+    else:
+        if composed.example_note is not None:
+            notice(
+                f"composed `pipeline` model after stage {spec.owner}.{spec.name}: "
+                f"{composed.example_note}",
+                key=f"example-cut:{spec.owner}.{spec.name}",
+                warn=False,  # asked for, and cut as documented: a line on the logger
+            )
+        return composed
     return None
 
 
 def _verify_composed(spec: StageSpec, session: Session, X: Any, result: Any) -> dict[str, str]:
     """Check the logged composed model against this prediction pass; tag the parent."""
-    verdict = session.composer.verify(spec.name, X, result)
-    if verdict is None:
+    outcome = session.composer.verify(spec.name, X, result)
+    if outcome is None:
         return {}
+    verdict, reason = outcome
     if not verdict:
         notice(
             f"the composed `pipeline` model of run {session.run_id} predicts differently from "
-            f"the stages' own prediction pass ending in {spec.owner}.{spec.name}: the stages do "
-            "more than their operators' transform()/predict(); do not serve that model",
-            key=f"unfaithful:{session.run_id}",
+            f"the stages' own prediction pass ending in {spec.owner}.{spec.name}: {reason}",
+            key=f"unfaithful:{session.run_id}:{reason}",
         )
-    return {VERIFIED_TAG: "true" if verdict else "false"}
+        return {VERIFIED_TAG: "false", VERIFIED_REASON_TAG: reason or ""}
+    return {VERIFIED_TAG: "true", VERIFIED_REASON_TAG: ""}
 
 
 def _guarded(session: Session, what: str, call: Any, *args: Any, may_raise: bool = True) -> Any:

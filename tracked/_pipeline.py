@@ -57,6 +57,10 @@ class TrackedPipeline(metaclass=TrackedMeta):
             None means scikit-learn's (``classes_[1]``).
         max_tuning_runs: how many of a search CV's best candidates get a child run of their
             own under the search's stage run (None: all of them).
+        log_input_example: store the first rows of the workflow's input (at most 5, cut to
+            64 KB) with the composed ``pipeline`` model as its input example. Off by default,
+            as in MLflow's autolog: they may be personal data. The signature is logged
+            either way.
     """
 
     experiment: ClassVar[str | None] = None
@@ -75,6 +79,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
     target: ClassVar[str] = "y"
     pos_label: ClassVar[Any] = None
     max_tuning_runs: ClassVar[int | None] = 5
+    log_input_example: ClassVar[bool] = False
 
     #: The object a stage works with: assign it in every stage (``self.operator = ...``).
     operator = OperatorSlot()

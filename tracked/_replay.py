@@ -378,8 +378,9 @@ class Replayer:
                             parent(),
                             COMPOSED_MODEL_NAME,
                             composed.model,
-                            input_example=composed.input_example,
-                            output_example=getattr(composed, "output_example", None),
+                            input_example=composed.logged_example,
+                            signature_example=composed.input_example,
+                            output_example=composed.output_example,
                             serialization_format=fmt,
                             step=entry.get("composed_step", 0),
                         )

@@ -61,6 +61,7 @@ class Backend(Protocol):
         model: object,
         *,
         input_example: object = None,
+        signature_example: object = None,
         output_example: object = None,
         serialization_format: str = "skops",
         step: int = 0,
@@ -68,9 +69,10 @@ class Backend(Protocol):
         """Store a fitted scikit-learn compatible ``model`` under ``name`` on a run.
 
         A model logged again under the same name on the same run is a newer version of it
-        (``step`` counts them). ``output_example`` is what the model predicted on
-        ``input_example``: a backend needs no prediction of its own for a signature.
-        Returns a URI that names exactly this model.
+        (``step`` counts them). ``input_example`` is stored with the model; its signature is
+        inferred from it, else from ``signature_example`` (not stored). ``output_example`` is
+        what the model predicted on ``signature_example``: a backend needs no prediction of
+        its own for a signature. Returns a URI that names exactly this model.
         """
         ...
 

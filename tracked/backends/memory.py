@@ -132,6 +132,7 @@ class MemoryBackend:
         model: object,
         *,
         input_example: object = None,
+        signature_example: object = None,
         output_example: object = None,
         serialization_format: str = "skops",
         step: int = 0,

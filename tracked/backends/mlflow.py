@@ -19,6 +19,7 @@ from typing import Any
 from tracked._capture import mask_uri, shorten
 from tracked._insight import DataSummary
 from tracked._records import Metric
+from tracked.backends import needs
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
 
@@ -121,17 +122,24 @@ def _product(shape: tuple[int, ...]) -> int:
     return size
 
 
-@functools.cache
-def pip_requirements(serialization_format: str = "skops") -> list[str]:
-    """Requirements of a logged scikit-learn model, given explicitly.
+def model_format(model: object, serialization_format: str, modules: set[str]) -> str:
+    """The format ``model`` is saved in: ``serialization_format``, except that a model holding
+    classes or functions that exist only in this process's script or in modules beside it
+    (``modules``: ``needs.local_modules``) is saved with cloudpickle, which stores them by
+    value. skops stores only their names: the model would load nowhere else."""
+    if serialization_format != "skops" or not modules:
+        return serialization_format
+    from tracked._report import notice
 
-    MLflow's inference of requirements costs seconds per model (it reloads the model in a
-    subprocess); the flavour's real needs are known.
-    """
-    from importlib.metadata import version
-
-    names = ("mlflow", "scikit-learn", serialization_format)
-    return [f"{name}=={version(name)}" for name in names]
+    names = ", ".join(sorted(modules))
+    notice(
+        f"the model {type(model).__name__} holds classes or functions defined in {names}, "
+        "which skops can only name, so it could not be loaded in another process: it is "
+        "saved with cloudpickle, which stores them by value (loading it runs code, so trust "
+        "its source). Define them in an installed package to keep the skops format",
+        key=f"by-value:{names}",
+    )
+    return "cloudpickle"
 
 
 def _skops_untrusted_types(model: object) -> list[str] | None:
@@ -151,6 +159,49 @@ def _skops_untrusted_types(model: object) -> list[str] | None:
             "cloudpickle knowingly"
         )
         raise TypeError(msg) from exc
+
+
+def _mlflow_example(example: Any) -> Any:
+    """``example`` in a type MLflow's signatures and examples take: SciPy sparse arrays and
+    COO/LIL/... matrices become ``csr_matrix`` (MLflow knows CSR and CSC matrices only); a
+    list of documents (raw text in) becomes a 1-D array, so that the served model receives
+    an array of strings, not a one-column DataFrame that a text vectoriser would iterate
+    over by column name."""
+    from tracked._sparse import is_sparse
+
+    if isinstance(example, (list, tuple)):
+        import numpy as np
+
+        array = np.asarray(example)
+        if array.ndim == 1 and array.dtype.kind in "US":
+            return array
+    if is_sparse(example):
+        import scipy.sparse
+
+        if not isinstance(example, (scipy.sparse.csr_matrix, scipy.sparse.csc_matrix)):
+            return scipy.sparse.csr_matrix(example)
+    return example
+
+
+def _signature(infer_signature: Any, example: Any, prediction: Any) -> Any:
+    """MLflow's signature of ``example``, with pandas ``Categorical`` columns typed ``any``:
+    MLflow infers them as ``string``, and its schema enforcement then refuses the very frame
+    the model was trained on ("Can not safely convert category to <U0")."""
+    signature = infer_signature(example, prediction)
+    dtypes = getattr(example, "dtypes", None)
+    if dtypes is None or signature.inputs is None or not signature.inputs.has_input_names():
+        return signature
+    categorical = {str(name) for name, dtype in dtypes.items() if str(dtype) == "category"}
+    if not categorical:
+        return signature
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    inputs = [
+        ColSpec(AnyType(), spec.name, spec.required) if spec.name in categorical else spec
+        for spec in signature.inputs.inputs
+    ]
+    return ModelSignature(Schema(inputs), signature.outputs, signature.params)
 
 
 def _check_reachable(uri: str, timeout: float = 3.0) -> None:
@@ -485,11 +536,19 @@ class MlflowBackend:
         model: object,
         *,
         input_example: object = None,
+        signature_example: object = None,
         output_example: object = None,
         serialization_format: str = "skops",
         step: int = 0,
     ) -> str:
         """Log ``model`` (sklearn flavour) as ``runs:/<run>/<name>``; return ``models:/<id>``.
+
+        The signature is inferred from ``signature_example`` (not stored) and
+        ``output_example``, else from ``input_example``. The requirements are mlflow, scikit-learn, the format's library
+        and the installed distributions (pinned) of every module whose classes or functions
+        the model holds (``needs.requirements``): MLflow's own inference costs seconds (it
+        reloads the model in a subprocess), this one in-memory pickle. The format is
+        ``model_format``'s.
 
         ``mlflow.sklearn.log_model`` would resolve the store from MLflow's global tracking
         URI and, without an active run, create the logged model in the default experiment,
@@ -502,12 +561,23 @@ class MlflowBackend:
 
         client = self.client
         experiment_id = self.experiment_of(run_id)
+        modules = needs.held_modules(model)
+        local = needs.local_modules(modules)
+        serialization_format = model_format(model, serialization_format, local)
+        requirements = needs.requirements(modules, ("mlflow", "scikit-learn", serialization_format))
         trusted = _skops_untrusted_types(model) if serialization_format == "skops" else None
         signature = None
+        # The signature comes from the whole example the composer kept (the logged one may be
+        # cut), with what the model predicted on it there: predicting here would draw from
+        # the global random state.
+        source = signature_example if signature_example is not None else input_example
+        if source is not None:
+            given = output_example if source is signature_example else None
+            source = _mlflow_example(source)
+            output = given if given is not None else model.predict(source)
+            signature = _signature(infer_signature, source, output)
         if input_example is not None:
-            if output_example is None:  # predicting here would draw from the global RNG
-                output_example = model.predict(input_example)
-            signature = infer_signature(input_example, output_example)
+            input_example = _mlflow_example(input_example)
         logged = client.create_logged_model(
             experiment_id=experiment_id, name=name, source_run_id=run_id
         )
@@ -521,16 +591,22 @@ class MlflowBackend:
                     run_id=run_id,
                     model_id=logged.model_id,
                 )
-                mlflow.sklearn.save_model(
-                    model,
-                    path,
-                    mlflow_model=mlflow_model,
-                    serialization_format=serialization_format,
-                    skops_trusted_types=trusted,
-                    signature=signature,
-                    input_example=input_example,
-                    pip_requirements=pip_requirements(serialization_format),
+                by_value = (
+                    needs.pickled_by_value(local)
+                    if serialization_format == "cloudpickle"
+                    else contextlib.nullcontext()
                 )
+                with by_value:
+                    mlflow.sklearn.save_model(
+                        model,
+                        path,
+                        mlflow_model=mlflow_model,
+                        serialization_format=serialization_format,
+                        skops_trusted_types=trusted,
+                        signature=signature,
+                        input_example=input_example,
+                        pip_requirements=requirements,
+                    )
                 client.log_model_artifacts(logged.model_id, path)
         except BaseException:
             client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
@@ -557,6 +633,16 @@ class MlflowBackend:
         if summary.kind == "pandas":
             sample = mlflow.data.from_pandas(summary.head, name=name)
             profile = {"num_rows": summary.shape[0], "num_elements": _product(summary.shape)}
+        elif summary.kind == "sparse":
+            # The schema (a tensor of the matrix's width and dtype) from one densified row:
+            # a text matrix has tens of thousands of columns.
+            sample = mlflow.data.from_numpy(summary.head.tocsr()[:1].toarray(), name=name)
+            profile = {
+                "features_shape": list(summary.shape),
+                "features_size": _product(summary.shape),
+                "features_nbytes": summary.nbytes,
+                "sparse": True,
+            }
         else:
             sample = mlflow.data.from_numpy(summary.head, name=name)
             profile = {
