@@ -13,23 +13,30 @@ from typing import Any
 
 from attrs import frozen
 
+from tracked import _frames
+from tracked._frames import SamplingError
+
 #: Rows kept from each fit-phase stage's input, to check a composition and serve as examples.
 SAMPLE_ROWS = 200
 EXAMPLE_ROWS = 5
 
 
 def head(data: Any, rows: int) -> Any:
-    """A copy of the first ``rows`` rows of an array, DataFrame or sequence (None if not)."""
-    if data is None:
-        return None
+    """A copy of the first ``rows`` rows of an array, DataFrame (pandas, polars, any frame with
+    the interchange protocol) or sequence; None for None.
+
+    Raises:
+        SamplingError: tracked cannot take rows of this type (the message names it).
+    """
+    return _frames.head(data, rows)
+
+
+def _sample(data: Any, rows: int) -> Any:
+    """``head(data, rows)``, or the ``SamplingError`` saying why there is none."""
     try:
-        if hasattr(data, "iloc"):
-            return data.iloc[:rows].copy()
-        if hasattr(data, "shape") and hasattr(data, "copy"):
-            return data[:rows].copy()
-        return list(data[:rows])
-    except Exception:  # something that is not row-indexable: it cannot be composed
-        return None
+        return head(data, rows)
+    except SamplingError as exc:
+        return exc
 
 
 @frozen(kw_only=True)
@@ -73,7 +80,7 @@ class Composer:
         # A refitted stage moves to the end: the order is that of the latest fit pass.
         self._fitted.pop(stage, None)
         self._fitted[stage] = FittedStage(
-            stage=stage, kind=kind, operator=operator, sample=head(X, SAMPLE_ROWS)
+            stage=stage, kind=kind, operator=operator, sample=_sample(X, SAMPLE_ROWS)
         )
 
     def compose(self, estimator_stage: str) -> Composed:
@@ -109,6 +116,10 @@ class Composer:
                 msg = f"the operator of stage {fitted.stage!r} has no transform()"
                 raise NotComposable(msg)
         first = transformers[0] if transformers else estimator
+        for fitted in (first, estimator):
+            if isinstance(fitted.sample, SamplingError):
+                msg = f"the input of stage {fitted.stage!r} cannot be sampled: {fitted.sample}"
+                raise NotComposable(msg)
         if first.sample is None or estimator.sample is None:
             msg = "the stages' inputs are not row-indexable arrays or DataFrames"
             raise NotComposable(msg)
@@ -117,6 +128,10 @@ class Composer:
         steps = [(fitted.stage, fitted.operator) for fitted in [*transformers, estimator]]
         model = Pipeline(steps)
         example = head(first.sample, EXAMPLE_ROWS)
+        try:
+            logged_example = _frames.for_mlflow(example)
+        except SamplingError as exc:
+            raise NotComposable(str(exc)) from None
         try:
             model.predict(example)
         except Exception as exc:
@@ -128,13 +143,13 @@ class Composer:
             raise NotComposable(msg) from None
         self.count += 1
         self.latest = Composed(
-            model=model, input_example=example, stages=tuple(name for name, _ in steps)
+            model=model, input_example=logged_example, stages=tuple(name for name, _ in steps)
         )
         return self.latest
 
     def note_inference(self, stage: str, X: Any) -> None:
         """Keep a sample of what an inference-phase stage received, to verify the model."""
-        self._inference_inputs[stage] = head(X, SAMPLE_ROWS)
+        self._inference_inputs[stage] = _sample(X, SAMPLE_ROWS)
 
     def verify(self, estimator_stage: str, X: Any, result: Any) -> bool | None:
         """Whether the latest composed model predicts what this inference pass produced.
@@ -150,10 +165,14 @@ class Composer:
             return None
         first = latest.stages[0]
         sample = (
-            head(X, SAMPLE_ROWS) if first == estimator_stage else self._inference_inputs.get(first)
+            _sample(X, SAMPLE_ROWS)
+            if first == estimator_stage
+            else self._inference_inputs.get(first)
         )
-        produced = head(result, SAMPLE_ROWS)
+        produced = _sample(result, SAMPLE_ROWS)
         if sample is None or produced is None:
+            return None
+        if isinstance(sample, SamplingError) or isinstance(produced, SamplingError):
             return None
         try:
             expected = np.asarray(latest.model.predict(sample))
