@@ -15,6 +15,7 @@ from typing import Any
 from attrs import define, field
 
 from tracked._records import LOCAL_PREFIX, Metric
+from tracked._report import foreign_logs_quieted
 
 LOCAL_ID_TAG = "tracked.local_run_id"
 COMPOSED_MODEL_NAME = "pipeline"
@@ -172,7 +173,8 @@ class Replayer:
             if self.between_steps is not None and index:
                 self.between_steps()
             try:
-                result = step()
+                with foreign_logs_quieted():  # the failure is ours to report, in one line
+                    result = step()
             except Exception as exc:
                 if is_store_away(exc):
                     raise StoreAway(what) from exc
