@@ -353,7 +353,12 @@ class Replayer:
                     lambda: backend.log_model(child(), "model", model, serialization_format=fmt),
                 )
             )
-        if entry["parent_metrics"]:
+        # A copy logging under another instance's parent run keeps what belongs to a parent
+        # run (evaluation metrics, the composed model, its verdict) on its own stage runs: the
+        # owner's model, metrics and their steps are the owner's.
+        copy = bool(entry.get("copy"))
+        owner = child if copy else parent
+        if entry["parent_metrics"] and not copy:
             steps.append(
                 (
                     "log evaluation metrics on the parent run",
@@ -362,17 +367,17 @@ class Replayer:
             )
         if entry["parent_tags"]:
             steps.append(
-                ("tag the parent run", lambda: backend.log(parent(), tags=entry["parent_tags"]))
+                ("tag the parent run", lambda: backend.log(owner(), tags=entry["parent_tags"]))
             )
         composed = payload.get("composed")
-        registered = self.header.get("registered_model_name")
+        registered = None if copy else self.header.get("registered_model_name")
         if composed is not None:
             steps.append(
                 (
                     "log the composed `pipeline` model",
                     lambda: {
                         "model_uri": backend.log_model(
-                            parent(),
+                            owner(),
                             COMPOSED_MODEL_NAME,
                             composed.model,
                             input_example=composed.input_example,
