@@ -14,9 +14,11 @@ CONTEXT_ATTRIBUTE = "_tracked_context"
 
 
 def qualified_name(obj: object) -> str:
-    """``module.QualName`` of ``obj``'s class."""
+    """``module.QualName`` of ``obj``'s class; a script's classes are ``__main__.X`` also in
+    the workers multiprocessing spawns (where the script runs as ``__mp_main__``)."""
     cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
+    module = "__main__" if cls.__module__ == "__mp_main__" else cls.__module__
+    return f"{module}.{cls.__qualname__}"
 
 
 def to_text(value: object) -> str:

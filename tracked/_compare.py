@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 import attrs
 
+from tracked._capture import shorten
 from tracked._ranking import lower_is_better
 
 PIPELINE_TAG = "tracked.pipeline"
@@ -28,6 +29,10 @@ KNOWN_METRICS = (
     "rmse",
     "mae",
 )
+
+
+#: Run names are cut to this many characters in tables (csv and json keep them whole).
+RUN_NAME_WIDTH = 60
 
 
 class CliError(Exception):
@@ -267,7 +272,7 @@ def _table_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     header += [*comparison.params, *comparison.metrics, "run id"]
     cells = []
     for row in comparison.rows:
-        cell = [row.run_name, _local_time(row.start_time), row.status]
+        cell = [shorten(row.run_name, RUN_NAME_WIDTH), _local_time(row.start_time), row.status]
         cell += [row.pipeline] if show_pipeline else []
         cell += [row.params.get(name, "") for name in comparison.params]
         cell += [_table_number(row.metrics.get(name)) for name in comparison.metrics]

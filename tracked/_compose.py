@@ -17,26 +17,32 @@ from attrs import evolve, frozen
 from tracked._sparse import head as sparse_head
 from tracked._sparse import is_sparse, same
 
+from tracked import _frames
+from tracked._frames import SamplingError
+
 #: Rows kept from each fit-phase stage's input, to check a composition and serve as examples.
 SAMPLE_ROWS = 200
 EXAMPLE_ROWS = 5
 
 
 def head(data: Any, rows: int) -> Any:
-    """A copy of the first ``rows`` rows of an array, DataFrame, sparse matrix or sequence
-    (None if not)."""
-    if data is None:
-        return None
+    """A copy of the first ``rows`` rows of an array, DataFrame (pandas, polars, any frame with
+    the interchange protocol), SciPy sparse matrix or sequence; None for None.
+
+    Raises:
+        SamplingError: tracked cannot take rows of this type (the message names it).
+    """
+    if is_sparse(data):
+        return sparse_head(data, rows)
+    return _frames.head(data, rows)
+
+
+def _sample(data: Any, rows: int) -> Any:
+    """``head(data, rows)``, or the ``SamplingError`` saying why there is none."""
     try:
-        if is_sparse(data):
-            return sparse_head(data, rows)
-        if hasattr(data, "iloc"):
-            return data.iloc[:rows].copy()
-        if hasattr(data, "shape") and hasattr(data, "copy"):
-            return data[:rows].copy()
-        return list(data[:rows])
-    except Exception:  # something that is not row-indexable: it cannot be composed
-        return None
+        return head(data, rows)
+    except SamplingError as exc:
+        return exc
 
 
 @frozen(kw_only=True)
@@ -114,7 +120,7 @@ class Composer:
             stage=stage,
             kind=kind,
             operator=operator,
-            sample=head(X, SAMPLE_ROWS),
+            sample=_sample(X, SAMPLE_ROWS),
             input_digest=input_digest,
             output_digest=output_digest,
         )
@@ -162,6 +168,10 @@ class Composer:
             for fitted, operator in zip([*transformers, estimator], copies, strict=True)
         )
         first = transformers[0] if transformers else estimator
+        for fitted in (first, estimator):
+            if isinstance(fitted.sample, SamplingError):
+                msg = f"the input of stage {fitted.stage!r} cannot be sampled: {fitted.sample}"
+                raise NotComposable(msg)
         if first.sample is None or estimator.sample is None:
             msg = "the stages' inputs are not row-indexable arrays or DataFrames"
             raise NotComposable(msg)
@@ -170,6 +180,10 @@ class Composer:
         steps = [(fitted.stage, fitted.operator) for fitted in [*transformers, estimator]]
         model = Pipeline(steps)
         example = head(first.sample, EXAMPLE_ROWS)
+        try:
+            mlflow_example = _frames.for_mlflow(example)
+        except SamplingError as exc:
+            raise NotComposable(str(exc)) from None
         try:
             output = model.predict(example)
         except Exception as exc:
@@ -181,12 +195,12 @@ class Composer:
             raise NotComposable(msg) from None
         # ``model`` is made of copies: the live operators may be refitted in place later, and
         # what is logged and verified is this state of them.
-        logged, note = bounded_example(example) if log_input_example else (None, None)
+        logged, note = bounded_example(mlflow_example) if log_input_example else (None, None)
         self.count += 1
         self._refitted = []
         self.latest = Composed(
             model=model,
-            input_example=example,
+            input_example=mlflow_example,
             stages=tuple(name for name, _ in steps),
             output_example=output,
             logged_example=logged,
@@ -241,7 +255,7 @@ class Composer:
 
     def note_inference(self, stage: str, X: Any) -> None:
         """Keep a sample of what an inference-phase stage received, to verify the model."""
-        self._inference_inputs[stage] = head(X, SAMPLE_ROWS)
+        self._inference_inputs[stage] = _sample(X, SAMPLE_ROWS)
 
     def verify(self, estimator_stage: str, X: Any, result: Any) -> tuple[bool, str | None] | None:
         """Whether the latest composed model, as logged, predicts what this inference pass
@@ -256,10 +270,14 @@ class Composer:
             return None
         first = latest.stages[0]
         sample = (
-            head(X, SAMPLE_ROWS) if first == estimator_stage else self._inference_inputs.get(first)
+            _sample(X, SAMPLE_ROWS)
+            if first == estimator_stage
+            else self._inference_inputs.get(first)
         )
-        produced = head(result, SAMPLE_ROWS)
+        produced = _sample(result, SAMPLE_ROWS)
         if sample is None or produced is None:
+            return None
+        if isinstance(sample, SamplingError) or isinstance(produced, SamplingError):
             return None
         try:
             if same(latest.model.predict(sample), produced, exact=True):

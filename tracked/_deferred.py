@@ -11,7 +11,7 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked._insight import to_csv
+from tracked._insight import PREVIEW_BYTES, render_csv
 from tracked._records import Metric
 from tracked._scoring import binary_metric_calls, default_metric_calls
 
@@ -75,4 +75,5 @@ class CsvFile:
     columns: tuple[str, ...] | None = None
 
     def render(self) -> bytes:
-        return to_csv(self.data, self.columns)
+        # Bounded like every preview (what is rendered later is numeric and within it).
+        return render_csv(self.data, self.columns, max_bytes=PREVIEW_BYTES)[0]

@@ -84,6 +84,11 @@ def _declared_stage(cls_name: str, name: str, value: object) -> str | None:
             f"{cls_name}.{name} declares stage={default!r} but is a "
             f"{type(value).__name__}; a stage must be a plain method that sets self.operator"
         )
+        if hasattr(value, "cache_info"):  # functools.cache / lru_cache
+            msg += (
+                " (a cached stage would skip its own calls, and their records, on repeats: "
+                "cache what the stage computes inside it, not the stage)"
+            )
         raise PipelineDefinitionError(msg)
     return kind
 

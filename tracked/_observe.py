@@ -17,7 +17,7 @@ from tracked._capture import (
     qualified_name,
 )
 from tracked._compose import Composed, NotComposable
-from tracked._insight import DataSummary, fitted_state, summarize, to_csv
+from tracked._insight import DataSummary, fitted_state, preview, summarize, to_csv
 from tracked._records import (
     FIT,
     INFERENCE,
@@ -45,6 +45,8 @@ VERIFIED_TAG = "tracked.pipeline_verified"
 #: Why the composed model is not verified (empty once a pass verifies it).
 VERIFIED_REASON_TAG = "tracked.pipeline_verified_reason"
 LOG_OUTPUTS = ("preview", "full", "none")
+#: On a stage run whose output_preview.csv was cut beyond its rows: what it holds.
+PREVIEW_TAG = "tracked.output_preview"
 
 
 def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord:
@@ -92,7 +94,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         outputs = summarize(result)
         if outputs is not None:
             tags["tracked.output_digest"] = outputs.digest
-            artifacts.update(_output_files(call, result, outputs))
+            artifacts.update(_output_files(call, result, outputs, tags))
     if error is None and operator is not None:
         if phase == FIT:
             session.composer.note_fit(
@@ -146,16 +148,23 @@ def _context(kind: str, phase: str, y: Any) -> str:
     return "evaluation" if kind == "estimator" and y is not None else "inference"
 
 
-def _output_files(call: Call, result: Any, outputs: DataSummary) -> dict[str, Any]:
+def _output_files(
+    call: Call, result: Any, outputs: DataSummary, tags: dict[str, str]
+) -> dict[str, Any]:
     mode = getattr(call.instance, "log_outputs", "preview")
     if mode == "none":
         return {}
     if mode == "full":
         return {"output.csv": to_csv(result, outputs.columns)}
+    shown = preview(outputs)
+    if shown.note is not None:
+        tags[PREVIEW_TAG] = shown.note
+    if isinstance(shown.content, bytes):
+        return {"output_preview.csv": shown.content}
     # The head is a copy already; its CSV is written by the writer.
     from tracked._deferred import CsvFile
 
-    return {"output_preview.csv": CsvFile(outputs.head, outputs.columns)}
+    return {"output_preview.csv": CsvFile(*shown.content)}
 
 
 def _fitted(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metric]:

@@ -15,6 +15,7 @@ from typing import Any
 from attrs import define, field
 
 from tracked._records import LOCAL_PREFIX, Metric
+from tracked._report import foreign_logs_quieted
 
 LOCAL_ID_TAG = "tracked.local_run_id"
 COMPOSED_MODEL_NAME = "pipeline"
@@ -172,7 +173,8 @@ class Replayer:
             if self.between_steps is not None and index:
                 self.between_steps()
             try:
-                result = step()
+                with foreign_logs_quieted():  # the failure is ours to report, in one line
+                    result = step()
             except Exception as exc:
                 if is_store_away(exc):
                     raise StoreAway(what) from exc
@@ -356,7 +358,12 @@ class Replayer:
                     lambda: backend.log_model(child(), "model", model, serialization_format=fmt),
                 )
             )
-        if entry["parent_metrics"]:
+        # A copy logging under another instance's parent run keeps what belongs to a parent
+        # run (evaluation metrics, the composed model, its verdict) on its own stage runs: the
+        # owner's model, metrics and their steps are the owner's.
+        copy = bool(entry.get("copy"))
+        owner = child if copy else parent
+        if entry["parent_metrics"] and not copy:
             steps.append(
                 (
                     "log evaluation metrics on the parent run",
@@ -365,17 +372,17 @@ class Replayer:
             )
         if entry["parent_tags"]:
             steps.append(
-                ("tag the parent run", lambda: backend.log(parent(), tags=entry["parent_tags"]))
+                ("tag the parent run", lambda: backend.log(owner(), tags=entry["parent_tags"]))
             )
         composed = payload.get("composed")
-        registered = self.header.get("registered_model_name")
+        registered = None if copy else self.header.get("registered_model_name")
         if composed is not None:
             steps.append(
                 (
                     "log the composed `pipeline` model",
                     lambda: {
                         "model_uri": backend.log_model(
-                            parent(),
+                            owner(),
                             COMPOSED_MODEL_NAME,
                             composed.model,
                             input_example=composed.logged_example,

@@ -2,13 +2,22 @@
 
 The contract, as in MLflow's ``safe_patch``: exceptions from the user's own code propagate
 untouched; exceptions from the instrumentation become a :class:`TrackingWarning` (once per
-cause) and a line on the ``tracked`` logger; in strict mode they raise :class:`TrackingError`.
+cause); in strict mode they raise :class:`TrackingError`.
+
+Each problem is shown once: as the warning, which points at the user's line (the stage call,
+the ``with``, ``close()`` or ``flush()``), not at this package. The ``tracked`` logger gets
+the details (the full exception and its traceback) at DEBUG. Every message goes through
+:func:`clean`: foreign exception text (SQLAlchemy's statements and parameters, tracebacks
+inside messages) is cut to one line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
+import sys
 import threading
 import warnings
 
@@ -35,9 +44,61 @@ def reset_seen() -> None:
         _seen.clear()
 
 
+# SQLAlchemy appends the statement, its parameters and a link to every database error.
+_FOREIGN_DETAILS = re.compile(
+    r"\s*(?:\[SQL:.*?\]|\[parameters:.*?\]|\(Background on this error at:[^)]*\))",
+    re.DOTALL,
+)
+_TRACEBACK = re.compile(r"\s*Traceback \(most recent call last\):.*", re.DOTALL)
+
+
+def clean(text: str, limit: int | None = None) -> str:
+    """``text`` as one line for a person: SQL statements, parameters and tracebacks that other
+    libraries put in their messages removed, whitespace collapsed, credentials in URIs masked,
+    cut to ``limit`` characters."""
+    text = _TRACEBACK.sub("", _FOREIGN_DETAILS.sub("", text))
+    text = " ".join(text.split())
+    text = mask_uri(text)
+    return shorten(text, limit) if limit is not None else text
+
+
 def describe(exc: BaseException, limit: int = 500) -> str:
-    """``TypeName: message``, cut to ``limit`` characters, credentials in URIs masked."""
-    return shorten(mask_uri(f"{type(exc).__name__}: {exc}"), limit)
+    """``TypeName: message`` in one clean line, cut to ``limit`` characters, credentials in
+    URIs masked."""
+    return clean(f"{type(exc).__name__}: {exc}", limit)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: Frames of these files are not the user's line either (``with`` exits run through them).
+_PASS_THROUGH = ("contextlib.py", "wrapt" + os.sep)
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` called in this package that points at the
+    first frame outside it: the user's stage call, ``with`` block, ``close()`` or ``flush()``.
+
+    (``skip_file_prefixes`` does this from Python 3.12 on; this works on 3.10 too.)
+    """
+    frame = sys._getframe(1)
+    level = 1  # the frame calling warnings.warn
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not (filename.startswith(_PACKAGE) or filename.endswith(_PASS_THROUGH)):
+            return level
+        frame = frame.f_back
+        level += 1
+    return max(level - 1, 1)  # no user frame (interpreter exit): the outermost one
+
+
+def _details(exc: BaseException) -> str:
+    """The exception's traceback and full text, credentials in URIs masked (for DEBUG)."""
+    import traceback
+
+    return mask_uri("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def _warn(message: str) -> None:
+    warnings.warn(TrackingWarning(message), stacklevel=user_stacklevel())
 
 
 def report_failure(what: str, exc: BaseException, *, strict: bool, may_raise: bool = True) -> None:
@@ -50,26 +111,94 @@ def report_failure(what: str, exc: BaseException, *, strict: bool, may_raise: bo
         may_raise: False while a user's exception is in flight: it must not be masked,
             so strict mode falls back to a warning.
     """
-    msg = mask_uri(f"tracked could not {what}: {describe(exc)}")
+    msg = clean(f"tracked could not {what}: {describe(exc)}")
+    # The details (the exception's full text and traceback) are for the logger, at DEBUG.
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s\n%s", msg, _details(exc))
     if strict and may_raise:
         raise TrackingError(msg) from exc
-    logger.warning(msg, exc_info=logger.isEnabledFor(logging.DEBUG))
     if _first_time((what, type(exc).__name__, str(exc)[:200])):
         if may_raise:
-            warnings.warn(TrackingWarning(msg), stacklevel=3)
+            _warn(msg)
         else:
             # Even with warnings turned into errors, the user's exception in flight wins.
             with contextlib.suppress(Warning):
-                warnings.warn(TrackingWarning(msg), stacklevel=3)
+                _warn(msg)
 
 
 def notice(what: str, key: str, *, warn: bool = True) -> None:
     """A warning that is not a failure (e.g. nothing to capture), once per ``key``.
 
     With ``warn=False`` it is only a line on the ``tracked`` logger: for situations that
-    are worth knowing but can be perfectly intended.
+    are worth knowing but can be perfectly intended. Either way it is shown once: repeats
+    go to the logger at DEBUG.
     """
-    what = mask_uri(what)
-    logger.warning(what)
-    if warn and _first_time(("notice", key, "")):
-        warnings.warn(TrackingWarning(what), stacklevel=3)
+    what = clean(what)
+    first = _first_time(("notice", key, ""))
+    if not first:
+        logger.debug(what)
+    elif warn:
+        logger.debug(what)
+        _warn(what)
+    else:
+        logger.warning(what)
+
+
+# -- other libraries' log lines ------------------------------------------------------------------
+#
+# While tracked writes to a store, MLflow and SQLAlchemy log their own errors with tracebacks
+# and SQL statements (a read-only sqlite store printed 80 lines). Those failures are tracked's
+# to report, once, in one line: during tracked's store calls, their warnings and errors go to
+# the `tracked` logger at DEBUG instead. Their calls outside tracked are left alone.
+
+#: The loggers that speak up when a store call fails (a logger's filter sees only its own).
+FOREIGN_LOGGERS = (
+    "mlflow.store.db.utils",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.artifact.artifact_repo",
+    "mlflow.tracking._tracking_service.client",
+    "mlflow.tracking.client",
+    "mlflow.utils.rest_utils",
+    "mlflow.models.model",
+    "mlflow.models.signature",
+    "mlflow.models.utils",
+    "mlflow.sklearn",
+    "mlflow.utils.environment",
+    "mlflow.utils.requirements_utils",
+    "urllib3.connectionpool",
+)
+_quiet = threading.local()
+_installed = False
+_install_lock = threading.Lock()
+
+
+class _ToDebug(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not getattr(_quiet, "depth", 0):
+            return True
+        if logger.isEnabledFor(logging.DEBUG):
+            details = record.exc_info[1] if record.exc_info else None
+            text = mask_uri(record.getMessage())
+            if isinstance(details, BaseException):
+                text = f"{text}\n{_details(details)}"
+            logger.debug("%s: %s", record.name, text)
+        return False
+
+
+@contextlib.contextmanager
+def foreign_logs_quieted():
+    """While the block runs in this thread, other libraries' warnings and errors on
+    ``FOREIGN_LOGGERS`` go to the ``tracked`` logger at DEBUG."""
+    global _installed
+    if not _installed:
+        with _install_lock:
+            if not _installed:
+                to_debug = _ToDebug()
+                for name in FOREIGN_LOGGERS:
+                    logging.getLogger(name).addFilter(to_debug)
+                _installed = True
+    _quiet.depth = getattr(_quiet, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _quiet.depth -= 1

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from tracked._spool import SessionSpool
 
 ERROR_TAG_LIMIT = 1000
+#: On the stage runs of a copy that logs under another instance's parent run.
+COPY_TAG = "tracked.copy"
 
 
 def default_run_name(instance: object) -> str:
@@ -240,7 +242,11 @@ class Session:
                 "parent_metrics": metric_rows(record.parent_metrics),
                 "parent_tags": dict(record.parent_tags),
                 "composed_step": self.composer.count - 1,
+                # Logs under a parent run someone else owns (a copy, a forked child).
+                "copy": not self.owned,
             }
+            if not self.owned:
+                entry["tags"][COPY_TAG] = "true"
             payload = {
                 "model": record.model,
                 "composed": record.composed,

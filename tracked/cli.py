@@ -146,7 +146,12 @@ def sync_command(args: argparse.Namespace) -> int:
     from tracked._sync import sync
 
     spool = args.spool or spool_root()
+    if not spool.is_dir():
+        print(f"there is no spool at {spool} (the folder does not exist): nothing to sync")
+        return 0
     result = sync(spool, tracking_uri=args.tracking_uri, dry_run=args.dry_run)
+    if args.dry_run and not (result.done or result.failures or result.remaining):
+        print(f"nothing to sync: the spool at {spool} holds no records")
     for line in result.done:
         print(_scrub(line))
     for failure in result.failures:
@@ -170,6 +175,10 @@ def status_command(args: argparse.Namespace) -> int:
     from tracked._sync import status
 
     spool = args.spool or spool_root()
+    if not spool.is_dir():
+        # Not "everything reached its store": nothing was ever spooled there (a typo?).
+        print(f"there is no spool at {spool} (the folder does not exist)")
+        return 1 if args.spool is not None else 0
     rows = status(spool)
     if not rows:
         print(f"the spool at {spool} is empty: everything reached its store")
