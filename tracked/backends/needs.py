@@ -62,6 +62,10 @@ def _is_standard(top: str) -> bool:
     return top in sys.stdlib_module_names or top in sys.builtin_module_names or top == "builtins"
 
 
+#: Modules Cython creates for its function type (``_cython_3_2_4``): not code of the user's.
+_CYTHON_PSEUDO_MODULES = ("_cython_", "cython_runtime")
+
+
 def local_modules(modules: set[str]) -> set[str]:
     """The modules that no installed distribution provides and that are not the standard
     library: the script itself, or files beside it. Another process, started elsewhere,
@@ -69,6 +73,8 @@ def local_modules(modules: set[str]) -> set[str]:
     local = set()
     for name in modules:
         top = name.split(".")[0]
+        if top.startswith(_CYTHON_PSEUDO_MODULES):
+            continue  # Cython's functions name a module of its own, which pickles by reference
         if name in SCRIPT_MODULES or not (_is_standard(top) or top in _distributions()):
             local.add(name)
     return local
