@@ -8,6 +8,7 @@ pictures, data digests and previews, the composed model.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracked._capture import (
@@ -150,7 +151,10 @@ def _output_files(call: Call, result: Any, outputs: DataSummary) -> dict[str, An
 
 def _fitted(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metric]:
     """What the operator learned: ``fitted.<name>`` metrics and fitted_attributes.json."""
-    if not isinstance(getattr(operator, "__dict__", None), dict):
+    has_state = isinstance(getattr(operator, "__dict__", None), dict) or hasattr(
+        type(operator), "__slots__"
+    )
+    if not has_state or isinstance(operator, Mapping) or _stateless(operator):
         return []
     state = fitted_state(operator)
     artifacts["fitted_attributes.json"] = json.dumps(state.document, indent=1).encode()

@@ -113,7 +113,8 @@ def _probabilities(y_true: Any, y_pred: Any) -> bool:
 
 def returned_predictions(result: Any, operator: Any, X: Any, y: Any) -> Any:
     """``result`` when it is predictions for ``X`` (shaped like the ground truth ``y``, one
-    per row of ``X``), else None: a fitted estimator, a transformed ``X``, probabilities."""
+    per row of ``X``; labels, for a classifier), else None: a fitted estimator, a
+    transformed ``X``, probabilities or decision scores."""
     import numpy as np
 
     if result is None or result is operator or result is y or result is X:
@@ -133,6 +134,10 @@ def returned_predictions(result: Any, operator: Any, X: Any, y: Any) -> Any:
             return None
     except Exception:
         pass
+    if (tagged_task(operator) == "classifier" or hasattr(operator, "classes_")) and (
+        _target_type(result) not in _LABELS
+    ):
+        return None  # a classifier's scores (decision_function), not its labels
     return result
 
 
