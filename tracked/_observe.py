@@ -23,6 +23,7 @@ from tracked._records import (
     FIT,
     INFERENCE,
     Metric,
+    NestedRun,
     StageRecord,
     now_ms,
     status_for,
@@ -40,6 +41,7 @@ from tracked._session import ERROR_TAG_LIMIT, Session, evaluation_metrics
 if TYPE_CHECKING:
     from tracked._deferred import Scores
     from tracked._plots import Pictures
+    from tracked._search import SearchSummary
     from tracked._stage import Call, StageSpec
 
 VERIFIED_TAG = "tracked.pipeline_verified"
@@ -60,6 +62,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
     parent_tags: dict[str, str] = {}
     artifacts: dict[str, bytes] = {}
     model = composed = pictures = scores = None
+    nested: tuple[NestedRun, ...] = ()
     target = ground_truth_name(call.instance)
     X, y = spec.data(call.args, call.kwargs, target)
     if spec.kind == "estimator" and not spec.accepts(target):
@@ -95,6 +98,15 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         if phase == FIT:
             session.composer.note_fit(spec.name, spec.kind, operator, X)
             metrics.extend(_fitted(operator, artifacts, call.start_ms))
+            if spec.kind == "estimator":
+                search = _guarded(
+                    session, f"read the search results of {spec.name!r}", _search, call, operator
+                )
+                if search is not None:
+                    params = {**(params or {}), **search.params}
+                    metrics.extend(search.metrics)
+                    artifacts.update(search.artifacts)
+                    nested = search.candidates
         else:
             session.composer.note_inference(spec.name, X)
         if spec.kind == "estimator":
@@ -127,6 +139,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         artifacts=artifacts,
         datasets=((inputs, context),) if inputs is not None else (),
         duration_s=call.duration,
+        nested_runs=nested,
     )
 
 
@@ -327,6 +340,16 @@ def _pictures(
     from tracked._plots import Pictures
 
     return Pictures.of(task, y, y_pred, proba, classes, pos_label)
+
+
+def _search(call: Call, operator: Any) -> SearchSummary | None:
+    """A fitted search CV's best params and score, results and best candidates."""
+    from tracked._search import MAX_TUNING_RUNS, is_search, summarize_search
+
+    if not is_search(operator):
+        return None
+    max_runs = getattr(call.instance, "max_tuning_runs", MAX_TUNING_RUNS)
+    return summarize_search(operator, call.spec.name, max_runs, call.start_ms)
 
 
 def _loggable_model(spec: StageSpec, operator: Any) -> Any:

@@ -241,6 +241,19 @@ class Session:
                 "parent_tags": dict(record.parent_tags),
                 "composed_step": self.composer.count - 1,
             }
+            if record.nested_runs:
+                entry["nested"] = [
+                    {
+                        "run": f"{entry['run']}-{index}",
+                        "parent": entry["run"],
+                        "run_name": nested.run_name,
+                        "start_ms": record.start_ms,
+                        "params": dict(nested.params),
+                        "metrics": metric_rows(nested.metrics),
+                        "tags": dict(nested.tags),
+                    }
+                    for index, nested in enumerate(record.nested_runs)
+                ]
             payload = {
                 "model": record.model,
                 "composed": record.composed,
