@@ -287,3 +287,19 @@ def test_a_classifier_stage_returning_decision_scores_is_scored_on_labels(memory
     inference = memory.children(pipe.run_id)[-1]
     labels = pipe.model.predict(X)
     assert metrics.accuracy_score(Y, labels) == pytest.approx(inference.metric("accuracy"))
+
+
+def test_a_hyperparameter_named_target_is_not_taken_for_the_ground_truth_name(memory):
+    class Column(TrackedPipeline):
+        def __init__(self, target="species"):
+            self.target = target
+
+        def clf(self, X, y=None, stage="estimator"):
+            self.operator = LogisticRegression().fit(X, y)
+            return self.operator
+
+    pipe = Column()
+    pipe.backend = memory
+    with pipe:
+        pipe.clf(X, Y)
+    assert "training_accuracy" in memory.children(pipe.run_id)[0].metrics

@@ -184,8 +184,12 @@ def _fitted(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metr
 
 
 def ground_truth_name(instance: object) -> str:
-    """The name of the stages' ground-truth parameter: the pipeline's ``target``, or ``y``."""
-    target = getattr(instance, "target", None)
+    """The name of the stages' ground-truth parameter: the class's ``target``, or ``y``.
+
+    Read from the class, which defines the stages' signatures: a hyperparameter of the same
+    name (``self.target = "species"``, a column) is the user's, not a setting of ours.
+    """
+    target = getattr(type(instance), "target", None)
     return target if isinstance(target, str) and target else "y"
 
 
