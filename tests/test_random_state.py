@@ -203,3 +203,32 @@ def test_the_global_random_state_draws_as_untracked_once_the_writer_is_done(trac
         workflow(pipe)
         draws.append((np.random.rand(), random.random()))
     assert draws[0] == draws[1]
+
+
+def test_generators_are_found_wherever_an_operator_holds_them():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from tracked._scoring import holds_random_state
+
+    rs, generator = np.random.RandomState(0), np.random.default_rng(0)
+
+    class Slotted:
+        __slots__ = ("rng",)
+
+        def __init__(self, rng):
+            self.rng = rng
+
+    def closure():
+        return generator.random()
+
+    held = [
+        make_pipeline(StandardScaler(), DummyClassifier(random_state=rs)),
+        {"inner": [Slotted(generator)]},
+        closure,
+        GeneratorClassifier(rng=generator),
+        random.Random(0),
+    ]
+    assert all(holds_random_state(obj) for obj in held)
+    fitted = LogisticRegression(random_state=0).fit(X, Y)
+    assert not holds_random_state(make_pipeline(StandardScaler().fit(X), fitted))

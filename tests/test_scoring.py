@@ -269,3 +269,37 @@ def test_the_predictions_a_stage_returned_are_what_is_scored(tracking_uri, clien
     )
     # The operator's classes are not the ground truth's labels: no roc_auc read against them.
     assert "roc_auc" not in runs["clf:inference"].data.metrics
+
+
+def test_a_classifier_stage_returning_decision_scores_is_scored_on_labels(memory):
+    class Scores_(TrackedPipeline):
+        def clf(self, X, y=None, train=True, stage="estimator"):
+            if train:
+                self.model = LogisticRegression().fit(X, y)
+            self.operator = self.model
+            return self.model if train else self.model.decision_function(X)
+
+    pipe = Scores_()
+    pipe.backend = memory
+    with pytest.warns(TrackingWarning, match="predicts differently"), pipe:
+        pipe.clf(X, Y)
+        pipe.clf(X, Y, train=False)
+    inference = memory.children(pipe.run_id)[-1]
+    labels = pipe.model.predict(X)
+    assert metrics.accuracy_score(Y, labels) == pytest.approx(inference.metric("accuracy"))
+
+
+def test_a_hyperparameter_named_target_is_not_taken_for_the_ground_truth_name(memory):
+    class Column(TrackedPipeline):
+        def __init__(self, target="species"):
+            self.target = target
+
+        def clf(self, X, y=None, stage="estimator"):
+            self.operator = LogisticRegression().fit(X, y)
+            return self.operator
+
+    pipe = Column()
+    pipe.backend = memory
+    with pipe:
+        pipe.clf(X, Y)
+    assert "training_accuracy" in memory.children(pipe.run_id)[0].metrics

@@ -9,7 +9,6 @@ stage's input. A composition that would predict differently is never logged.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from attrs import evolve, frozen
@@ -19,6 +18,7 @@ from tracked._sparse import is_sparse, same
 
 from tracked import _frames
 from tracked._frames import SamplingError
+from tracked._scoring import unshared
 
 #: Rows kept from each fit-phase stage's input, to check a composition and serve as examples.
 SAMPLE_ROWS = 200
@@ -156,10 +156,10 @@ class Composer:
             if not callable(getattr(fitted.operator, "transform", None)):
                 msg = f"the operator of stage {fitted.stage!r} has no transform()"
                 raise NotComposable(msg)
-        # From here on, copies: checking and logging predict with the composition, and
-        # the user's operators (and the random generators they hold) must not be touched.
+        # From here on, copies where random generators are held: checking and logging predict
+        # with the composition, and the generators the user holds must not be advanced.
         try:
-            copies = copy.deepcopy([fitted.operator for fitted in [*transformers, estimator]])
+            copies = unshared([fitted.operator for fitted in [*transformers, estimator]])
         except Exception as exc:
             msg = f"the fitted operators cannot be copied ({type(exc).__name__}: {exc})"
             raise NotComposable(msg) from None

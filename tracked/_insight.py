@@ -13,7 +13,7 @@ from typing import Any
 from attrs import frozen
 
 from tracked import _frames, _sparse
-from tracked._capture import is_fitted_name
+from tracked._capture import is_fitted_name, is_setting, public_state
 
 PREVIEW_ROWS = 20
 #: A preview keeps at most this many columns and bytes (a note on the run says what was cut).
@@ -345,16 +345,29 @@ class FittedState:
     document: dict[str, Any]
 
 
+#: Fitted attributes that hold labels, not measurements: in the JSON, never metrics.
+LABEL_ATTRIBUTES = frozenset({"classes_", "labels_", "categories_"})
+
+
 def fitted_state(operator: Any) -> FittedState:
-    """Scalars become metrics, 1-D numeric arrays (up to 1000 elements) metric histories;
-    all of it goes to the JSON document, arrays over 1000 elements as a summary."""
+    """Scalars become metrics, 1-D numeric arrays (up to 1000 elements) metric histories
+    (labels such as ``classes_`` excepted); all of it goes to the JSON document, arrays over
+    1000 elements as a summary.
+
+    An operator that is not a scikit-learn estimator (no ``get_params``) has no convention
+    that tells its state from its settings: its other public attributes go to the document
+    too, arrays only as a summary (what it holds may be its training data).
+    """
     import numpy as np
 
     scalars: dict[str, float] = {}
     histories: dict[str, list[float]] = {}
     document: dict[str, Any] = {}
-    for name, value in sorted(vars(operator).items()):
+    plain = not callable(getattr(operator, "get_params", None))
+    for name, value in sorted(public_state(operator).items()):
         if not is_fitted_name(name):
+            if plain and not callable(value):
+                document[name] = _held(value)
             continue
         if isinstance(value, (bool, np.bool_)):
             document[name] = bool(value)
@@ -365,13 +378,31 @@ def fitted_state(operator: Any) -> FittedState:
                 scalars[name] = number
         elif isinstance(value, np.ndarray):
             document[name] = _array_entry(value)
-            if value.ndim == 1 and value.dtype.kind in "biuf" and value.size <= FITTED_ELEMENTS:
+            if (
+                value.ndim == 1
+                and value.dtype.kind in "biuf"
+                and value.size <= FITTED_ELEMENTS
+                and name not in LABEL_ATTRIBUTES
+            ):
                 histories[name] = [float(v) for v in value]
         elif isinstance(value, (str, list, tuple, dict)) or value is None:
             document[name] = _jsonable(value)
         else:
             document[name] = f"<{type(value).__module__}.{type(value).__qualname__}>"
     return FittedState(scalars=scalars, histories=histories, document=document)
+
+
+def _held(value: Any) -> Any:
+    """A plain operator's attribute for the document: settings as they are, data as a
+    summary of its shape, anything else by its type."""
+    if is_setting(value):
+        return _jsonable(value)
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple):
+        return {"summary": {"type": type(value).__name__, "shape": [int(n) for n in shape]}}
+    if isinstance(value, (list, tuple, dict)):
+        return {"summary": {"type": type(value).__name__, "length": len(value)}}
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
 def _json_number(number: float) -> float | str:

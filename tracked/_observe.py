@@ -8,6 +8,7 @@ pictures, data digests and previews, the composed model.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracked._capture import (
@@ -22,6 +23,7 @@ from tracked._records import (
     FIT,
     INFERENCE,
     Metric,
+    NestedRun,
     StageRecord,
     now_ms,
     status_for,
@@ -39,6 +41,7 @@ from tracked._session import ERROR_TAG_LIMIT, Session, evaluation_metrics
 if TYPE_CHECKING:
     from tracked._deferred import Scores
     from tracked._plots import Pictures
+    from tracked._search import SearchSummary
     from tracked._stage import Call, StageSpec
 
 VERIFIED_TAG = "tracked.pipeline_verified"
@@ -63,6 +66,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
     parent_tags: dict[str, str] = {}
     artifacts: dict[str, bytes] = {}
     model = composed = pictures = scores = None
+    nested: tuple[NestedRun, ...] = ()
     target = ground_truth_name(call.instance)
     X, y = spec.data(call.args, call.kwargs, target)
     if spec.kind == "estimator" and not spec.accepts(target):
@@ -106,6 +110,15 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
                 output_digest=outputs.digest if outputs is not None else None,
             )
             metrics.extend(_fitted(operator, artifacts, call.start_ms))
+            if spec.kind == "estimator":
+                search = _guarded(
+                    session, f"read the search results of {spec.name!r}", _search, call, operator
+                )
+                if search is not None:
+                    params = {**(params or {}), **search.params}
+                    metrics.extend(search.metrics)
+                    artifacts.update(search.artifacts)
+                    nested = search.candidates
         else:
             session.composer.note_inference(spec.name, X)
         if spec.kind == "estimator":
@@ -138,6 +151,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         artifacts=artifacts,
         datasets=((inputs, context),) if inputs is not None else (),
         duration_s=call.duration,
+        nested_runs=nested,
     )
 
 
@@ -169,7 +183,10 @@ def _output_files(
 
 def _fitted(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metric]:
     """What the operator learned: ``fitted.<name>`` metrics and fitted_attributes.json."""
-    if not isinstance(getattr(operator, "__dict__", None), dict):
+    has_state = isinstance(getattr(operator, "__dict__", None), dict) or hasattr(
+        type(operator), "__slots__"
+    )
+    if not has_state or isinstance(operator, Mapping) or _stateless(operator):
         return []
     state = fitted_state(operator)
     artifacts["fitted_attributes.json"] = json.dumps(state.document, indent=1).encode()
@@ -186,8 +203,12 @@ def _fitted(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metr
 
 
 def ground_truth_name(instance: object) -> str:
-    """The name of the stages' ground-truth parameter: the pipeline's ``target``, or ``y``."""
-    target = getattr(instance, "target", None)
+    """The name of the stages' ground-truth parameter: the class's ``target``, or ``y``.
+
+    Read from the class, which defines the stages' signatures: a hyperparameter of the same
+    name (``self.target = "species"``, a column) is the user's, not a setting of ours.
+    """
+    target = getattr(type(instance), "target", None)
     return target if isinstance(target, str) and target else "y"
 
 
@@ -342,6 +363,16 @@ def _pictures(
     from tracked._plots import Pictures
 
     return Pictures.of(task, y, y_pred, proba, classes, pos_label)
+
+
+def _search(call: Call, operator: Any) -> SearchSummary | None:
+    """A fitted search CV's best params and score, results and best candidates."""
+    from tracked._search import MAX_TUNING_RUNS, is_search, summarize_search
+
+    if not is_search(operator):
+        return None
+    max_runs = getattr(call.instance, "max_tuning_runs", MAX_TUNING_RUNS)
+    return summarize_search(operator, call.spec.name, max_runs, call.start_ms)
 
 
 def _loggable_model(spec: StageSpec, operator: Any) -> Any:

@@ -49,6 +49,16 @@ class Metric:
 
 
 @frozen(kw_only=True)
+class NestedRun:
+    """A run nested under a stage's run (a search CV's candidate)."""
+
+    run_name: str
+    params: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
+    metrics: tuple[Metric, ...] = ()
+    tags: Mapping[str, str] = field(factory=dict, converter=_frozen_mapping)
+
+
+@frozen(kw_only=True)
 class StageRecord:
     """Everything captured about one stage call, ready to be written as a child run."""
 
@@ -81,6 +91,8 @@ class StageRecord:
     datasets: tuple[tuple[Any, str], ...] = ()
     #: Wall time of the user's stage body alone, in seconds.
     duration_s: float = 0.0
+    #: Runs nested under this stage's run (a search CV's best candidates).
+    nested_runs: tuple[NestedRun, ...] = ()
 
     @property
     def training(self) -> bool:

@@ -323,6 +323,8 @@ class Replayer:
                     ),
                 )
             )
+        for nested in entry.get("nested") or ():
+            steps.extend(self._nested_steps(entry, nested))
         artifacts = dict(payload.get("artifacts") or {})
         pictures = payload.get("pictures")
         if pictures is not None:
@@ -405,6 +407,25 @@ class Replayer:
             )
         )
         return steps
+
+    def _nested_steps(self, entry: dict[str, Any], nested: dict[str, Any]) -> list[Step]:
+        """Create a run nested under the stage's run, log its params and metrics, end it."""
+        name, backend = nested["run_name"], self.backend
+        return [
+            (f"record run {name!r}", lambda: self._create_run(nested, entry.get("experiment"))),
+            (
+                f"log params and metrics of run {name!r}",
+                lambda: backend.log(
+                    self._id(nested),
+                    params=nested["params"],
+                    metrics=metrics_of(nested["metrics"]),
+                ),
+            ),
+            (
+                f"end run {name!r}",
+                lambda: backend.end_run(self._id(nested), "FINISHED", entry["end_ms"]),
+            ),
+        ]
 
     def _log_files(self, run_id: str, files: dict[str, bytes]) -> None:
         for name, content in files.items():

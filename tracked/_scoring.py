@@ -22,11 +22,83 @@ _LABELS = frozenset({"binary", "multiclass", "multiclass-multioutput", "multilab
 _CONTINUOUS = frozenset({"continuous", "continuous-multioutput"})
 
 
+#: How far and how much of an object graph ``holds_random_state`` reads before it gives up
+#: (and answers True: a copy is the safe side).
+_WALK_DEPTH = 8
+_WALK_NODES = 20_000
+
+
+def holds_random_state(obj: object) -> bool:
+    """Whether a random generator (``RandomState``, ``Generator``, ``random.Random``) can be
+    reached from ``obj``: its attributes, containers and closures, read to a bounded depth.
+    True when the walk cannot tell."""
+    import random
+
+    import numpy as np
+
+    generators = (np.random.RandomState, np.random.Generator, np.random.BitGenerator)
+    generators += (random.Random,)
+    seen: set[int] = set()
+    stack = [(obj, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if item is None or isinstance(item, (str, bytes, int, float, bool, complex, type)):
+            continue
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, generators):
+            return True
+        if depth >= _WALK_DEPTH or len(seen) > _WALK_NODES:
+            return True
+        if isinstance(item, np.ndarray):
+            if item.dtype == object:
+                stack.extend((value, depth + 1) for value in item.ravel().tolist())
+            continue
+        if isinstance(item, Mapping):
+            stack.extend((value, depth + 1) for value in list(item.values()))
+            continue
+        if isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend((value, depth + 1) for value in list(item))
+            continue
+        closure = getattr(item, "__closure__", None)
+        if closure:
+            stack.extend((cell.cell_contents, depth + 1) for cell in closure if _filled(cell))
+        bound = getattr(item, "__self__", None)
+        if bound is not None and not isinstance(bound, type(np)):  # not a module's builtin
+            stack.append((bound, depth + 1))
+        state = getattr(item, "__dict__", None)
+        if isinstance(state, dict):
+            stack.extend((value, depth + 1) for value in list(state.values()))
+        for klass in type(item).__mro__:
+            slots = klass.__dict__.get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if name != "__dict__" and hasattr(item, name):
+                    stack.append((getattr(item, name), depth + 1))
+    return False
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
+
+
+def unshared(obj: Any) -> Any:
+    """``obj`` itself when no random generator can be reached from it, else a deep copy:
+    what tracking predicts with, so that it never draws from a generator the user holds."""
+    return copy.deepcopy(obj) if holds_random_state(obj) else obj
+
+
 class Predictor:
-    """The operator as it is after the call, deep-copied once, when first needed.
+    """The operator as it is after the call, deep-copied once, when first needed, if a
+    random generator can be reached from it (else the operator itself: no copy to pay for).
 
     Predicting with the copy draws from the copy's random generators, never from the ones
-    the user holds (the operator's own, its params', or shared with the pipeline).
+    the user holds (the operator's own, its params', or shared with the pipeline). The
+    global random state is restored by the stage wrapper after capture.
     """
 
     def __init__(self, operator: Any) -> None:
@@ -36,7 +108,7 @@ class Predictor:
 
     def get(self) -> Any:
         if not self._made:
-            self._copy = copy.deepcopy(self.operator)
+            self._copy = unshared(self.operator)
             self._made = True
         return self._copy
 
@@ -113,7 +185,8 @@ def _probabilities(y_true: Any, y_pred: Any) -> bool:
 
 def returned_predictions(result: Any, operator: Any, X: Any, y: Any) -> Any:
     """``result`` when it is predictions for ``X`` (shaped like the ground truth ``y``, one
-    per row of ``X``), else None: a fitted estimator, a transformed ``X``, probabilities."""
+    per row of ``X``; labels, for a classifier), else None: a fitted estimator, a
+    transformed ``X``, probabilities or decision scores."""
     import numpy as np
 
     if result is None or result is operator or result is y or result is X:
@@ -133,6 +206,10 @@ def returned_predictions(result: Any, operator: Any, X: Any, y: Any) -> Any:
             return None
     except Exception:
         pass
+    if (tagged_task(operator) == "classifier" or hasattr(operator, "classes_")) and (
+        _target_type(result) not in _LABELS
+    ):
+        return None  # a classifier's scores (decision_function), not its labels
     return result
 
 

@@ -247,6 +247,19 @@ class Session:
             }
             if not self.owned:
                 entry["tags"][COPY_TAG] = "true"
+            if record.nested_runs:
+                entry["nested"] = [
+                    {
+                        "run": f"{entry['run']}-{index}",
+                        "parent": entry["run"],
+                        "run_name": nested.run_name,
+                        "start_ms": record.start_ms,
+                        "params": dict(nested.params),
+                        "metrics": metric_rows(nested.metrics),
+                        "tags": dict(nested.tags),
+                    }
+                    for index, nested in enumerate(record.nested_runs)
+                ]
             payload = {
                 "model": record.model,
                 "composed": record.composed,
