@@ -373,7 +373,8 @@ class Replayer:
                             parent(),
                             COMPOSED_MODEL_NAME,
                             composed.model,
-                            input_example=composed.logged_example,
+                            # getattr: a spool written by an earlier version has none
+                            input_example=getattr(composed, "logged_example", None),
                             signature_example=composed.input_example,
                             serialization_format=fmt,
                             step=entry.get("composed_step", 0),
