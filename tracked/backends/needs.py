@@ -113,7 +113,9 @@ def pickled_by_value(modules: set[str]) -> Iterator[None]:
     registered: list[ModuleType] = []
     with _BY_VALUE_LOCK:
         try:
-            for name in sorted(modules - SCRIPT_MODULES):
+            # cloudpickle stores ``__main__`` by value itself, but not ``__mp_main__`` (the
+            # script as a spawn worker imports it): that one is registered like any other.
+            for name in sorted(modules - {"__main__"}):
                 module = sys.modules.get(name)
                 if module is None:
                     continue
