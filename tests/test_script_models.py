@@ -119,13 +119,13 @@ def test_a_model_of_script_defined_classes_loads_and_predicts_in_a_fresh_process
     )
     assert 0 == trained.returncode, trained.stderr
     job = json.loads(trained.stdout.strip().splitlines()[-1])
-    assert "cloudpickle" in trained.stderr  # said once, with the reason and the fix
     (elsewhere / "job.json").write_text(json.dumps(job))
     (elsewhere / "load.py").write_text(textwrap.dedent(LOAD))
     # No tracked, no script on the path: only what the model itself holds.
     loaded = python(["load.py", "job.json"], elsewhere, PYTHONPATH="", MLFLOW_TRACKING_URI=uri)
     assert 0 == loaded.returncode, loaded.stderr
     assert job["predicted"] == json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert "cloudpickle, which stores them by value" in trained.stderr  # said, with the fix
 
     from mlflow import MlflowClient
 
@@ -146,3 +146,43 @@ def test_a_model_of_importable_classes_keeps_the_skops_format(tracking_uri, iris
 
     pipe = pipelines.run_iris(iris, tracking_uri=tracking_uri)[0]
     assert "skops" == flavor_of(pipe.run_id, tracking_uri, monkeypatch)["serialization_format"]
+
+
+@pytest.mark.parametrize("module_name", ["helpers_beside_the_script", "__mp_main__"])
+def test_classes_of_a_module_beside_the_script_are_stored_by_value(module_name, monkeypatch):
+    """A module no distribution provides (a file next to the script, or the script imported
+    as ``__mp_main__`` by a spawn worker) cannot be imported where the model is loaded."""
+    import types
+
+    import cloudpickle
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from tracked.backends import needs
+
+    module = types.ModuleType(module_name)
+    exec(
+        textwrap.dedent("""
+            import numpy as np
+            from sklearn.base import BaseEstimator, TransformerMixin
+
+            class Square(TransformerMixin, BaseEstimator):
+                def fit(self, X, y=None):
+                    return self
+
+                def transform(self, X):
+                    return np.asarray(X) ** 2
+        """),
+        module.__dict__,
+    )
+    monkeypatch.setitem(sys.modules, module_name, module)
+    X = np.arange(12.0).reshape(6, 2)
+    model = make_pipeline(module.Square(), LogisticRegression()).fit(X, [0, 0, 0, 1, 1, 1])
+    local = needs.local_modules(needs.held_modules(model))
+    assert {module_name} == local
+    with needs.pickled_by_value(local):
+        data = cloudpickle.dumps(model)
+    monkeypatch.delitem(sys.modules, module_name)  # as in a process started elsewhere
+    np.testing.assert_array_equal(model.predict(X), cloudpickle.loads(data).predict(X))
+    assert not cloudpickle.cloudpickle._PICKLE_BY_VALUE_MODULES  # the registry is left clean

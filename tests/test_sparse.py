@@ -178,3 +178,24 @@ def test_a_text_workflow_in_mlflow_has_a_servable_model_lineage_and_previews(
     assert {int(line.split(",")[0]) for line in lines[1:]} == set(range(20))
     [dataset] = classify.inputs.dataset_inputs
     assert '"features_shape": [120, ' in dataset.dataset.profile
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_sparse_model_in_mlflow_takes_sparse_input(tracking_uri, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    X, y = sparse_data("csr_array")
+
+    class Stored(Scaled):
+        log_input_example = True
+
+    pipe = Stored()
+    pipe.tracking_uri = tracking_uri
+    with pipe:
+        pipe.classify(pipe.scale(X), y)
+    pipe.tracking = False
+    expected = pipe.classify(pipe.scale(X, train=False), train=False)
+    model = mlflow.pyfunc.load_model(f"runs:/{pipe.run_id}/pipeline")
+    np.testing.assert_array_equal(expected, model.predict(sp.csr_matrix(X)))
+    info = mlflow.models.get_model_info(f"runs:/{pipe.run_id}/pipeline")
+    assert info.saved_input_example_info is not None

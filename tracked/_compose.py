@@ -1,10 +1,12 @@
 """The whole fitted workflow as one model: the operators of the fit pass, in order.
 
-When an estimator stage finishes a fit, the transformers fitted before it in the same
-parent run and the estimator itself are composed into one scikit-learn ``Pipeline``. Before
-it is logged, the composition is checked against what the stages actually did: the
-transformers applied to a sample of the first stage's input must reproduce the estimator
-stage's input. A composition that would predict differently is never logged.
+When an estimator stage finishes a fit, the transformers whose data reached it (the digest
+chain says which; side stages are left out) and the estimator itself are composed into one
+scikit-learn ``Pipeline``. Before it is logged, the composition is checked against what the
+stages actually did: the transformers applied to a sample of the first stage's input must
+reproduce the estimator stage's input. A composition that would predict differently is never
+logged. The composed model is a snapshot: later prediction passes are verified against it,
+not against the live operators, which the workflow may refit in place.
 """
 
 from __future__ import annotations

@@ -387,7 +387,8 @@ class Replayer:
                             owner(),
                             COMPOSED_MODEL_NAME,
                             composed.model,
-                            input_example=composed.logged_example,
+                            # getattr: a spool written by an earlier version has none
+                            input_example=getattr(composed, "logged_example", None),
                             signature_example=composed.input_example,
                             output_example=composed.output_example,
                             serialization_format=fmt,

@@ -33,10 +33,11 @@ class _Discard(io.RawIOBase):
 
 def held_modules(model: object) -> set[str]:
     """The modules of every class and function reachable from ``model`` (as pickling it
-    would reach them), and of the class of every object."""
+    would reach them), and of the class of every object. The model's own class's module is
+    always among them."""
     import cloudpickle
 
-    modules: set[str] = set()
+    modules: set[str] = {type(model).__module__}
 
     class Noting(cloudpickle.CloudPickler):
         def persistent_id(self, obj: Any) -> None:
@@ -47,7 +48,10 @@ def held_modules(model: object) -> set[str]:
             modules.add(type(obj).__module__)
             return None
 
-    Noting(_Discard(), protocol=5).dump(model)
+    # What cannot be pickled fails again, with its own message, when the model is saved;
+    # the modules met until then are still needed.
+    with contextlib.suppress(Exception):
+        Noting(_Discard(), protocol=5).dump(model)
     return modules
 
 
@@ -115,7 +119,9 @@ def pickled_by_value(modules: set[str]) -> Iterator[None]:
     registered: list[ModuleType] = []
     with _BY_VALUE_LOCK:
         try:
-            for name in sorted(modules - SCRIPT_MODULES):
+            # cloudpickle stores ``__main__`` by value itself, but not ``__mp_main__`` (the
+            # script as a spawn worker imports it): that one is registered like any other.
+            for name in sorted(modules - {"__main__"}):
                 module = sys.modules.get(name)
                 if module is None:
                     continue
