@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -114,3 +116,38 @@ def test_a_clone_made_outside_a_run_has_its_own_top_level_run(tracking_uri, clie
     assert "mlflow.parentRunId" not in run.data.tags
     assert "FINISHED" == run.info.status
     assert twin.tracking_uri == tracking_uri
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_clones_shipped_to_workers_log_under_the_run_they_were_cloned_in(
+    tracking_uri, client, data
+):
+    X, y = data
+    pipe = Classifier()
+    pipe.tracking_uri = tracking_uri
+    with pipe:
+        pipe.fit(X, y)
+        scores = cross_val_score(pipe, X, y, cv=2, n_jobs=2)
+    assert not np.isnan(scores).any()
+    runs = pipeline_runs(client)
+    assert [pipe.run_id] == [r.info.run_id for r in runs]
+    found = client.get_experiment_by_name("clones")
+
+    def stage_runs():
+        return client.search_runs(
+            [found.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{pipe.run_id}'"
+        )
+
+    # The workers' own writers write in the background: wait (bounded) for their records.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        copies = [r for r in stage_runs() if r.data.tags.get("tracked.copy") == "true"]
+        if len(copies) >= 8:
+            break
+        time.sleep(1)
+    # Each fold's clone fitted and predicted: scale and classify, fit and inference.
+    assert 8 == len(copies)
+    assert {"FINISHED"} == {r.info.status for r in stage_runs()}
+    assert [pipe.run_id] == [r.info.run_id for r in pipeline_runs(client)]
+    assert "FINISHED" == client.get_run(pipe.run_id).info.status

@@ -90,6 +90,11 @@ class Context:
                 "experiment": session.experiment,
                 "backend": session.backend,
             }
+        origin = self._origin() if self._origin is not None else None
+        if self.attached is None and origin is not None and self._open_origin() is not None:
+            # A clone shipped elsewhere (cross_val_score's workers) before it opened a run of
+            # its own: there, it logs under the run it was cloned in, as a copy does.
+            return origin.transferable()
         return self.attached
 
     def split(self) -> Context:
