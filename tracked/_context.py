@@ -13,7 +13,7 @@ from tracked._config import is_strict, killed_by_env
 from tracked._errors import TrackingError
 from tracked._group import GroupRef
 from tracked._outer import outer_run_id
-from tracked._records import FINISHED
+from tracked._records import FINISHED, LOCAL_PREFIX
 from tracked._report import report_failure
 from tracked._session import Session, default_run_name
 from tracked._version import __version__
@@ -56,6 +56,24 @@ class Context:
         self.group = group
         self._lock = threading.Lock()
         self._local = threading.local()
+        #: The context this one's instance was cloned from (``sklearn.base.clone``).
+        self._origin: weakref.ref[Context] | None = None
+        #: Sessions of clones whose parent runs nest under this one's: ended with it (held
+        #: strongly: the clones of ``cross_val_score`` are gone before it ends).
+        self._dependents: set[Session] = set()
+
+    def clone_of(self, origin: Context) -> None:
+        """This context's instance is a clone of ``origin``'s: while ``origin``'s parent run is
+        open, this one's parent run nests under it and ends when it ends."""
+        self._origin = weakref.ref(origin)
+
+    def _open_origin(self) -> Session | None:
+        """The open session of the instance this one was cloned from, if any."""
+        origin = self._origin() if self._origin is not None else None
+        if origin is None:
+            return None
+        session = origin.session
+        return session if session is not None and session.usable and session.owned else None
 
     def owned_by(self, instance: object) -> bool:
         if self._owner is None:  # fresh from unpickling: it belongs to its first user
@@ -72,6 +90,11 @@ class Context:
                 "experiment": session.experiment,
                 "backend": session.backend,
             }
+        origin = self._origin() if self._origin is not None else None
+        if self.attached is None and origin is not None and self._open_origin() is not None:
+            # A clone shipped elsewhere (cross_val_score's workers) before it opened a run of
+            # its own: there, it logs under the run it was cloned in, as a copy does.
+            return origin.transferable()
         return self.attached
 
     def split(self) -> Context:
@@ -102,10 +125,18 @@ class Context:
 
     def open_session(self, instance: object) -> Session:
         """The current session, started if needed; a new one after the last has ended."""
+        origin = None
         with self._lock:
             session = self.session
             if session is None or session.ended:
-                session = self.session = build_session(instance, self.attached, self.group)
+                origin = self._open_origin() if self.attached is None else None
+                session = self.session = build_session(
+                    instance, self.attached, self.group, origin=origin
+                )
+        if origin is not None and session.outer_run_id is not None:
+            origin_context = self._origin() if self._origin is not None else None
+            if origin_context is not None:
+                origin_context._dependents.add(session)
         session.start()
         if session.started:
             self.last_session = session
@@ -117,6 +148,12 @@ class Context:
         Tracking failures are raised (strict mode) only when the run ends FINISHED: an
         exception that ended the block is the user's, and is never replaced.
         """
+        dependents, self._dependents = self._dependents, set()
+        for dependent in dependents:
+            # Clones nested under this parent run end with it (first: they are inside it).
+            if not dependent.ended:
+                with contextlib.suppress(Exception):
+                    dependent.end(status, may_raise=False)
         with self._lock:
             session, self.session = self.session, None
             self.attached = None
@@ -145,12 +182,17 @@ def context_for(instance: object) -> Context:
 
 
 def build_session(
-    instance: Any, attached: dict[str, Any] | None, group: GroupRef | None = None
+    instance: Any,
+    attached: dict[str, Any] | None,
+    group: GroupRef | None = None,
+    *,
+    origin: Session | None = None,
 ) -> Session:
     """A session for ``instance``: its store, experiment, run name, params and outer run.
 
     The parent run nests under, in this order: the run a copy is attached to (it logs into
-    it), the instance's group, the calling thread's active MLflow run or ``MLFLOW_RUN_ID``.
+    it), the open parent run of the instance it was cloned from (``origin``), the instance's
+    group, the calling thread's active MLflow run or ``MLFLOW_RUN_ID``.
     """
     strict = is_strict(instance)
     experiment = getattr(instance, "experiment", None)
@@ -165,7 +207,11 @@ def build_session(
             backend = attached["backend"] or _resolve_backend(instance, group)
         else:
             backend = _resolve_backend(instance, group)
-            if group is not None and backend is group.resolve_backend():
+            nest = _clone_parent(origin, backend)
+            if nest is not None:
+                outer = nest
+                experiment = experiment or origin.experiment  # type: ignore[union-attr]
+            elif group is not None and backend is group.resolve_backend():
                 outer = group.run_id
                 experiment = experiment or group.experiment
             else:
@@ -196,6 +242,17 @@ def build_session(
         serialization_format=getattr(instance, "serialization_format", "skops"),
         synchronous=bool(getattr(instance, "synchronous", False)),
     )
+
+
+def _clone_parent(origin: Session | None, backend: Backend) -> str | None:
+    """The run a clone's parent run nests under: the store id of the parent run of the
+    instance it was cloned from, while that is open in the same store."""
+    if origin is None or not origin.usable or origin.backend is not backend:
+        return None
+    run_id = origin.run_id
+    if run_id is None or run_id.startswith(LOCAL_PREFIX):
+        return None  # only in the spool: a store id is needed to nest under it
+    return run_id
 
 
 @functools.cache

@@ -11,6 +11,22 @@ from tracked._meta import TrackedMeta
 from tracked._records import FINISHED, status_for
 from tracked._stage import OperatorSlot
 
+#: Configuration that ``sklearn.base.clone`` carries over when it is set on the instance.
+CLONED_SETTINGS = (
+    "experiment",
+    "tracking",
+    "tracking_uri",
+    "backend",
+    "strict",
+    "scoring",
+    "run_name",
+    "registered_model_name",
+    "serialization_format",
+    "nest_under_active_run",
+    "log_outputs",
+    "synchronous",
+)
+
 
 class TrackedPipeline(metaclass=TrackedMeta):
     """Base class of a workflow whose stage methods are recorded in MLflow.
@@ -156,6 +172,29 @@ class TrackedPipeline(metaclass=TrackedMeta):
             if callable(get_params) and not isinstance(value, type):
                 nested.update({f"{name}__{key}": v for key, v in get_params(deep=True).items()})
         return nested
+
+    def __sklearn_clone__(self):
+        """``sklearn.base.clone``: a fresh instance with the same constructor arguments (cloned
+        as scikit-learn does), which keeps this instance's own settings (``tracking``,
+        ``strict`` and the other configuration attributes set on the instance).
+
+        A clone made while this instance's parent run is open nests its parent run under
+        that run, and that run's end ends it too (``cross_val_score`` inside ``with pipe:``).
+        """
+        from sklearn.base import clone
+
+        params = {
+            name: clone(value, safe=False) for name, value in self.get_params(deep=False).items()
+        }
+        twin = type(self)(**params)
+        state = twin.__dict__
+        for name in CLONED_SETTINGS:
+            if name in self.__dict__ and name not in params:
+                state[name] = self.__dict__[name]
+        context = self.__dict__.get(CONTEXT_ATTRIBUTE)
+        if context is not None and context.owned_by(self) and self._tracking_active():
+            context_for(twin).clone_of(context)
+        return twin
 
     def set_params(self, **params: Any):
         """Set constructor arguments by name; ``name__param`` reaches nested estimators."""
