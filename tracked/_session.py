@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tracked._capture import mask_uri, params_text, shorten
@@ -20,7 +21,7 @@ from tracked._records import (
     status_for,
 )
 from tracked._report import describe, notice, report_failure
-from tracked._writer import writer
+from tracked._writer import EXIT_TIMEOUT_ENV, wait_bound, writer
 from tracked.backends.base import Backend
 
 if TYPE_CHECKING:
@@ -106,10 +107,14 @@ class Session:
         self._idle = threading.Condition()
         self._created = threading.Event()
         #: Reports collected by the writer; their own lock, which nothing holds while waiting.
-        self._reports: list[tuple[str, BaseException | None]] = []
+        self._reports: list[tuple[str | Callable[[], str], BaseException | None]] = []
         self._reports_lock = threading.Lock()
         #: The parent run was refused by the store (a deleted experiment).
         self.refused = False
+        #: Entries that went to the spool instead of the store (counted by the writer).
+        self._spooled = 0
+        #: A wait for the writer ended (bound reached, Ctrl-C): what is left is the spool's.
+        self.gave_up = False
         self._replayer: Replayer | None = None
 
     @property
@@ -129,21 +134,24 @@ class Session:
             return self.state.runs.get(self.parent_ref, self.parent_ref)
         if not self._created.is_set():
             with writer().urgent():
-                self._created.wait()
+                created = self._created.wait(wait_bound())
+            if not created:
+                self.give_up(_not_answered())
         if self.local_id in self.state.runs:
             return self.state.runs[self.local_id]
         return None if self.broken else self.local_id
 
     @property
     def model_uri(self) -> str | None:
-        """URI of the newest composed model, once the writer logged it."""
-        self.wait()
+        """URI of the newest composed model, once the writer logged it (waiting at most
+        ``TRACKED_EXIT_TIMEOUT``)."""
+        self.settle(time.monotonic() + wait_bound())
         return self.state.model_uri
 
     @property
     def evaluation(self) -> dict[str, float]:
         """The latest evaluation metrics on the parent run (a prediction pass given y)."""
-        self.wait()
+        self.settle(time.monotonic() + wait_bound())
         return self.state.evaluation
 
     def start(self) -> None:
@@ -269,6 +277,7 @@ class Session:
                 self._drop_spool(spool, exc)
         with self._idle:
             self._outstanding += 1
+            _busy.add(self)
         job = _Job(self, entry, data)
         if self.synchronous:
             job.run()
@@ -333,6 +342,7 @@ class Session:
         with self._idle:
             self._outstanding -= 1
             if self._outstanding == 0:
+                _busy.discard(self)
                 self._idle.notify_all()
 
     def _process(self, entry: dict[str, Any], data: Any) -> None:
@@ -364,6 +374,8 @@ class Session:
                         where = "nothing more is recorded for this run"
                     failures = [(f"{what} ({where})", exc) for what, exc in failures]
                 self._report(failures)
+        if self.spooling and kind != "detach":
+            self._spooled += 1
         spool = self.spool  # the caller may drop it meanwhile
         if spool is None:
             return
@@ -408,13 +420,17 @@ class Session:
                 key=f"lost:{uri}",
             )
             return
-        self._note(
-            f"the tracking store {mask_uri(uri or '')} is away ({describe(cause)}); run "
-            f"{self.run_name!r} and what follows are kept in the spool at "
-            f"{spool.path.parent}: run `tracked sync` when the store is back",
-            None,
-            key=f"spooling:{uri}",
-        )
+        folder = spool.path.parent
+
+        def message() -> str:  # formatted when shown: the count is known by then
+            return (
+                f"the tracking store {mask_uri(uri or '')} is away ({describe(cause)}); "
+                f"{_records(self._spooled)} of run {self.run_name!r} so far, and what follows, "
+                f"are kept in the spool at {folder}: run `tracked sync` when the store is "
+                "back, it sends them"
+            )
+
+        self._note(message, None, key=f"spooling:{uri}")
 
     # -- back on the caller's thread --------------------------------------------------------
 
@@ -424,7 +440,9 @@ class Session:
                 self._reports.extend(failures)
                 _with_reports.add(self)
 
-    def _note(self, message: str, exc: BaseException | None, *, key: str) -> None:
+    def _note(
+        self, message: str | Callable[[], str], exc: BaseException | None, *, key: str
+    ) -> None:
         """A warning for the caller's thread (not a failure: nothing is lost by it)."""
         with self._reports_lock:
             self._reports.append((message, _Notice(key)))
@@ -439,6 +457,8 @@ class Session:
             _with_reports.discard(self)
         failures = []
         for what, exc in reports:
+            if callable(what):
+                what = what()
             if isinstance(exc, _Notice):
                 if may_raise:
                     notice(what, key=exc.key)
@@ -459,11 +479,62 @@ class Session:
         with writer().urgent(), self._idle:
             return self._idle.wait_for(lambda: self._outstanding == 0, timeout)
 
+    def settle(self, deadline: float, *, at_exit: bool = False) -> bool:
+        """Wait for the writer until ``deadline`` (``time.monotonic()``) at most.
+
+        When the wait ends first (the bound, or a Ctrl-C, which is raised again), the store
+        counts as away: the entries still waiting stay in the spool (``give_up``).
+        """
+        try:
+            done = self.wait(max(0.0, deadline - time.monotonic()))
+        except KeyboardInterrupt:
+            self.give_up("the wait for it was interrupted (Ctrl-C)", at_exit=at_exit)
+            raise
+        if not done:
+            self.give_up(_not_answered(), at_exit=at_exit)
+        return done
+
+    def give_up(self, why: str, *, at_exit: bool = False) -> None:
+        """Stop waiting for the writer: the entries it has not written stay in the spool.
+
+        The session goes on spooling (the writer skips the store for its remaining entries)
+        and the store counts as away for new sessions for a while. One warning says how many
+        records wait and that ``tracked sync`` sends them.
+        """
+        with self._idle:
+            waiting = self._outstanding
+        if self.gave_up or not waiting:
+            return
+        self.gave_up = True
+        spool = self.spool
+        uri = spool_uri(self.backend)
+        told = self.spooling and spool is not None  # the "is away" warning said it already
+        if spool is not None:
+            self.spooling = True
+            if uri is not None:
+                _store_away(uri)
+            with contextlib.suppress(OSError):
+                spool.make_durable()
+            message = (
+                f"the tracking store {mask_uri(uri or repr(self.backend))} is away: {why}; "
+                f"{_records(waiting)} of run {self.run_name!r} wait in the spool at "
+                f"{spool.path.parent}: `tracked sync` sends them"
+            )
+        else:
+            message = (
+                f"{_records(waiting)} of run {self.run_name!r} are not written yet: {why}; "
+                f"there is no spool for {self.backend!r}, so they are lost if the process ends"
+            )
+        if not told:
+            self._note(message, None, key=f"gave-up:{self.local_id}")
+        if at_exit:
+            self.deliver(may_raise=False)
+
     def end(
-        self, status: str = FINISHED, *, may_raise: bool = True, timeout: float | None = None
+        self, status: str = FINISHED, *, may_raise: bool = True, deadline: float | None = None
     ) -> None:
-        """End the parent run with ``status`` and wait (at most ``timeout`` seconds) for its
-        records to be written.
+        """End the parent run with ``status`` and wait for its records to be written, until
+        ``deadline`` (``time.monotonic()``; default: ``TRACKED_EXIT_TIMEOUT`` from now).
 
         A copy's session never ends the run it logs under; it only says it is done.
         """
@@ -495,8 +566,22 @@ class Session:
             else:
                 entry = {"kind": "detach"}
             self._submit(entry, None)
-        self.wait(timeout)
+        if deadline is None:
+            deadline = time.monotonic() + wait_bound()
+        try:
+            self.settle(deadline)
+        except KeyboardInterrupt:
+            self.deliver(may_raise=False)
+            raise
         self.deliver(may_raise=may_raise)
+
+
+def _records(count: int) -> str:
+    return f"{count} record{'' if count == 1 else 's'}"
+
+
+def _not_answered() -> str:
+    return f"it did not take them within {wait_bound():g} s ({EXIT_TIMEOUT_ENV})"
 
 
 def new_local_id() -> str:
@@ -582,6 +667,8 @@ def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tupl
 # -- interpreter exit ----------------------------------------------------------------------------
 
 _open_sessions: set[Session] = set()
+#: Sessions with entries the writer has not done yet (ended ones included).
+_busy: set[Session] = set()
 #: Sessions holding reports that the writer collected and no caller has seen yet.
 _with_reports: set[Session] = set()
 
@@ -604,10 +691,28 @@ def end_open_sessions(status: str | None = None, deadline: float | None = None) 
     for session in list(_open_sessions):
         if session.pid != os.getpid():
             continue
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         # Strict mode at exit: there is nowhere left to raise to.
         with contextlib.suppress(Exception):
-            session.end(final, may_raise=False, timeout=timeout)
+            session.end(final, may_raise=False, deadline=deadline)
+
+
+def settle_all(deadline: float, *, at_exit: bool = False) -> bool:
+    """Wait until the writer is done with every session of this process, until ``deadline``
+    at most; the entries of sessions it has not finished by then stay in the spool."""
+    done = True
+    for session in list(_busy):
+        if session.pid != os.getpid() or (session.gave_up and session.spool is not None):
+            continue  # a wait that ended already (bound, Ctrl-C): its records are in the spool
+        done = session.settle(deadline, at_exit=at_exit) and done
+    return done
+
+
+def give_up_all(why: str, *, at_exit: bool = False) -> None:
+    """Stop waiting for every session of this process (see ``Session.give_up``)."""
+    for session in list(_busy):
+        if session.pid == os.getpid():
+            with contextlib.suppress(Exception):
+                session.give_up(why, at_exit=at_exit)
 
 
 #: How long a fork waits for the writer to create the runs the child will log under.
@@ -627,6 +732,7 @@ def _sessions_of_forked_child() -> None:
     sessions = list(_open_sessions)
     _open_sessions.clear()
     _with_reports.clear()
+    _busy.clear()  # the parent's writer does those entries, not the child's
     for session in sessions:
         session.fork_copy()
         _open_sessions.add(session)
