@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tracked.backends.mlflow import absolute_store_uri
-
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 
@@ -97,5 +95,7 @@ def test_a_chdir_inside_the_session_moves_neither_the_database_nor_the_artifacts
 def test_local_store_paths_are_made_absolute_and_others_are_kept(
     tmp_path, monkeypatch, uri, expected
 ):
+    from tracked.backends.mlflow import absolute_store_uri
+
     monkeypatch.chdir(tmp_path)
     assert expected.format(cwd=tmp_path) == absolute_store_uri(uri)

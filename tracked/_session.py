@@ -88,10 +88,18 @@ class Session:
         self.ended = False
         self.registered_model_name = registered_model_name
         self.serialization_format = serialization_format
-        self.synchronous = synchronous or bool(getattr(backend, "synchronous", False))
+        # A forked worker (multiprocessing's fork pools) ends through os._exit, without exit
+        # handlers or a writer that finishes: its records are written before its calls return.
+        self.synchronous = (
+            synchronous or _in_forked_child or bool(getattr(backend, "synchronous", False))
+        )
+        #: A process was forked while this session was open (its stages are not this one's).
+        self.forked = False
         self.composer = Composer()
         self.total_duration_s = 0.0
         self.spool: SessionSpool | None = None
+        #: The spool folder was tidied away (``_tidy_spool``): the next entry opens it again.
+        self._respool = False
         #: The store is away: entries stay in the spool for ``tracked sync``.
         self.spooling = False
         # The writer's modules are imported with the first session, not with tracked.
@@ -262,6 +270,9 @@ class Session:
 
     def _submit(self, entry: dict[str, Any], payload: dict[str, Any] | None) -> None:
         """Number the entry, spool it and queue it (or write it now, when synchronous)."""
+        if self.spool is None and self._respool:
+            self._respool = False
+            self._open_spool()
         entry["seq"] = self._seq
         self._seq += 1
         data: Any = payload
@@ -281,12 +292,24 @@ class Session:
         job = _Job(self, entry, data)
         if self.synchronous:
             job.run()
+            self._tidy_spool()
             return
         try:
             writer().submit(job)
         except BaseException:  # Ctrl-C while waiting for room: the job was never queued
             self._job_done()
             raise
+
+    def _tidy_spool(self) -> None:
+        """A copy writing synchronously (a forked worker) keeps no folder for what reached the
+        store: the worker may end any moment through os._exit, and a folder left behind would
+        look like an abandoned run. Its next entry opens a fresh one."""
+        spool = self.spool
+        if self.owned or self.spooling or spool is None or self._outstanding:
+            return
+        self.spool = None
+        self._respool = True
+        spool.remove()
 
     def _drop_spool(self, spool: SessionSpool, exc: BaseException) -> None:
         """Stop spooling after ``exc``: the entries written so far are all still queued in
@@ -324,7 +347,11 @@ class Session:
         self._reports_lock = threading.Lock()
         self._replayer = None
         self.state = type(self.state)(runs=dict(self.state.runs))
+        self.synchronous = True  # the worker may end through os._exit any moment
+        self._spooled = 0
+        self.gave_up = False
         self.spool = None
+        self._respool = False
         self._open_spool()
 
     # -- on the writer's thread ----------------------------------------------------------
@@ -547,9 +574,12 @@ class Session:
                 return
             if self.owned and not self.broken:
                 if self.composer.fitted_kinds == {"transformer"}:
+                    # Stages of forked workers are child runs of this run, but their fitted
+                    # objects live in the workers: this process composes only its own.
+                    where = "in this process" if self.forked else "in it"
                     notice(
                         f"parent run {self.run_name!r} ends without a composed `pipeline` model: "
-                        "no estimator stage was fitted in it",
+                        f"no estimator stage was fitted {where}",
                         key=f"no-composed:{self.local_id}",
                         warn=False,
                     )
@@ -726,9 +756,20 @@ def _drain_before_fork() -> None:
         writer().flush(FORK_DRAIN_TIMEOUT_S)
 
 
+#: This process is a forked child: its sessions write synchronously (see ``Session``).
+_in_forked_child = False
+
+
+def _sessions_forked() -> None:
+    for session in list(_open_sessions):
+        session.forked = True
+
+
 def _sessions_of_forked_child() -> None:
     # The child's stage calls log under the parent's open runs as copies do: they never end
     # those runs, and spool into folders of their own.
+    global _in_forked_child
+    _in_forked_child = True
     sessions = list(_open_sessions)
     _open_sessions.clear()
     _with_reports.clear()
@@ -745,4 +786,8 @@ def _sessions_of_forked_child() -> None:
         util.Finalize(None, _at_exit, exitpriority=10)
 
 
-os.register_at_fork(before=_drain_before_fork, after_in_child=_sessions_of_forked_child)
+os.register_at_fork(
+    before=_drain_before_fork,
+    after_in_parent=_sessions_forked,
+    after_in_child=_sessions_of_forked_child,
+)
