@@ -14,6 +14,7 @@ from tracked._capture import mask_uri, params_text, shorten
 from tracked._compose import Composer
 from tracked._records import (
     FINISHED,
+    KILLED,
     LOCAL_PREFIX,
     Metric,
     StageRecord,
@@ -95,6 +96,11 @@ class Session:
         )
         #: A process was forked while this session was open (its stages are not this one's).
         self.forked = False
+        #: A Ctrl-C ended one of its stage calls, or the notebook cell that opened it: in an
+        #: interactive session, the run ends KILLED at exit (the others FINISHED).
+        self.interrupted = False
+        #: The notebook cell (IPython's count of cells run) in which the run opened.
+        self.cell = _cells.count
         self.composer = Composer()
         self.total_duration_s = 0.0
         self.spool: SessionSpool | None = None
@@ -169,6 +175,8 @@ class Session:
                 return
             self.started = True
             _open_sessions.add(self)
+            self.cell = _cells.count
+            _watch_cells()
             self._open_spool()
             if self.owned:
                 self._submit(
@@ -236,6 +244,8 @@ class Session:
             return
         from tracked._replay import metric_rows
 
+        if record.status == KILLED:
+            self.interrupted = True
         with self._lock:
             self.total_duration_s += record.duration_s
             entry = {
@@ -709,21 +719,78 @@ def deliver_all() -> None:
         session.deliver()
 
 
-def _exit_status() -> str:
-    # Set by the interpreter when an exception ended the program.
+def _interactive() -> bool:
+    """A REPL (``python -i``, ``code.interact``) or an IPython shell or notebook kernel."""
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return True
+    return _ipython() is not None
+
+
+def _ipython() -> Any:
+    module = sys.modules.get("IPython")
+    get = getattr(module, "get_ipython", None)
+    try:
+        return get() if callable(get) else None
+    except Exception:
+        return None
+
+
+def _exit_status(session: Session) -> str:
+    """How a run left open ends at interpreter exit.
+
+    ``sys.last_type`` is set by the interpreter when an exception ended the program, and by
+    a REPL or IPython for every exception it displayed and survived: there, a displayed
+    exception is not the cause of the exit, so runs end FINISHED, except those a Ctrl-C
+    interrupted (a stage call of theirs, or the notebook cell that opened them): KILLED.
+    """
+    if _interactive():
+        return KILLED if session.interrupted else FINISHED
     return status_for(getattr(sys, "last_type", None))
 
 
 def end_open_sessions(status: str | None = None, deadline: float | None = None) -> None:
     """End every parent run this process opened and left open (at interpreter exit),
     waiting for the writer until ``deadline`` (``time.monotonic()``) at most."""
-    final = status or _exit_status()
     for session in list(_open_sessions):
         if session.pid != os.getpid():
             continue
         # Strict mode at exit: there is nowhere left to raise to.
         with contextlib.suppress(Exception):
-            session.end(final, may_raise=False, deadline=deadline)
+            session.end(status or _exit_status(session), may_raise=False, deadline=deadline)
+
+
+class _Cells:
+    """IPython's cells as they run: which one is running, and whether a Ctrl-C ended it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.watched = False
+
+    def started(self, *args: Any) -> None:
+        self.count += 1
+
+    def finished(self, result: Any = None) -> None:
+        error = getattr(result, "error_in_exec", None)
+        if isinstance(error, KeyboardInterrupt):
+            for session in list(_open_sessions):
+                if session.cell == self.count:
+                    session.interrupted = True
+
+
+_cells = _Cells()
+
+
+def _watch_cells() -> None:
+    """Follow IPython's cells (once, when the first run opens in an IPython shell)."""
+    if _cells.watched:
+        return
+    shell = _ipython()
+    if shell is None:
+        return
+    _cells.watched = True
+    with contextlib.suppress(Exception):
+        shell.events.register("pre_run_cell", _cells.started)
+        shell.events.register("post_run_cell", _cells.finished)
 
 
 def settle_all(deadline: float, *, at_exit: bool = False) -> bool:
