@@ -7,12 +7,14 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tracked._capture import mask_uri, params_text, shorten
 from tracked._compose import Composer
 from tracked._records import (
     FINISHED,
+    KILLED,
     LOCAL_PREFIX,
     Metric,
     StageRecord,
@@ -20,7 +22,7 @@ from tracked._records import (
     status_for,
 )
 from tracked._report import describe, notice, report_failure
-from tracked._writer import writer
+from tracked._writer import EXIT_TIMEOUT_ENV, wait_bound, writer
 from tracked.backends.base import Backend
 
 if TYPE_CHECKING:
@@ -89,10 +91,23 @@ class Session:
         self.ended = False
         self.registered_model_name = registered_model_name
         self.serialization_format = serialization_format
-        self.synchronous = synchronous or bool(getattr(backend, "synchronous", False))
+        # A forked worker (multiprocessing's fork pools) ends through os._exit, without exit
+        # handlers or a writer that finishes: its records are written before its calls return.
+        self.synchronous = (
+            synchronous or _in_forked_child or bool(getattr(backend, "synchronous", False))
+        )
+        #: A process was forked while this session was open (its stages are not this one's).
+        self.forked = False
+        #: A Ctrl-C ended one of its stage calls, or the notebook cell that opened it: in an
+        #: interactive session, the run ends KILLED at exit (the others FINISHED).
+        self.interrupted = False
+        #: The notebook cell (IPython's count of cells run) in which the run opened.
+        self.cell = _cells.count
         self.composer = Composer()
         self.total_duration_s = 0.0
         self.spool: SessionSpool | None = None
+        #: The spool folder was tidied away (``_tidy_spool``): the next entry opens it again.
+        self._respool = False
         #: The store is away: entries stay in the spool for ``tracked sync``.
         self.spooling = False
         # The writer's modules are imported with the first session, not with tracked.
@@ -108,10 +123,14 @@ class Session:
         self._idle = threading.Condition()
         self._created = threading.Event()
         #: Reports collected by the writer; their own lock, which nothing holds while waiting.
-        self._reports: list[tuple[str, BaseException | None]] = []
+        self._reports: list[tuple[str | Callable[[], str], BaseException | None]] = []
         self._reports_lock = threading.Lock()
         #: The parent run was refused by the store (a deleted experiment).
         self.refused = False
+        #: Entries that went to the spool instead of the store (counted by the writer).
+        self._spooled = 0
+        #: A wait for the writer ended (bound reached, Ctrl-C): what is left is the spool's.
+        self.gave_up = False
         self._replayer: Replayer | None = None
 
     @property
@@ -131,21 +150,24 @@ class Session:
             return self.state.runs.get(self.parent_ref, self.parent_ref)
         if not self._created.is_set():
             with writer().urgent():
-                self._created.wait()
+                created = self._created.wait(wait_bound())
+            if not created:
+                self.give_up(_not_answered())
         if self.local_id in self.state.runs:
             return self.state.runs[self.local_id]
         return None if self.broken else self.local_id
 
     @property
     def model_uri(self) -> str | None:
-        """URI of the newest composed model, once the writer logged it."""
-        self.wait()
+        """URI of the newest composed model, once the writer logged it (waiting at most
+        ``TRACKED_EXIT_TIMEOUT``)."""
+        self.settle(time.monotonic() + wait_bound())
         return self.state.model_uri
 
     @property
     def evaluation(self) -> dict[str, float]:
         """The latest evaluation metrics on the parent run (a prediction pass given y)."""
-        self.wait()
+        self.settle(time.monotonic() + wait_bound())
         return self.state.evaluation
 
     def start(self) -> None:
@@ -155,6 +177,8 @@ class Session:
                 return
             self.started = True
             _open_sessions.add(self)
+            self.cell = _cells.count
+            _watch_cells()
             self._open_spool()
             if self.owned:
                 self._submit(
@@ -222,6 +246,8 @@ class Session:
             return
         from tracked._replay import metric_rows
 
+        if record.status == KILLED:
+            self.interrupted = True
         with self._lock:
             self.total_duration_s += record.duration_s
             entry = {
@@ -273,6 +299,9 @@ class Session:
 
     def _submit(self, entry: dict[str, Any], payload: dict[str, Any] | None) -> None:
         """Number the entry, spool it and queue it (or write it now, when synchronous)."""
+        if self.spool is None and self._respool:
+            self._respool = False
+            self._open_spool()
         entry["seq"] = self._seq
         self._seq += 1
         data: Any = payload
@@ -288,15 +317,28 @@ class Session:
                 self._drop_spool(spool, exc)
         with self._idle:
             self._outstanding += 1
+            _busy.add(self)
         job = _Job(self, entry, data)
         if self.synchronous:
             job.run()
+            self._tidy_spool()
             return
         try:
             writer().submit(job)
         except BaseException:  # Ctrl-C while waiting for room: the job was never queued
             self._job_done()
             raise
+
+    def _tidy_spool(self) -> None:
+        """A copy writing synchronously (a forked worker) keeps no folder for what reached the
+        store: the worker may end any moment through os._exit, and a folder left behind would
+        look like an abandoned run. Its next entry opens a fresh one."""
+        spool = self.spool
+        if self.owned or self.spooling or spool is None or self._outstanding:
+            return
+        self.spool = None
+        self._respool = True
+        spool.remove()
 
     def _drop_spool(self, spool: SessionSpool, exc: BaseException) -> None:
         """Stop spooling after ``exc``: the entries written so far are all still queued in
@@ -334,7 +376,11 @@ class Session:
         self._reports_lock = threading.Lock()
         self._replayer = None
         self.state = type(self.state)(runs=dict(self.state.runs))
+        self.synchronous = True  # the worker may end through os._exit any moment
+        self._spooled = 0
+        self.gave_up = False
         self.spool = None
+        self._respool = False
         self._open_spool()
 
     # -- on the writer's thread ----------------------------------------------------------
@@ -352,6 +398,7 @@ class Session:
         with self._idle:
             self._outstanding -= 1
             if self._outstanding == 0:
+                _busy.discard(self)
                 self._idle.notify_all()
 
     def _process(self, entry: dict[str, Any], data: Any) -> None:
@@ -383,6 +430,8 @@ class Session:
                         where = "nothing more is recorded for this run"
                     failures = [(f"{what} ({where})", exc) for what, exc in failures]
                 self._report(failures)
+        if self.spooling and kind != "detach":
+            self._spooled += 1
         spool = self.spool  # the caller may drop it meanwhile
         if spool is None:
             return
@@ -427,13 +476,17 @@ class Session:
                 key=f"lost:{uri}",
             )
             return
-        self._note(
-            f"the tracking store {mask_uri(uri or '')} is away ({describe(cause)}); run "
-            f"{self.run_name!r} and what follows are kept in the spool at "
-            f"{spool.path.parent}: run `tracked sync` when the store is back",
-            None,
-            key=f"spooling:{uri}",
-        )
+        folder = spool.path.parent
+
+        def message() -> str:  # formatted when shown: the count is known by then
+            return (
+                f"the tracking store {mask_uri(uri or '')} is away ({describe(cause)}); "
+                f"{_records(self._spooled)} of run {self.run_name!r} so far, and what follows, "
+                f"are kept in the spool at {folder}: run `tracked sync` when the store is "
+                "back, it sends them"
+            )
+
+        self._note(message, None, key=f"spooling:{uri}")
 
     # -- back on the caller's thread --------------------------------------------------------
 
@@ -443,7 +496,9 @@ class Session:
                 self._reports.extend(failures)
                 _with_reports.add(self)
 
-    def _note(self, message: str, exc: BaseException | None, *, key: str) -> None:
+    def _note(
+        self, message: str | Callable[[], str], exc: BaseException | None, *, key: str
+    ) -> None:
         """A warning for the caller's thread (not a failure: nothing is lost by it)."""
         with self._reports_lock:
             self._reports.append((message, _Notice(key)))
@@ -458,6 +513,8 @@ class Session:
             _with_reports.discard(self)
         failures = []
         for what, exc in reports:
+            if callable(what):
+                what = what()
             if isinstance(exc, _Notice):
                 if may_raise:
                     notice(what, key=exc.key)
@@ -478,11 +535,62 @@ class Session:
         with writer().urgent(), self._idle:
             return self._idle.wait_for(lambda: self._outstanding == 0, timeout)
 
+    def settle(self, deadline: float, *, at_exit: bool = False) -> bool:
+        """Wait for the writer until ``deadline`` (``time.monotonic()``) at most.
+
+        When the wait ends first (the bound, or a Ctrl-C, which is raised again), the store
+        counts as away: the entries still waiting stay in the spool (``give_up``).
+        """
+        try:
+            done = self.wait(max(0.0, deadline - time.monotonic()))
+        except KeyboardInterrupt:
+            self.give_up("the wait for it was interrupted (Ctrl-C)", at_exit=at_exit)
+            raise
+        if not done:
+            self.give_up(_not_answered(), at_exit=at_exit)
+        return done
+
+    def give_up(self, why: str, *, at_exit: bool = False) -> None:
+        """Stop waiting for the writer: the entries it has not written stay in the spool.
+
+        The session goes on spooling (the writer skips the store for its remaining entries)
+        and the store counts as away for new sessions for a while. One warning says how many
+        records wait and that ``tracked sync`` sends them.
+        """
+        with self._idle:
+            waiting = self._outstanding
+        if self.gave_up or not waiting:
+            return
+        self.gave_up = True
+        spool = self.spool
+        uri = spool_uri(self.backend)
+        told = self.spooling and spool is not None  # the "is away" warning said it already
+        if spool is not None:
+            self.spooling = True
+            if uri is not None:
+                _store_away(uri)
+            with contextlib.suppress(OSError):
+                spool.make_durable()
+            message = (
+                f"the tracking store {mask_uri(uri or repr(self.backend))} is away: {why}; "
+                f"{_records(waiting)} of run {self.run_name!r} wait in the spool at "
+                f"{spool.path.parent}: `tracked sync` sends them"
+            )
+        else:
+            message = (
+                f"{_records(waiting)} of run {self.run_name!r} are not written yet: {why}; "
+                f"there is no spool for {self.backend!r}, so they are lost if the process ends"
+            )
+        if not told:
+            self._note(message, None, key=f"gave-up:{self.local_id}")
+        if at_exit:
+            self.deliver(may_raise=False)
+
     def end(
-        self, status: str = FINISHED, *, may_raise: bool = True, timeout: float | None = None
+        self, status: str = FINISHED, *, may_raise: bool = True, deadline: float | None = None
     ) -> None:
-        """End the parent run with ``status`` and wait (at most ``timeout`` seconds) for its
-        records to be written.
+        """End the parent run with ``status`` and wait for its records to be written, until
+        ``deadline`` (``time.monotonic()``; default: ``TRACKED_EXIT_TIMEOUT`` from now).
 
         A copy's session never ends the run it logs under; it only says it is done.
         """
@@ -495,9 +603,12 @@ class Session:
                 return
             if self.owned and not self.broken:
                 if self.composer.fitted_kinds == {"transformer"}:
+                    # Stages of forked workers are child runs of this run, but their fitted
+                    # objects live in the workers: this process composes only its own.
+                    where = "in this process" if self.forked else "in it"
                     notice(
                         f"parent run {self.run_name!r} ends without a composed `pipeline` model: "
-                        "no estimator stage was fitted in it",
+                        f"no estimator stage was fitted {where}",
                         key=f"no-composed:{self.local_id}",
                         warn=False,
                     )
@@ -514,8 +625,22 @@ class Session:
             else:
                 entry = {"kind": "detach"}
             self._submit(entry, None)
-        self.wait(timeout)
+        if deadline is None:
+            deadline = time.monotonic() + wait_bound()
+        try:
+            self.settle(deadline)
+        except KeyboardInterrupt:
+            self.deliver(may_raise=False)
+            raise
         self.deliver(may_raise=may_raise)
+
+
+def _records(count: int) -> str:
+    return f"{count} record{'' if count == 1 else 's'}"
+
+
+def _not_answered() -> str:
+    return f"it did not take them within {wait_bound():g} s ({EXIT_TIMEOUT_ENV})"
 
 
 def new_local_id() -> str:
@@ -601,6 +726,8 @@ def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tupl
 # -- interpreter exit ----------------------------------------------------------------------------
 
 _open_sessions: set[Session] = set()
+#: Sessions with entries the writer has not done yet (ended ones included).
+_busy: set[Session] = set()
 #: Sessions holding reports that the writer collected and no caller has seen yet.
 _with_reports: set[Session] = set()
 
@@ -611,22 +738,97 @@ def deliver_all() -> None:
         session.deliver()
 
 
-def _exit_status() -> str:
-    # Set by the interpreter when an exception ended the program.
+def _interactive() -> bool:
+    """A REPL (``python -i``, ``code.interact``) or an IPython shell or notebook kernel."""
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return True
+    return _ipython() is not None
+
+
+def _ipython() -> Any:
+    module = sys.modules.get("IPython")
+    get = getattr(module, "get_ipython", None)
+    try:
+        return get() if callable(get) else None
+    except Exception:
+        return None
+
+
+def _exit_status(session: Session) -> str:
+    """How a run left open ends at interpreter exit.
+
+    ``sys.last_type`` is set by the interpreter when an exception ended the program, and by
+    a REPL or IPython for every exception it displayed and survived: there, a displayed
+    exception is not the cause of the exit, so runs end FINISHED, except those a Ctrl-C
+    interrupted (a stage call of theirs, or the notebook cell that opened them): KILLED.
+    """
+    if _interactive():
+        return KILLED if session.interrupted else FINISHED
     return status_for(getattr(sys, "last_type", None))
 
 
 def end_open_sessions(status: str | None = None, deadline: float | None = None) -> None:
     """End every parent run this process opened and left open (at interpreter exit),
     waiting for the writer until ``deadline`` (``time.monotonic()``) at most."""
-    final = status or _exit_status()
     for session in list(_open_sessions):
         if session.pid != os.getpid():
             continue
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         # Strict mode at exit: there is nowhere left to raise to.
         with contextlib.suppress(Exception):
-            session.end(final, may_raise=False, timeout=timeout)
+            session.end(status or _exit_status(session), may_raise=False, deadline=deadline)
+
+
+class _Cells:
+    """IPython's cells as they run: which one is running, and whether a Ctrl-C ended it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.watched = False
+
+    def started(self, *args: Any) -> None:
+        self.count += 1
+
+    def finished(self, result: Any = None) -> None:
+        error = getattr(result, "error_in_exec", None)
+        if isinstance(error, KeyboardInterrupt):
+            for session in list(_open_sessions):
+                if session.cell == self.count:
+                    session.interrupted = True
+
+
+_cells = _Cells()
+
+
+def _watch_cells() -> None:
+    """Follow IPython's cells (once, when the first run opens in an IPython shell)."""
+    if _cells.watched:
+        return
+    shell = _ipython()
+    if shell is None:
+        return
+    _cells.watched = True
+    with contextlib.suppress(Exception):
+        shell.events.register("pre_run_cell", _cells.started)
+        shell.events.register("post_run_cell", _cells.finished)
+
+
+def settle_all(deadline: float, *, at_exit: bool = False) -> bool:
+    """Wait until the writer is done with every session of this process, until ``deadline``
+    at most; the entries of sessions it has not finished by then stay in the spool."""
+    done = True
+    for session in list(_busy):
+        if session.pid != os.getpid() or (session.gave_up and session.spool is not None):
+            continue  # a wait that ended already (bound, Ctrl-C): its records are in the spool
+        done = session.settle(deadline, at_exit=at_exit) and done
+    return done
+
+
+def give_up_all(why: str, *, at_exit: bool = False) -> None:
+    """Stop waiting for every session of this process (see ``Session.give_up``)."""
+    for session in list(_busy):
+        if session.pid == os.getpid():
+            with contextlib.suppress(Exception):
+                session.give_up(why, at_exit=at_exit)
 
 
 #: How long a fork waits for the writer to create the runs the child will log under.
@@ -640,12 +842,24 @@ def _drain_before_fork() -> None:
         writer().flush(FORK_DRAIN_TIMEOUT_S)
 
 
+#: This process is a forked child: its sessions write synchronously (see ``Session``).
+_in_forked_child = False
+
+
+def _sessions_forked() -> None:
+    for session in list(_open_sessions):
+        session.forked = True
+
+
 def _sessions_of_forked_child() -> None:
     # The child's stage calls log under the parent's open runs as copies do: they never end
     # those runs, and spool into folders of their own.
+    global _in_forked_child
+    _in_forked_child = True
     sessions = list(_open_sessions)
     _open_sessions.clear()
     _with_reports.clear()
+    _busy.clear()  # the parent's writer does those entries, not the child's
     for session in sessions:
         session.fork_copy()
         _open_sessions.add(session)
@@ -658,4 +872,8 @@ def _sessions_of_forked_child() -> None:
         util.Finalize(None, _at_exit, exitpriority=10)
 
 
-os.register_at_fork(before=_drain_before_fork, after_in_child=_sessions_of_forked_child)
+os.register_at_fork(
+    before=_drain_before_fork,
+    after_in_parent=_sessions_forked,
+    after_in_child=_sessions_of_forked_child,
+)

@@ -94,15 +94,17 @@ def sync(
             )
             continue
         if dry_run:
+            # What the real sync would do, said by the same functions it uses.
             pending = pending_entries(session)
+            closing = _closing_entries(session, session.entries, state_name)
             result.done.append(
                 f"would write {session.session_id} ({session.header.get('run_name')}): "
-                f"{len(pending)} entries to {mask_uri(uri)}"
-                + (
-                    " and end its parent run KILLED"
-                    if state_name == "abandoned" and not session.closed
-                    else ""
-                ),
+                f"{len(pending) + len(closing)} entries to {mask_uri(uri)}"
+                + _run_words(
+                    session,
+                    _known_run(session, ReplayState.from_progress(session.progress), known_runs),
+                )
+                + (" and end its parent run KILLED" if closing else ""),
             )
             result.remaining[session.session_id] = "dry run"
             continue
@@ -142,8 +144,7 @@ def _replay_session(
         backend, session.header, state, appender.append, find_existing=True, mark_failed=False
     )
     entries = list(session.entries)
-    if state_name == "abandoned" and not session.closed:
-        entries.extend(_closing_entries(session, entries))
+    entries.extend(_closing_entries(session, entries, state_name))
     failures: list[str] = []
     written = 0
     try:
@@ -168,12 +169,40 @@ def _replay_session(
         return
     session.remove()
     result.synced.append(sid)
-    parent = state.runs.get(session.header.get("session", ""))
-    result.done.append(f"synced {sid} ({session.header.get('run_name')}) as run {parent or '-'}")
+    run = _known_run(session, state, known_runs)
+    result.done.append(
+        f"synced {sid} ({session.header.get('run_name')})" + _run_words(session, run)
+    )
 
 
-def _closing_entries(session: SpooledSession, entries: list[dict[str, Any]]) -> list[dict]:
-    """End the parent run of a session whose process died: KILLED, with the reason."""
+def _known_run(
+    session: SpooledSession, state: ReplayState, known_runs: dict[str, str]
+) -> str | None:
+    """The store id of the run a session writes (its own parent run, or, for a copy, the
+    run it logs under), when known; else its local id."""
+    own = session.header.get("session")
+    ref = own if session.header.get("parent") == own else session.header.get("parent")
+    if ref is None:
+        return None
+    return state.runs.get(ref) or known_runs.get(ref) or ref
+
+
+def _run_words(session: SpooledSession, run: str | None) -> str:
+    if run is None or run == session.session_id:
+        return ""  # its own run, known by the session id only so far
+    own = session.header.get("session")
+    if session.header.get("parent") == own:
+        return f" as run {run}"
+    return f" under run {run}"
+
+
+def _closing_entries(
+    session: SpooledSession, entries: list[dict[str, Any]], state_name: str
+) -> list[dict]:
+    """End the parent run of a session whose process died: KILLED, with the reason. The
+    dry run and the real sync both ask this, so that they agree."""
+    if state_name != "abandoned" or session.closed:
+        return []
     own = session.header.get("session")
     if own is None or session.header.get("parent") != own:
         return []  # a copy logging under another session's run: that one ends it

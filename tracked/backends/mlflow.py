@@ -225,6 +225,51 @@ def _check_reachable(uri: str, timeout: float = 3.0) -> None:
         raise ConnectionError(msg) from None
 
 
+#: A request of the library's own to an HTTP store waits this long at most for an answer
+#: (connect and each read), and is tried again once: a store that does not answer within a
+#: few seconds counts as away, and its records go to the spool. MLflow's own defaults (120 s,
+#: 7 retries with backoff) would hold the writer for many minutes. Set
+#: ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` to choose otherwise.
+REQUEST_TIMEOUT_S = 5
+REQUEST_RETRIES = 1
+
+#: Set while the library calls the store on this thread: MLflow's request settings answer
+#: with the library's bounds then (``_bound_requests``), and only then.
+_own_call = threading.local()
+_bounds_installed = False
+_bounds_lock = threading.Lock()
+
+
+def _bound_requests() -> None:
+    """Give the library's own HTTP requests its bounds, leaving everyone else's alone.
+
+    MLflow reads ``MLFLOW_HTTP_REQUEST_TIMEOUT`` and ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` from
+    the environment at every request (tracking calls and artifact uploads alike), and offers
+    no per-client setting. Changing the environment would change the user's own MLflow calls
+    too; so the two settings answer with the library's bounds only on a thread inside a call
+    of the library's (``GuardedClient.call``), and only when the user did not set them.
+    """
+    global _bounds_installed
+    with _bounds_lock:
+        if _bounds_installed:
+            return
+        from mlflow import environment_variables as variables
+
+        for variable, bound in (
+            (variables.MLFLOW_HTTP_REQUEST_TIMEOUT, REQUEST_TIMEOUT_S),
+            (variables.MLFLOW_HTTP_REQUEST_MAX_RETRIES, REQUEST_RETRIES),
+        ):
+            original = variable.get
+
+            def get(original=original, variable=variable, bound=bound):
+                if getattr(_own_call, "depth", 0) and not variable.is_set():
+                    return bound
+                return original()
+
+            variable.get = get
+        _bounds_installed = True
+
+
 #: Errors after which a store call certainly did not happen, so trying again is safe.
 _TRANSIENT = ("database is locked", "QueuePool limit", "database table is locked")
 #: MLflow creates a logged dataset with a check-then-insert: two processes logging the same
@@ -262,18 +307,22 @@ class GuardedClient:
     ) -> Any:
         """``function(*args, **kwargs)``, serialised and retried as the client's calls are."""
         delay = FIRST_BACKOFF_S
-        for attempt in range(RETRIES + 1):
-            try:
-                if self._lock is None:
-                    return function(*args, **kwargs)
-                with self._lock:
-                    return function(*args, **kwargs)
-            except Exception as exc:
-                if attempt == RETRIES or not any(t in str(exc) for t in transient):
-                    raise
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+        _own_call.depth = getattr(_own_call, "depth", 0) + 1
+        try:
+            for attempt in range(RETRIES + 1):
+                try:
+                    if self._lock is None:
+                        return function(*args, **kwargs)
+                    with self._lock:
+                        return function(*args, **kwargs)
+                except Exception as exc:
+                    if attempt == RETRIES or not any(t in str(exc) for t in transient):
+                        raise
+                time.sleep(delay)
+                delay *= 2
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            _own_call.depth -= 1
 
     def terminate(self, run_id: str, status: str, end_time: int | None) -> None:
         """End a run as ``set_terminated`` does, without its "View run" line on stdout:
@@ -348,7 +397,11 @@ class MlflowBackend:
     """
 
     def __init__(self, tracking_uri: str | None = None) -> None:
-        self._requested_uri = tracking_uri or default_tracking_uri()
+        self._requested_uri = absolute_store_uri(tracking_uri or default_tracking_uri())
+        #: Where a database store keeps artifacts when nothing says otherwise: MLflow's
+        #: ``./mlruns``, resolved now, not in whichever folder is current when the writer
+        #: first talks to the store.
+        self._artifact_root = default_artifact_root(self._requested_uri)
         self._notes: dict[str, KeyNotes] = {}
         self._lock = threading.Lock()
         self._client: Any = None
@@ -384,10 +437,11 @@ class MlflowBackend:
                     from tracked._writer import run_first_at_exit
 
                     run_first_at_exit()  # before mlflow's own exit handlers, just registered
+                    _bound_requests()
                     uri = self._requested_uri
                     _check_reachable(uri)
                     self._client = GuardedClient(
-                        mlflow.MlflowClient(tracking_uri=uri),
+                        _open_client(mlflow, uri, self._artifact_root),
                         serialize=uri.startswith("sqlite:"),
                     )
                     self._pid = os.getpid()
@@ -687,6 +741,122 @@ class MlflowBackend:
         self._notes.pop(run_id, None)
 
 
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def absolute_store_uri(uri: str) -> str:
+    """``uri`` with a relative local path made absolute against the current folder.
+
+    A session resolves its store once, when it opens: ``sqlite:///rel.db``, ``./mlruns`` or
+    ``file:mlruns`` then mean the same store whichever folder the process is in later.
+    """
+    from urllib.parse import urlsplit
+
+    if uri.startswith("sqlite:///"):
+        path, sep, query = uri[len("sqlite:///") :].partition("?")
+        if path and path != ":memory:" and not os.path.isabs(path):
+            return "sqlite:///" + os.path.abspath(path) + sep + query
+        return uri
+    parts = urlsplit(uri)
+    if parts.scheme == "file" and not parts.netloc and not os.path.isabs(parts.path):
+        return "file://" + os.path.abspath(parts.path)
+    if not parts.scheme or (len(parts.scheme) == 1 and os.name == "nt"):  # a plain path
+        return os.path.abspath(uri)
+    return uri
+
+
+def default_artifact_root(uri: str) -> str | None:
+    """MLflow's default artifact root of a database store (``./mlruns``), made absolute; None
+    for other stores (they choose their artifact locations themselves) or when the
+    environment of an MLflow server chooses it."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in _DATABASE_SCHEMES or os.environ.get("_MLFLOW_SERVER_ARTIFACT_ROOT"):
+        return None
+    return os.path.abspath("mlruns")
+
+
+#: MLflow creates a fresh database's schema on first use. Processes opening one fresh store
+#: at once race there and fail with these; the store is fine once one of them has finished.
+_SCHEMA_RACE = (
+    "Online migration expected to match one row",
+    "duplicate column name",
+    "already exists",
+    "out-of-date database schema",
+    "no such table",
+)
+#: How long opening a store keeps trying after such errors.
+SCHEMA_RACE_WAIT_S = 60.0
+
+
+def _open_client(mlflow: Any, uri: str, artifact_root: str | None) -> Any:
+    """An ``MlflowClient`` for ``uri`` whose store exists (a fresh database's schema made)
+    and keeps artifacts under ``artifact_root`` (None: MLflow's choice)."""
+    from mlflow.tracking._tracking_service import utils
+
+    def create() -> Any:
+        # The store first, with its artifact root: the client's own lookup (without one)
+        # then finds the schema made, and its root is replaced below.
+        utils._get_store(uri, artifact_root)
+        return mlflow.MlflowClient(tracking_uri=uri)
+
+    deadline = time.monotonic() + SCHEMA_RACE_WAIT_S
+    delay = FIRST_BACKOFF_S
+    with _store_creation_lock(uri):
+        while True:
+            try:
+                client = create()
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline or not any(t in str(exc) for t in _SCHEMA_RACE):
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    if artifact_root is not None:
+        client._tracking_client = _pinned_tracking_client(uri, artifact_root)
+    return client
+
+
+@contextlib.contextmanager
+def _store_creation_lock(uri: str):
+    """Serialise the creation of a sqlite store between the processes of this machine (the
+    retries above cover processes that do not take this lock)."""
+    if not uri.startswith("sqlite:"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: the retries alone
+        yield
+        return
+    import hashlib
+
+    digest = hashlib.sha1(uri.encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"tracked-store-{digest}.lock")
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _pinned_tracking_client(uri: str, artifact_root: str) -> Any:
+    """MLflow's tracking client whose store keeps artifacts under ``artifact_root``.
+
+    ``MlflowClient`` always asks for the store without an artifact root, which a database
+    store resolves to ``./mlruns`` of the folder current at that moment.
+    """
+    from mlflow.tracking._tracking_service import utils
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    class PinnedTrackingClient(TrackingServiceClient):
+        @property
+        def store(self) -> Any:
+            return utils._get_store(self.tracking_uri, artifact_root)
+
+    return PinnedTrackingClient(uri)
+
+
 _shared: dict[str, MlflowBackend] = {}
 _shared_lock = threading.Lock()
 
@@ -699,6 +869,7 @@ def shared_backend(tracking_uri: str | None) -> MlflowBackend:
     """
     if tracking_uri is None:
         tracking_uri = default_tracking_uri()
+    tracking_uri = absolute_store_uri(tracking_uri)
     with _shared_lock:
         backend = _shared.get(tracking_uri)
         if backend is None:

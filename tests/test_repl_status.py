@@ -1,0 +1,81 @@
+"""Status in the REPL: an exception the session displayed and survived is not the cause of
+its exit; only the runs a Ctrl-C interrupted end KILLED."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+
+
+def run_repl(lines: str, tmp_path: Path) -> dict[str, str]:
+    """Feed ``lines`` to ``python -i`` on its stdin; return the run ids it printed by name."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}",
+        "TRACKED_STRICT": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-i", "-q"],
+        input=lines,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    runs = dict(line.split() for line in done.stdout.splitlines() if line.startswith("run-"))
+    assert runs, (done.stdout, done.stderr)
+    return runs
+
+
+SETUP = """
+    from sklearn.datasets import load_iris
+    from pipelines import Iris
+    X, y = load_iris(return_X_y=True)
+    Iris.tracking_uri = {uri!r}
+    p = Iris()
+    p.train(X, y)
+    print("run-p", p.run_id)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_displayed_exception_leaves_open_runs_finished_at_exit(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = run_repl(textwrap.dedent(SETUP).format(uri=uri) + "1/0\n", tmp_path)
+    client = MlflowClient(uri)
+    assert "FINISHED" == client.get_run(runs["run-p"]).info.status
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_after_an_interrupted_statement_only_its_own_runs_end_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    lines = textwrap.dedent(SETUP).format(uri=uri) + textwrap.dedent(
+        """
+        class Interrupted(Iris):
+            def classification(self, X, y=None, predict=False, stage="estimator"):
+                raise KeyboardInterrupt  # Ctrl-C in the middle of the stage
+
+        q = Interrupted()
+        q.train(X, y)
+        print("run-q", q.run_id)
+        int("x")
+        """
+    )
+    runs = run_repl(lines, tmp_path)
+    client = MlflowClient(uri)
+    assert "FINISHED" == client.get_run(runs["run-p"]).info.status
+    assert "KILLED" == client.get_run(runs["run-q"]).info.status
