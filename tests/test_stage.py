@@ -49,6 +49,7 @@ def test_child_runs_carry_stage_kind_phase_and_operator_tags(memory, iris):
         "tracked.stage": "preprocessing",
         "tracked.kind": "transformer",
         "tracked.phase": "fit",
+        "tracked.phase_basis": "new_operator",
         "tracked.operator": "sklearn.preprocessing._data.StandardScaler",
     }
     assert "estimator" == classify_fit.tags["tracked.kind"]

@@ -233,19 +233,81 @@ def non_default_params(obj: object) -> dict[str, Any]:
 #
 # Before a stage runs we cannot know which object it will put in ``self.operator`` (the previous
 # stage's operator is usually still there), so comparing ``self.operator`` before and after
-# calls everything a fit. Instead we note every object the instance holds, with its fitted
-# attributes; after the call, an operator not held before is new (fit), one whose fitted
-# attributes are other objects was refitted (fit), anything else only ran inference.
+# calls everything a fit. Instead we note every object the instance holds, with its state;
+# after the call, an operator not held before is new (fit), one whose state changed was
+# refitted (fit), anything else only ran inference.
+#
+# The state is every attribute, private ones too (``__dict__`` and ``__slots__``), and those
+# of the estimators nested in it: scikit-learn's fitted attributes end in ``_``, but LightGBM
+# keeps ``fitted_ = True`` (the same object) across refits and its booster in ``_Booster``;
+# XGBoost, statsmodels and hand-written estimators follow no convention at all. Each value is
+# kept by identity plus a cheap token (a container's length, a few sampled array values), so
+# that a refit in place is seen too, without hashing big arrays.
 # The snapshot keeps references, so ``is`` comparisons cannot be fooled by reused ids.
+
+#: ``tracked.phase_basis``: why a call was given its phase.
+BASIS_NEW = "new_operator"
+BASIS_FITTED = "fitted_attributes"
+BASIS_STATE = "state_changed"
+BASIS_UNCHANGED = "state_unchanged"
+BASIS_UNKNOWN = "state_unreadable"
+
+_SAMPLE = 16
+
+
+def attributes(obj: object) -> dict[str, object] | None:
+    """The instance attributes of ``obj``: its ``__dict__`` and every ``__slots__`` entry
+    in its MRO that is set; None for an object with neither."""
+    state = getattr(obj, "__dict__", None)
+    found: dict[str, object] | None = dict(state) if isinstance(state, dict) else None
+    for klass in type(obj).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        for name in slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{klass.__name__.lstrip('_')}{name}"  # private names are mangled
+            descriptor = klass.__dict__.get(name)
+            if descriptor is None or not hasattr(descriptor, "__get__"):
+                continue
+            try:
+                value = descriptor.__get__(obj, klass)
+            except AttributeError:  # a slot not set
+                continue
+            if found is None:
+                found = {}
+            found.setdefault(name, value)
+    return found
+
+
+def _token(value: object) -> object:
+    """What tells a changed value from the same one, cheaply: a sample of an array's values
+    and a container's length (both may change in place), else nothing beyond identity."""
+    if isinstance(value, (dict, list, set)):
+        return len(value)
+    if type(value).__name__ == "ndarray" and type(value).__module__ == "numpy":
+        try:
+            if not value.flags.c_contiguous:  # type: ignore[attr-defined]
+                return value.shape  # type: ignore[attr-defined]
+            flat = value.reshape(-1)  # type: ignore[attr-defined]
+            return (value.shape, flat[:: max(1, flat.size // _SAMPLE)][:_SAMPLE].tobytes())  # type: ignore[attr-defined]
+        except Exception:
+            return None
+    return None
 
 
 def _fitted_state(obj: object, depth: int = 2) -> dict[str, object] | None:
-    """Fitted attributes of ``obj`` and of the estimators nested in it (a Pipeline's steps,
-    a meta-estimator's ``estimator``), keyed by path; None for objects without attributes."""
-    state = getattr(obj, "__dict__", None)
-    if not isinstance(state, dict):
+    """State of ``obj`` and of the estimators nested in it (a Pipeline's steps, a
+    meta-estimator's ``estimator``), keyed by path: ``(value, token)`` per attribute; None for
+    objects without attributes. Keys of fitted (trailing-underscore) attributes end in ``_``."""
+    state = attributes(obj)
+    if state is None:
         return None
-    fitted = {name: value for name, value in state.items() if is_fitted_name(name)}
+    fitted: dict[str, object] = {
+        name: (value, _token(value)) for name, value in state.items() if name != CONTEXT_ATTRIBUTE
+    }
     if depth > 0:
         for name, value in state.items():
             if is_fitted_name(name) or name.startswith("_"):
@@ -282,31 +344,63 @@ def _held_objects(value: object) -> list[object]:
 
 
 def snapshot(instance: object) -> dict[int, tuple[object, dict[str, object] | None]]:
-    """Identity and fitted state of every object held by ``instance`` (and in its containers)."""
+    """Identity and state of every object held by ``instance`` (in its ``__dict__`` and its
+    ``__slots__``, and in its containers)."""
     held = {}
-    for name, value in vars(instance).items():
+    state = attributes(instance) or {}
+    for name, value in state.items():
         if name in (CONTEXT_ATTRIBUTE, OPERATOR_ATTRIBUTE) or value is None:
             continue
         for item in _held_objects(value):
             if item is not None and id(item) not in held:
                 held[id(item)] = (item, _fitted_state(item))
-    operator = vars(instance).get(OPERATOR_ATTRIBUTE)
+    operator = state.get(OPERATOR_ATTRIBUTE)
     if operator is not None and id(operator) not in held:
         held[id(operator)] = (operator, _fitted_state(operator))
     return held
+
+
+def _same(old: tuple[object, object], new: tuple[object, object]) -> bool:
+    if old[0] is not new[0]:
+        return False
+    try:
+        return bool(old[1] == new[1])
+    except Exception:
+        return False
+
+
+def decide_phase(
+    before: Mapping[int, tuple[object, dict[str, object] | None]], operator: object
+) -> tuple[str, str]:
+    """The phase of a call that left ``operator`` in ``self.operator``, and its basis.
+
+    ``fit`` when ``operator`` is new, or when any part of its state (fitted attributes first,
+    then any other attribute, private ones too) is another object than before or changed in
+    place; ``inference`` when its state is untouched. An operator whose state cannot be read
+    (no ``__dict__``, no ``__slots__``) is called ``inference`` with the basis
+    ``state_unreadable``: a caller should say so rather than trust it.
+    """
+    entry = before.get(id(operator))
+    if entry is None or entry[0] is not operator:
+        return FIT, BASIS_NEW
+    old = entry[1]
+    new = _fitted_state(operator)
+    if old is None or new is None:
+        return INFERENCE, BASIS_UNKNOWN
+    fitted = {key for key in old.keys() | new.keys() if key.endswith("_")}
+    for key in fitted:
+        if key not in old or key not in new or not _same(old[key], new[key]):  # type: ignore[arg-type]
+            return FIT, BASIS_FITTED
+    if old.keys() != new.keys():
+        return FIT, BASIS_STATE
+    for key, value in old.items():
+        if not _same(value, new[key]):  # type: ignore[arg-type]
+            return FIT, BASIS_STATE
+    return INFERENCE, BASIS_UNCHANGED
 
 
 def detect_phase(
     before: Mapping[int, tuple[object, dict[str, object] | None]], operator: object
 ) -> str:
     """``fit`` when ``operator`` is new or was refitted since ``before``, else ``inference``."""
-    entry = before.get(id(operator))
-    if entry is None or entry[0] is not operator:
-        return FIT
-    old = entry[1]
-    new = _fitted_state(operator)
-    if old is None or new is None:
-        return INFERENCE
-    if old.keys() != new.keys():
-        return FIT
-    return INFERENCE if all(new[name] is value for name, value in old.items()) else FIT
+    return decide_phase(before, operator)[0]

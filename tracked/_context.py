@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import threading
 import weakref
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from tracked._capture import CONTEXT_ATTRIBUTE, flatten, qualified_name
@@ -21,14 +24,26 @@ from tracked.backends.base import Backend
 
 
 class Frame:
-    """One running stage call: its name, and what it assigned to ``self.operator``."""
+    """One running stage call: its name, what it assigned to ``self.operator``, and the
+    records of the stages it called (``(session, record, their children, composed step)``),
+    which are written as its nested runs once its own record is."""
 
-    __slots__ = ("assigned", "name", "operator")
+    __slots__ = ("assigned", "children", "name", "operator")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.operator: object = None
         self.assigned = False
+        self.children: list[tuple[Any, Any, list[Any], int]] = []
+
+
+#: The running stage calls of every pipeline instance, per context id, innermost last. A
+#: context variable, not a thread-local: asyncio tasks interleave on one thread, and each
+#: must see only its own calls (new threads start empty, as they did with a thread-local).
+#: Values are never mutated, only replaced, so copies of the context never share a stack.
+_stacks: contextvars.ContextVar[Mapping[int, tuple[Frame, ...]]] = contextvars.ContextVar(
+    "tracked_stage_stacks", default=MappingProxyType({})
+)
 
 
 class Context:
@@ -55,7 +70,6 @@ class Context:
         self.attached = attached
         self.group = group
         self._lock = threading.Lock()
-        self._local = threading.local()
         #: The context this one's instance was cloned from (``sklearn.base.clone``).
         self._origin: weakref.ref[Context] | None = None
         #: Sessions of clones whose parent runs nest under this one's: ended with it (held
@@ -110,18 +124,26 @@ class Context:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(attached=state["attached"], group=state.get("group"))  # type: ignore[misc]
 
-    def stack(self) -> list[Frame]:
-        """The stages running on this instance in the calling thread, innermost last."""
-        stack = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        return stack
+    def stack(self) -> tuple[Frame, ...]:
+        """The stages running on this instance in the calling thread (or asyncio task),
+        innermost last."""
+        return _stacks.get().get(id(self), ())
+
+    def push(self, frame: Frame) -> contextvars.Token[Mapping[int, tuple[Frame, ...]]]:
+        """``frame`` runs now, inside the running ones; give the token to ``pop``."""
+        stacks = _stacks.get()
+        return _stacks.set({**stacks, id(self): (*stacks.get(id(self), ()), frame)})
+
+    def pop(self, token: contextvars.Token[Mapping[int, tuple[Frame, ...]]]) -> None:
+        _stacks.reset(token)
 
     def operator_assigned(self, value: object) -> None:
-        """``self.operator = value`` ran in this thread: the running stages saw it."""
-        for frame in getattr(self._local, "stack", ()):
-            frame.operator = value
-            frame.assigned = True
+        """``self.operator = value`` ran: the innermost running stage assigned it. Stages
+        that called it assigned nothing by that (they record only what they did)."""
+        stack = self.stack()
+        if stack:
+            stack[-1].operator = value
+            stack[-1].assigned = True
 
     def open_session(self, instance: object) -> Session:
         """The current session, started if needed; a new one after the last has ended."""

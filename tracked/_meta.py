@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from abc import ABCMeta
 from collections.abc import Mapping
 from types import FunctionType
@@ -236,6 +237,99 @@ def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
             raise PipelineDefinitionError(msg) from None
 
 
+# -- instrumenting through the MRO ------------------------------------------------------------
+
+#: Classes whose stages are all wrapped. Not a class attribute: cloudpickle would copy it.
+_instrumented: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def _mro_names(cls: type) -> list[str]:
+    names: dict[str, None] = {}
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        names.update(dict.fromkeys(vars(klass)))
+    return list(names)
+
+
+def _resolve(cls: type, name: str) -> tuple[type, object] | None:
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return klass, vars(klass)[name]
+    return None
+
+
+def _unwrapped_stages(cls: type) -> dict[str, tuple[str, object]]:
+    """Plain functions that ``cls`` reaches by attribute lookup and that are stages, but
+    that no class of ours has wrapped: ``{name: (kind, function)}``.
+
+    A function is a stage when it declares a ``stage=`` default, when a later class in the
+    MRO defines a stage of that name (an override keeps the stage), or when ``stages`` names
+    it. Functions whose defining class is another ``TrackedMeta`` class are left to it.
+
+    Raises:
+        PipelineDefinitionError: a misspelt kind.
+    """
+    found: dict[str, tuple[str, object]] = {}
+    declared = getattr(cls, "stages", None)
+    declared = declared if isinstance(declared, Mapping) else {}
+    for name in _mro_names(cls):
+        resolved = _resolve(cls, name)
+        if resolved is None:
+            continue
+        owner, value = resolved
+        if owner is not cls and isinstance(owner, TrackedMeta):
+            continue
+        if stage_spec_of(value) is not None:
+            continue
+        # A misspelt kind, or a stage that is not a plain method, is refused as in a class body.
+        kind = _declared_stage(cls.__name__, name, value)
+        if not isinstance(value, FunctionType):
+            continue
+        if kind is None:
+            for base in cls.__mro__[cls.__mro__.index(owner) + 1 :]:
+                spec = stage_spec_of(vars(base).get(name))
+                if spec is not None:
+                    kind = spec.kind
+                    break
+        if kind is None and declared.get(name) in STAGE_KINDS:
+            kind = declared[name]
+        if kind is not None:
+            found[name] = (kind, value)
+    return found
+
+
+def _instrument_one(cls: type) -> None:
+    # Wrapped in the subclass's own namespace: a mixin itself, and its other users, stay
+    # untouched.
+    for name, (kind, raw) in _unwrapped_stages(cls).items():
+        spec = StageSpec.of(raw, kind, cls.__name__)  # type: ignore[arg-type]
+        type.__setattr__(cls, name, StageFunction(raw, make_stage_wrapper(spec)))
+
+
+def instrument(cls: type) -> None:
+    """Wrap every stage ``cls`` and its bases reach and no wrapper covers yet (cheap when
+    done already). A class that cannot be instrumented says so with a ``TrackingWarning``:
+    its calls would otherwise record nothing, silently."""
+    if cls in _instrumented:
+        return
+    try:
+        for klass in reversed(cls.__mro__):
+            if isinstance(klass, TrackedMeta):
+                _instrument_one(klass)
+    except Exception as exc:
+        from tracked._report import report_failure
+
+        report_failure(
+            f"instrument the stages of {cls.__module__}.{cls.__qualname__} (its stage calls "
+            "are not recorded)",
+            exc,
+            strict=False,
+        )
+        return
+    _instrumented.add(cls)
+
+
 # -- the metaclass ------------------------------------------------------------------------------
 
 
@@ -244,6 +338,11 @@ class TrackedMeta(ABCMeta):
 
     It derives from ``ABCMeta`` so that pipelines can also inherit from abstract base classes
     without a metaclass conflict.
+
+    Wrapping is idempotent and also done lazily, when an instance is created or unpickled:
+    cloudpickle rebuilds a class defined in ``__main__`` (a script, a notebook) in a worker
+    from its plain functions, after ``__new__`` has run, so ``__new__`` alone would leave
+    the worker's copy without a single stage.
     """
 
     def __new__(mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any):
@@ -255,7 +354,15 @@ class TrackedMeta(ABCMeta):
                 raw = _inherited(cls, method)[1]  # type: ignore[index]
             spec = StageSpec.of(raw, kind, name)
             setattr(cls, method, StageFunction(raw, make_stage_wrapper(spec)))
+        # Stages found through the MRO (a plain mixin's), checked as our own are.
+        _instrument_one(cls)
         return cls
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        # A method set after the class was made (cloudpickle's rebuild of a `__main__`
+        # class, a monkeypatch) is wrapped when the next instance is made.
+        _instrumented.clear()
 
     def __call__(cls, *args: Any, **kwargs: Any):
         instance = super().__call__(*args, **kwargs)

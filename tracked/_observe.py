@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tracked._capture import (
+    BASIS_UNKNOWN,
     OPERATOR_ATTRIBUTE,
-    detect_phase,
+    decide_phase,
     operator_params,
     qualified_name,
 )
@@ -47,6 +48,13 @@ if TYPE_CHECKING:
 VERIFIED_TAG = "tracked.pipeline_verified"
 #: Why the composed model is not verified (empty once a pass verifies it).
 VERIFIED_REASON_TAG = "tracked.pipeline_verified_reason"
+#: Why a call got its phase: new_operator, fitted_attributes, state_changed, state_unchanged,
+#: state_unreadable, stateless_function, or nested_stages (a stage without an operator that
+#: called other stages).
+PHASE_BASIS_TAG = "tracked.phase_basis"
+BASIS_NESTED = "nested_stages"
+#: A plain function (a lambda made in the stage): never fitted, whatever its identity says.
+BASIS_STATELESS = "stateless_function"
 LOG_OUTPUTS = ("preview", "full", "none")
 #: On a stage run whose output_preview.csv was cut beyond its rows: what it holds.
 PREVIEW_TAG = "tracked.output_preview"
@@ -56,10 +64,13 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
     """The record of one stage call (``error`` set when the user's method raised)."""
     spec, session = call.spec, call.session
     operator = call.operator()
-    phase = detect_phase(call.before, operator) if operator is not None else INFERENCE
+    phase, basis = _phase(call, operator)
     if phase == FIT and _stateless(operator):
         phase = INFERENCE  # a function made anew in each call has nothing to fit
+        basis = BASIS_STATELESS
     tags = {"tracked.stage": spec.name, "tracked.kind": spec.kind, "tracked.phase": phase}
+    if basis is not None:
+        tags[PHASE_BASIS_TAG] = basis
     params: dict[str, str] = {}
     metrics = [Metric(key="duration_s", value=call.duration, timestamp=call.start_ms)]
     evaluation: tuple[Metric, ...] = ()
@@ -81,7 +92,9 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
     if inputs is not None:
         tags["tracked.input_digest"] = inputs.digest
     if operator is None:
-        if error is None:  # a failed stage has a better explanation than a missing operator
+        if error is None and not call.frame.children:
+            # A failed stage has a better explanation than a missing operator; one that
+            # called other stages is recorded by them.
             notice(
                 f"stage {spec.owner}.{spec.name} assigned no `self.{OPERATOR_ATTRIBUTE}`: "
                 "only its tags and duration are recorded",
@@ -99,7 +112,14 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         if outputs is not None:
             tags["tracked.output_digest"] = outputs.digest
             artifacts.update(_output_files(call, result, outputs, tags))
-    if error is None and operator is not None:
+    if error is None and operator is not None and call.frame.children:
+        # It called other stages: what its operator saw is their output, not its input, so
+        # it is neither scored on that input nor composed from it (its callees are).
+        if phase == FIT:
+            metrics.extend(_fitted(operator, artifacts, call.start_ms))
+            if spec.kind == "estimator":
+                model = _loggable_model(spec, operator)
+    elif error is None and operator is not None:
         if phase == FIT:
             session.composer.note_fit(
                 spec.name,
@@ -153,6 +173,35 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         duration_s=call.duration,
         nested_runs=nested,
     )
+
+
+def _phase(call: Call, operator: Any) -> tuple[str, str | None]:
+    """The phase of a call, and its basis (the ``tracked.phase_basis`` tag).
+
+    A stage that assigned no operator but called other stages is a fit when any of them
+    fitted; an operator whose state cannot be read is called inference, with a warning.
+    """
+    if operator is None:
+        if call.frame.children:
+            fitted = any(_fitted_within(child) for child in call.frame.children)
+            return (FIT if fitted else INFERENCE), BASIS_NESTED
+        return INFERENCE, None
+    phase, basis = decide_phase(call.before, operator)
+    if basis == BASIS_UNKNOWN:
+        spec = call.spec
+        notice(
+            f"stage {spec.owner}.{spec.name}: the state of its operator "
+            f"({qualified_name(operator)}) cannot be read (no __dict__ or __slots__), so "
+            "whether it was fitted cannot be told; it is recorded as inference "
+            f"(tag {PHASE_BASIS_TAG}={BASIS_UNKNOWN})",
+            key=f"phase-unknown:{qualified_name(operator)}",
+        )
+    return phase, basis
+
+
+def _fitted_within(child: tuple[Any, StageRecord, list[Any], int]) -> bool:
+    record, grandchildren = child[1], child[2]
+    return record.phase == FIT or any(_fitted_within(inner) for inner in grandchildren)
 
 
 def _context(kind: str, phase: str, y: Any) -> str:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from tracked._capture import CONTEXT_ATTRIBUTE, init_params, params_text
 from tracked._context import context_for
-from tracked._meta import TrackedMeta
+from tracked._meta import TrackedMeta, instrument
 from tracked._records import FINISHED, status_for
 from tracked._stage import OperatorSlot
 
@@ -99,6 +99,12 @@ class TrackedPipeline(metaclass=TrackedMeta):
 
     #: The object a stage works with: assign it in every stage (``self.operator = ...``).
     operator = OperatorSlot()
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # Also runs when an instance is unpickled in a worker, where cloudpickle may have
+        # rebuilt a `__main__` class from plain functions: its stages are wrapped here.
+        instrument(cls)
+        return super().__new__(cls)
 
     # -- the parent run ---------------------------------------------------------------------
 

@@ -210,7 +210,13 @@ class Replayer:
 
     def _create_run(self, entry: dict[str, Any], experiment: str | None) -> dict[str, Any]:
         local = entry["run"]
-        parent = self._resolve_parent(entry.get("parent"), experiment)
+        # A stage called by another stage nests under that stage's run (created before it:
+        # the caller's record is written first); under the parent run if that one failed.
+        nested = entry.get("nested_under")
+        if nested is not None and nested in self.state.runs:
+            parent = self.state.runs[nested]
+        else:
+            parent = self._resolve_parent(entry.get("parent"), experiment)
         backend = self.backend
         if self.find_existing and callable(getattr(backend, "find_run", None)):
             found = backend.find_run(

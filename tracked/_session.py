@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 ERROR_TAG_LIMIT = 1000
 #: On the stage runs of a copy that logs under another instance's parent run.
 COPY_TAG = "tracked.copy"
+#: On a stage run nested under the run of the stage that called it: that stage's name.
+PARENT_STAGE_TAG = "tracked.parent_stage"
 
 
 def default_run_name(instance: object) -> str:
@@ -240,20 +242,39 @@ class Session:
             self._steps[series] = step + 1
             return step
 
-    def write_stage(self, record: StageRecord, *, may_raise: bool = True) -> None:
-        """Hand ``record`` to the writer as a child run of this session's parent run."""
+    def write_stage(
+        self,
+        record: StageRecord,
+        *,
+        may_raise: bool = True,
+        nested_under: tuple[str, str] | None = None,
+        composed_step: int | None = None,
+    ) -> str | None:
+        """Hand ``record`` to the writer as a child run of this session's parent run, or
+        nested under the run of the stage that called it (``(its run, its name)``).
+        ``composed_step``: the step of its composed model (default: the latest one's).
+
+        Returns:
+            The local id of the stage's run (None when the session records nothing).
+        """
         if not self.usable:
-            return
+            return None
         from tracked._replay import metric_rows
 
         if record.status == KILLED:
             self.interrupted = True
+        tags = dict(record.tags)
+        if nested_under is not None:
+            tags[PARENT_STAGE_TAG] = nested_under[1]
         with self._lock:
-            self.total_duration_s += record.duration_s
+            if nested_under is None:  # a nested run's time is inside its caller's already
+                self.total_duration_s += record.duration_s
+            run = f"{self.local_id}-{self._seq}"
             entry = {
                 "kind": "stage",
-                "run": f"{self.local_id}-{self._seq}",
+                "run": run,
                 "parent": self.parent_ref,
+                "nested_under": nested_under[0] if nested_under is not None else None,
                 "experiment": self.experiment,
                 "stage": record.stage,
                 "run_name": record.run_name,
@@ -263,11 +284,13 @@ class Session:
                 "training": record.training,
                 # Credential-like params are masked already, where they are read (flatten).
                 "params": dict(record.params),
-                "tags": dict(record.tags),
+                "tags": tags,
                 "metrics": metric_rows(record.metrics),
                 "parent_metrics": metric_rows(record.parent_metrics),
                 "parent_tags": dict(record.parent_tags),
-                "composed_step": self.composer.count - 1,
+                "composed_step": (
+                    self.composer.count - 1 if composed_step is None else composed_step
+                ),
                 # Logs under a parent run someone else owns (a copy, a forked child).
                 "copy": not self.owned,
             }
@@ -296,6 +319,7 @@ class Session:
             }
             self._submit(entry, payload)
         self.deliver(may_raise=may_raise)
+        return run
 
     def _submit(self, entry: dict[str, Any], payload: dict[str, Any] | None) -> None:
         """Number the entry, spool it and queue it (or write it now, when synchronous)."""

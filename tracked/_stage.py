@@ -21,8 +21,8 @@ from tracked._capture import (
     snapshot,
 )
 from tracked._config import is_strict
-from tracked._context import Frame, context_for
-from tracked._errors import TrackingError
+from tracked._context import Context, Frame, context_for
+from tracked._errors import PipelineDefinitionError, TrackingError
 from tracked._observe import capture
 from tracked._outer import autologging_paused
 from tracked._records import now_ms
@@ -42,13 +42,35 @@ class StageSpec:
     kind: str
     owner: str
     signature: inspect.Signature
+    #: An ``async def`` stage: its run spans the await.
+    asynchronous: bool = False
 
     @classmethod
     def of(cls, function: Callable[..., Any], kind: str, owner: str) -> StageSpec:
+        """The spec of ``function``, a stage of class ``owner``.
+
+        Raises:
+            PipelineDefinitionError: ``function`` is a generator (sync or async): its body
+                runs after the call returned, piecemeal, so no run could span it.
+        """
+        name = function.__name__
+        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+            msg = (
+                f"{owner}.{name} is a generator function (it yields): a stage must return its "
+                "result, since its run spans the call; return a list (or an array), or make it "
+                "a plain method that is not a stage"
+            )
+            raise PipelineDefinitionError(msg)
         signature = inspect.signature(function)
         # Drop ``self``: wrapt hands the wrapper the bound method's arguments.
         parameters = list(signature.parameters.values())[1:]
-        return cls(function.__name__, kind, owner, signature.replace(parameters=parameters))
+        return cls(
+            name,
+            kind,
+            owner,
+            signature.replace(parameters=parameters),
+            asynchronous=inspect.iscoroutinefunction(function),
+        )
 
     def data(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], target: str = "y"
@@ -88,8 +110,19 @@ def make_stage_wrapper(spec: StageSpec) -> Callable[..., Any]:
             return wrapped(*args, **kwargs)
         return _tracked_call(spec, wrapped, instance, args, kwargs)
 
-    setattr(stage_wrapper, SPEC_ATTRIBUTE, spec)
-    return stage_wrapper
+    async def async_stage_wrapper(wrapped, instance, args, kwargs):
+        # An `async def` stage: the wrapper is a coroutine function too, and awaiting it
+        # awaits the user's coroutine; the run spans that await.
+        if instance is None or not instance.tracking:
+            return await wrapped(*args, **kwargs)
+        context = instance.__dict__.get(CONTEXT_ATTRIBUTE)
+        if context is not None and context.killed:
+            return await wrapped(*args, **kwargs)
+        return await _tracked_call_async(spec, wrapped, instance, args, kwargs)
+
+    wrapper = async_stage_wrapper if spec.asynchronous else stage_wrapper
+    setattr(wrapper, SPEC_ATTRIBUTE, spec)
+    return wrapper
 
 
 def _tracked_call(spec, wrapped, instance, args, kwargs):
@@ -102,13 +135,48 @@ def _tracked_call(spec, wrapped, instance, args, kwargs):
         current.stage_finished()
 
 
-def _tracked_call_body(spec, wrapped, instance, args, kwargs):
+class _Running:
+    """A stage call under way: what its record is built from once it returns."""
+
+    __slots__ = ("before", "context", "frame", "outer", "session", "start_ms", "started", "token")
+
+    def __init__(
+        self, context: Context, session: Session, before: dict[int, Any], frame: Frame
+    ) -> None:
+        self.context, self.session, self.before, self.frame = context, session, before, frame
+        stack = context.stack()
+        #: The stage that called this one, if any: this call's run nests under its run.
+        self.outer = stack[-1] if stack else None
+        self.token = context.push(frame)
+        self.start_ms = now_ms()
+        self.started = time.perf_counter()
+
+    def finish(self, spec, instance, args, kwargs, *, result=None, error=None) -> None:
+        """Record the call (``error`` set when the method raised; then this never raises)."""
+        duration = time.perf_counter() - self.started
+        self.context.pop(self.token)
+        call = Call(
+            spec,
+            instance,
+            self.session,
+            self.before,
+            self.frame,
+            args,
+            kwargs,
+            self.start_ms,
+            duration,
+        )
+        _record(call, self.outer, result=result, error=error)
+
+
+def _begin(spec: StageSpec, instance: Any) -> _Running | None:
+    """Start tracking a call; None when it is not tracked (tracking failed, or it re-enters
+    a stage that is running already)."""
     context = context_for(instance)
-    stack = context.stack()
-    if any(frame.name == spec.name for frame in stack):
+    if any(frame.name == spec.name for frame in context.stack()):
         # An override calling super(), or a stage re-entering itself: the outermost call
         # is the one recorded, so one call gives one child run.
-        return wrapped(*args, **kwargs)
+        return None
     try:
         session = context.open_session(instance)
         before = snapshot(instance) if session.usable else None
@@ -118,25 +186,41 @@ def _tracked_call_body(spec, wrapped, instance, args, kwargs):
         report_failure(f"prepare tracking of stage {spec.name!r}", exc, strict=is_strict(instance))
         before = None
     if before is None:
-        return wrapped(*args, **kwargs)
+        return None
+    return _Running(context, session, before, Frame(spec.name))
 
-    frame = Frame(spec.name)
-    stack.append(frame)
+
+def _tracked_call_body(spec, wrapped, instance, args, kwargs):
+    running = _begin(spec, instance)
+    if running is None:
+        return wrapped(*args, **kwargs)
     with autologging_paused():
-        start_ms = now_ms()
-        started = time.perf_counter()
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            duration = time.perf_counter() - started
-            stack.pop()
-            call = Call(spec, instance, session, before, frame, args, kwargs, start_ms, duration)
-            _record(call, error=exc)
+            running.finish(spec, instance, args, kwargs, error=exc)
             raise
-        duration = time.perf_counter() - started
-        stack.pop()
-        call = Call(spec, instance, session, before, frame, args, kwargs, start_ms, duration)
-        _record(call, result=result)
+        running.finish(spec, instance, args, kwargs, result=result)
+    return result
+
+
+async def _tracked_call_async(spec, wrapped, instance, args, kwargs):
+    # The writer is not held back over the await: it may be long and is not CPU-bound.
+    running = _begin(spec, instance)
+    if running is None:
+        return await wrapped(*args, **kwargs)
+    with autologging_paused():
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            running.finish(spec, instance, args, kwargs, error=exc)
+            raise
+        current = writer()
+        current.stage_started()
+        try:
+            running.finish(spec, instance, args, kwargs, result=result)
+        finally:
+            current.stage_finished()
     return result
 
 
@@ -164,6 +248,8 @@ class Call:
         if self.frame.assigned:
             return self.frame.operator
         if isinstance(getattr(type(self.instance), OPERATOR_ATTRIBUTE, None), OperatorSlot):
+            return None
+        if self.frame.children:  # what is there now, the stages it called assigned
             return None
         return getattr(self.instance, OPERATOR_ATTRIBUTE, None)
 
@@ -196,30 +282,63 @@ class OperatorSlot:
             raise AttributeError(self.name) from None
 
 
-def _record(call: Call, *, result: Any = None, error: BaseException | None = None) -> None:
+def _record(
+    call: Call, outer: Frame | None, *, result: Any = None, error: BaseException | None = None
+) -> None:
     """Capture the call and write it; with ``error`` set this never raises.
+
+    Called by another stage (``outer``), the record waits in that stage's frame, to be
+    written as a run nested under that stage's run once that run's record is written.
 
     Capturing an estimator stage predicts again (metrics, model checks): whatever it draws
     from the global random generators is given back, so that the user's next draw is an
     untracked run's. A transformer stage's capture calls nothing of the operator's.
     """
     if call.spec.kind == "transformer":  # nothing is predicted or scored again
-        _record_call(call, result, error)
+        record = _capture_call(call, result, error)
+    else:
+        with preserved_random_state():
+            record = _capture_call(call, result, error)
+    children = call.frame.children
+    if record is None:  # nothing of its own to nest under: its children move up
+        pending = children
+    else:
+        # The composed model's step is the one it had when captured, not when written.
+        pending = [(call.session, record, children, call.session.composer.count - 1)]
+    if outer is not None:
+        outer.children.extend(pending)
         return
-    with preserved_random_state():
-        _record_call(call, result, error)
+    for session, own, nested, step in pending:
+        _write(session, own, nested, step, may_raise=error is None)
 
 
-def _record_call(call: Call, result: Any, error: BaseException | None) -> None:
+def _write(
+    session: Session,
+    record: Any,
+    children: list[Any],
+    composed_step: int,
+    *,
+    may_raise: bool,
+    nested_under: tuple[str, str] | None = None,
+) -> None:
+    run = session.write_stage(
+        record, may_raise=may_raise, nested_under=nested_under, composed_step=composed_step
+    )
+    for child_session, child, grandchildren, step in children:
+        under = (run, record.stage) if run is not None and child_session is session else None
+        _write(child_session, child, grandchildren, step, may_raise=may_raise, nested_under=under)
+
+
+def _capture_call(call: Call, result: Any, error: BaseException | None) -> Any:
     may_raise = error is None
     try:
-        record = capture(call, result, error)
+        return capture(call, result, error)
     except (TrackingError, Warning):
         # Strict mode, or warnings turned into errors: only on the success path may they
         # reach the caller; a user's exception in flight is never replaced.
         if may_raise:
             raise
-        return
+        return None
     except Exception as exc:
         report_failure(
             f"capture stage {call.spec.name!r}",
@@ -227,8 +346,7 @@ def _record_call(call: Call, result: Any, error: BaseException | None) -> None:
             strict=call.session.strict,
             may_raise=may_raise,
         )
-        return
-    call.session.write_stage(record, may_raise=may_raise)
+        return None
 
 
 @contextmanager
