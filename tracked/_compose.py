@@ -15,12 +15,11 @@ from typing import Any
 
 from attrs import evolve, frozen
 
-from tracked._sparse import head as sparse_head
-from tracked._sparse import is_sparse, same
-
 from tracked import _frames
 from tracked._frames import SamplingError
 from tracked._scoring import unshared
+from tracked._sparse import head as sparse_head
+from tracked._sparse import is_sparse, same
 
 #: Rows kept from each fit-phase stage's input, to check a composition and serve as examples.
 SAMPLE_ROWS = 200
@@ -136,7 +135,6 @@ class Composer:
             NotComposable: an operator lacks ``transform``/``predict``, the inputs were not
                 kept, or the transformers do not reproduce what the estimator received.
         """
-        import copy
 
         from sklearn.base import BaseEstimator
         from sklearn.pipeline import Pipeline
