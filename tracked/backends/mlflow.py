@@ -599,8 +599,8 @@ class MlflowBackend:
 
         The signature is inferred from ``signature_example`` (not stored) and
         ``output_example``, else from ``input_example``. The requirements are mlflow,
-        scikit-learn, the format's library and the installed distributions (pinned) of every module whose classes or functions
-        the model holds (``needs.requirements``): MLflow's own inference costs seconds (it
+        scikit-learn, the format's library and the installed distributions (pinned) of every
+        module whose classes or functions the model holds (``needs.requirements``): MLflow's own inference costs seconds (it
         reloads the model in a subprocess), this one in-memory pickle. The format is
         ``model_format``'s.
 
