@@ -600,9 +600,9 @@ class MlflowBackend:
         The signature is inferred from ``signature_example`` (not stored) and
         ``output_example``, else from ``input_example``. The requirements are mlflow,
         scikit-learn, the format's library and the installed distributions (pinned) of every
-        module whose classes or functions the model holds (``needs.requirements``): MLflow's own inference costs seconds (it
-        reloads the model in a subprocess), this one in-memory pickle. The format is
-        ``model_format``'s.
+        module whose classes or functions the model holds (``needs.requirements``): MLflow's
+        own inference costs seconds (it reloads the model in a subprocess), this one
+        in-memory pickle. The format is ``model_format``'s.
 
         ``mlflow.sklearn.log_model`` would resolve the store from MLflow's global tracking
         URI and, without an active run, create the logged model in the default experiment,
