@@ -257,11 +257,19 @@ def _unwrapped_stages(cls: type) -> dict[str, tuple[str, object]]:
         if not isinstance(value, FunctionType):
             continue
         if kind is None:
+            # An override keeps the stage it overrides: wrapped in a pipeline class, or
+            # declared by its `stage=` default in a mixin or an abstract base.
             for base in cls.__mro__[cls.__mro__.index(owner) + 1 :]:
-                spec = stage_spec_of(vars(base).get(name))
+                overridden = vars(base).get(name)
+                spec = stage_spec_of(overridden)
                 if spec is not None:
                     kind = spec.kind
                     break
+                if isinstance(overridden, FunctionType):
+                    default = _stage_default(overridden)
+                    if default in STAGE_KINDS:
+                        kind = default  # type: ignore[assignment]
+                        break
         if kind is None and declared.get(name) in STAGE_KINDS:
             kind = declared[name]
         if kind is not None:
