@@ -339,8 +339,10 @@ class TrackedMeta(ABCMeta):
     def __setattr__(cls, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         # A method set after the class was made (cloudpickle's rebuild of a `__main__`
-        # class, a monkeypatch) is wrapped when the next instance is made.
-        _instrumented.clear()
+        # class, a monkeypatch) is wrapped when the next instance is made. Other settings
+        # (`P.backend = ...`) cannot make stages and cost nothing.
+        if callable(value) or name == "stages":
+            _instrumented.clear()
 
     def __call__(cls, *args: Any, **kwargs: Any):
         instance = super().__call__(*args, **kwargs)
