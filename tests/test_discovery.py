@@ -80,3 +80,25 @@ def test_a_misspelt_kind_in_a_mixin_is_a_definition_error():
 
         class P(Typo, TrackedPipeline):
             pass
+
+
+def test_a_mixin_listed_after_the_pipeline_base_gives_its_stages_too():
+    class After(TrackedPipeline, ScalingMixin):
+        pass
+
+    assert {"scale": "transformer"} == After.stage_kinds
+
+
+def test_an_unmarked_implementation_of_an_abstract_stage_is_that_stage():
+    from abc import ABC, abstractmethod
+
+    class Classifying(ABC):
+        @abstractmethod
+        def clf(self, X, y=None, stage="estimator"): ...
+
+    class Implemented(Classifying, TrackedPipeline):
+        def clf(self, X, y=None):
+            return X
+
+    assert {"clf": "estimator"} == Implemented.stage_kinds
+    Implemented()  # abstract methods are implemented: it can be made

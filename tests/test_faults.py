@@ -587,7 +587,12 @@ def test_a_process_killed_mid_workflow_is_ended_killed_by_sync(
     uri = new_store("store")
     script = tmp_path / "killed.py"
     script.write_text(textwrap.dedent(KILLED_SCRIPT))
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "TRACKED_SPOOL_DIR": str(spool_dir)}
+    # The code under test, not whatever `tracked` the interpreter would find on its own.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+        "TRACKED_SPOOL_DIR": str(spool_dir),
+    }
     with (tmp_path / "killed.err").open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, str(script), uri],
@@ -660,7 +665,12 @@ def test_a_synced_run_keeps_the_source_of_the_process_that_recorded_it(
 ):
     script = tmp_path / "recorder.py"
     script.write_text(textwrap.dedent(RECORDER_SCRIPT))
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "TRACKED_SPOOL_DIR": str(spool_dir)}
+    # The code under test, not whatever `tracked` the interpreter would find on its own.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+        "TRACKED_SPOOL_DIR": str(spool_dir),
+    }
     done = subprocess.run(
         [sys.executable, str(script), unreachable()],
         cwd=tmp_path,

@@ -141,3 +141,35 @@ def test_composed_models_of_inner_calls_keep_their_own_steps(tracking_uri, clien
     parent = client.get_run(pipe.run_id)
     steps = sorted(output.step for output in parent.outputs.model_outputs)
     assert [0, 1] == steps
+
+
+def test_nested_runs_keep_their_hierarchy_through_the_spool_and_tracked_sync(
+    tracking_uri, client, spool_dir
+):
+    import contextlib
+    import io
+
+    from servers import free_port
+
+    from tracked import TrackingWarning
+    from tracked.cli import main as tracked_cli
+
+    X, y = _data()
+    pipe = Orchestrated()
+    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"  # nobody listens: all is spooled
+    with pytest.warns(TrackingWarning, match="is away"), pipe:
+        pipe.train(X, y)
+    local_id = pipe.run_id
+    assert local_id.startswith("local-")
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = tracked_cli(["sync", "--spool", str(spool_dir), "--tracking-uri", tracking_uri])
+    assert 0 == code, err.getvalue()
+
+    runs = {run.info.run_name: run for run in _runs(client, "nested")}
+    outer = runs["train:fit"]
+    parent_id = outer.data.tags["mlflow.parentRunId"]
+    assert local_id == client.get_run(parent_id).data.tags["tracked.local_run_id"]
+    assert outer.info.run_id == runs["scale:fit"].data.tags["mlflow.parentRunId"]
+    assert outer.info.run_id == runs["clf:fit"].data.tags["mlflow.parentRunId"]

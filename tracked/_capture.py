@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -241,8 +243,9 @@ def non_default_params(obj: object) -> dict[str, Any]:
 # of the estimators nested in it: scikit-learn's fitted attributes end in ``_``, but LightGBM
 # keeps ``fitted_ = True`` (the same object) across refits and its booster in ``_Booster``;
 # XGBoost, statsmodels and hand-written estimators follow no convention at all. Each value is
-# kept by identity plus a cheap token (a container's length, a few sampled array values), so
-# that a refit in place is seen too, without hashing big arrays.
+# kept by identity plus, outside the public fitted attributes, a cheap token (a container's
+# length, a few sampled array values), so that a refit in place is seen too, without hashing
+# big arrays.
 # The snapshot keeps references, so ``is`` comparisons cannot be fooled by reused ids.
 
 #: ``tracked.phase_basis``: why a call was given its phase.
@@ -255,39 +258,57 @@ BASIS_UNKNOWN = "state_unreadable"
 _SAMPLE = 16
 
 
-def attributes(obj: object) -> dict[str, object] | None:
-    """The instance attributes of ``obj``: its ``__dict__`` and every ``__slots__`` entry
-    in its MRO that is set; None for an object with neither."""
-    state = getattr(obj, "__dict__", None)
-    found: dict[str, object] | None = dict(state) if isinstance(state, dict) else None
-    for klass in type(obj).__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        if isinstance(slots, str):
-            slots = (slots,)
-        for name in slots:
+#: Type -> its slot descriptors (name, descriptor), read once per type.
+_slots: weakref.WeakKeyDictionary[type, tuple[tuple[str, Any], ...]] = weakref.WeakKeyDictionary()
+
+
+def _slot_descriptors(cls: type) -> tuple[tuple[str, Any], ...]:
+    try:
+        return _slots[cls]
+    except (KeyError, TypeError):
+        pass
+    found = []
+    for klass in cls.__mro__:
+        names = klass.__dict__.get("__slots__", ())
+        if isinstance(names, str):
+            names = (names,)
+        for name in names:
             if name in ("__dict__", "__weakref__"):
                 continue
             if name.startswith("__") and not name.endswith("__"):
                 name = f"_{klass.__name__.lstrip('_')}{name}"  # private names are mangled
             descriptor = klass.__dict__.get(name)
-            if descriptor is None or not hasattr(descriptor, "__get__"):
-                continue
-            try:
-                value = descriptor.__get__(obj, klass)
-            except AttributeError:  # a slot not set
-                continue
-            if found is None:
-                found = {}
-            found.setdefault(name, value)
+            if descriptor is not None and hasattr(descriptor, "__get__"):
+                found.append((name, descriptor))
+    descriptors = tuple(found)
+    with contextlib.suppress(TypeError):  # a type that cannot be weakly referenced
+        _slots[cls] = descriptors
+    return descriptors
+
+
+def attributes(obj: object) -> dict[str, object] | None:
+    """The instance attributes of ``obj``: its ``__dict__`` and every ``__slots__`` entry
+    in its MRO that is set; None for an object with neither."""
+    state = getattr(obj, "__dict__", None)
+    found: dict[str, object] | None = dict(state) if isinstance(state, dict) else None
+    for name, descriptor in _slot_descriptors(type(obj)):
+        try:
+            value = descriptor.__get__(obj, type(obj))
+        except AttributeError:  # a slot not set
+            continue
+        if found is None:
+            found = {}
+        found.setdefault(name, value)
     return found
 
 
 def _token(value: object) -> object:
     """What tells a changed value from the same one, cheaply: a sample of an array's values
     and a container's length (both may change in place), else nothing beyond identity."""
-    if isinstance(value, (dict, list, set)):
-        return len(value)
-    if type(value).__name__ == "ndarray" and type(value).__module__ == "numpy":
+    cls = type(value)
+    if cls is dict or cls is list or cls is set:
+        return len(value)  # type: ignore[arg-type]
+    if cls.__name__ == "ndarray" and cls.__module__ == "numpy":
         try:
             if not value.flags.c_contiguous:  # type: ignore[attr-defined]
                 return value.shape  # type: ignore[attr-defined]
@@ -305,8 +326,12 @@ def _fitted_state(obj: object, depth: int = 2) -> dict[str, object] | None:
     state = attributes(obj)
     if state is None:
         return None
+    # Public fitted attributes are compared by identity alone: by scikit-learn's convention a
+    # fit assigns them anew, and sampling every coefficient array would cost each stage call.
     fitted: dict[str, object] = {
-        name: (value, _token(value)) for name, value in state.items() if name != CONTEXT_ATTRIBUTE
+        name: (value, None if is_fitted_name(name) else _token(value))
+        for name, value in state.items()
+        if name != CONTEXT_ATTRIBUTE
     }
     if depth > 0:
         for name, value in state.items():

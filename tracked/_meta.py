@@ -287,11 +287,19 @@ def _unwrapped_stages(cls: type) -> dict[str, tuple[str, object]]:
         if not isinstance(value, FunctionType):
             continue
         if kind is None:
+            # An override keeps the stage it overrides: wrapped in a pipeline class, or
+            # declared by its `stage=` default in a mixin or an abstract base.
             for base in cls.__mro__[cls.__mro__.index(owner) + 1 :]:
-                spec = stage_spec_of(vars(base).get(name))
+                overridden = vars(base).get(name)
+                spec = stage_spec_of(overridden)
                 if spec is not None:
                     kind = spec.kind
                     break
+                if isinstance(overridden, FunctionType):
+                    default = _stage_default(overridden)
+                    if default in STAGE_KINDS:
+                        kind = default  # type: ignore[assignment]
+                        break
         if kind is None and declared.get(name) in STAGE_KINDS:
             kind = declared[name]
         if kind is not None:
@@ -361,8 +369,10 @@ class TrackedMeta(ABCMeta):
     def __setattr__(cls, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         # A method set after the class was made (cloudpickle's rebuild of a `__main__`
-        # class, a monkeypatch) is wrapped when the next instance is made.
-        _instrumented.clear()
+        # class, a monkeypatch) is wrapped when the next instance is made. Other settings
+        # (`P.backend = ...`) cannot make stages and cost nothing.
+        if callable(value) or name == "stages":
+            _instrumented.clear()
 
     def __call__(cls, *args: Any, **kwargs: Any):
         instance = super().__call__(*args, **kwargs)
