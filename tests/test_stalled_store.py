@@ -257,3 +257,18 @@ def test_flush_and_close_return_within_the_one_bound(iris, monkeypatch, spool_di
     [session] = spooled_sessions(spool_dir)
     assert 5 == len(session.entries)  # start, three stages, end
     assert 5 == len(pending_entries(session))
+
+
+def test_the_bound_is_read_from_the_environment(monkeypatch):
+    from tracked._writer import wait_bound
+
+    monkeypatch.delenv("TRACKED_EXIT_TIMEOUT", raising=False)
+    assert 30.0 == wait_bound()
+    monkeypatch.setenv("TRACKED_EXIT_TIMEOUT", "2.5")
+    assert 2.5 == wait_bound()
+    monkeypatch.setenv("TRACKED_EXIT_TIMEOUT", "inf")  # as long as it takes, knowingly
+    assert float("inf") == wait_bound()
+    assert tracked.flush() is True  # nothing to wait for; an infinite bound is usable
+    monkeypatch.setenv("TRACKED_EXIT_TIMEOUT", "soon")
+    with pytest.warns(TrackingWarning, match="not a number of seconds"):
+        assert 30.0 == wait_bound()

@@ -90,6 +90,7 @@ def test_a_chdir_inside_the_session_moves_neither_the_database_nor_the_artifacts
         ("file:///abs/mlruns", "file:///abs/mlruns"),
         ("http://host:5000", "http://host:5000"),
         ("postgresql://u@host/db", "postgresql://u@host/db"),
+        ("databricks", "databricks"),
     ],
 )
 def test_local_store_paths_are_made_absolute_and_others_are_kept(

@@ -653,6 +653,8 @@ class MlflowBackend:
 
 
 _DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+#: Tracking URIs without a scheme that are not paths.
+_SPECIAL_URIS = frozenset({"databricks", "databricks-uc", "uc"})
 
 
 def absolute_store_uri(uri: str) -> str:
@@ -671,6 +673,8 @@ def absolute_store_uri(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.scheme == "file" and not parts.netloc and not os.path.isabs(parts.path):
         return "file://" + os.path.abspath(parts.path)
+    if uri in _SPECIAL_URIS:
+        return uri
     if not parts.scheme or (len(parts.scheme) == 1 and os.name == "nt"):  # a plain path
         return os.path.abspath(uri)
     return uri
