@@ -84,6 +84,7 @@ def test_a_chdir_inside_the_session_moves_neither_the_database_nor_the_artifacts
         ("sqlite:///sub/rel.db?timeout=20", "sqlite:///{cwd}/sub/rel.db?timeout=20"),
         ("sqlite:////abs/x.db", "sqlite:////abs/x.db"),
         ("sqlite://", "sqlite://"),
+        ("sqlite:///file:/abs/x.db?mode=ro&uri=true", "sqlite:///file:/abs/x.db?mode=ro&uri=true"),
         ("sqlite:///:memory:", "sqlite:///:memory:"),
         ("./mlruns", "{cwd}/mlruns"),
         ("file:mlruns", "file://{cwd}/mlruns"),

@@ -667,7 +667,8 @@ def absolute_store_uri(uri: str) -> str:
 
     if uri.startswith("sqlite:///"):
         path, sep, query = uri[len("sqlite:///") :].partition("?")
-        if path and path != ":memory:" and not os.path.isabs(path):
+        # ``file:...`` is SQLite's own URI filename (``?mode=ro&uri=true``): left as given.
+        if path and path != ":memory:" and not path.startswith("file:") and not os.path.isabs(path):
             return "sqlite:///" + os.path.abspath(path) + sep + query
         return uri
     parts = urlsplit(uri)
