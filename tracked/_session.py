@@ -297,6 +297,11 @@ class Session:
                 spool.append(entry, data if isinstance(data, bytes) else None)
             except Exception as exc:
                 self._drop_spool(spool, exc)
+        if entry["kind"] == "stage" and self.spooling and self.spool is not None:
+            # The store is away: the spool holds the record, and the writer would only skip
+            # it; so a stage call never waits for room behind a store that stalls.
+            self._spooled += 1
+            return
         with self._idle:
             self._outstanding += 1
             _busy.add(self)
