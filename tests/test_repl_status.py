@@ -79,3 +79,47 @@ def test_after_an_interrupted_statement_only_its_own_runs_end_killed(tmp_path):
     client = MlflowClient(uri)
     assert "FINISHED" == client.get_run(runs["run-p"]).info.status
     assert "KILLED" == client.get_run(runs["run-q"]).info.status
+
+
+IPYTHON_CELLS = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+
+shell = InteractiveShell.instance()
+cells = [
+    "from sklearn.datasets import load_iris\\n"
+    "from pipelines import Iris\\n"
+    "X, y = load_iris(return_X_y=True)\\n"
+    f"Iris.tracking_uri = {sys.argv[1]!r}",
+    "p = Iris()\\np.train(X, y)",
+    "int('x')",  # displayed and survived
+    "q = Iris()\\nq.preprocessing(X, y)\\nraise KeyboardInterrupt",  # Ctrl-C between stages
+    "print('run-p', p.run_id)\\nprint('run-q', q.run_id)",
+]
+for cell in cells:
+    shell.run_cell(cell, store_history=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_in_ipython_only_the_interrupted_cells_own_runs_end_killed(tmp_path):
+    """The cells of a notebook kernel, run by IPython's shell in a plain interpreter (whose
+    exit then ends the runs left open, as a kernel's shutdown does)."""
+    pytest.importorskip("IPython")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}", "TRACKED_STRICT": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", IPYTHON_CELLS, uri],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    runs = dict(line.split() for line in done.stdout.splitlines() if line.startswith("run-"))
+    client = MlflowClient(uri)
+    assert "FINISHED" == client.get_run(runs["run-p"]).info.status
+    assert "KILLED" == client.get_run(runs["run-q"]).info.status

@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -252,8 +253,26 @@ def test_flush_and_close_return_within_the_one_bound(iris, monkeypatch, spool_di
         assert time.perf_counter() - started < 4
         assert pipe.run_id.startswith("local-")
     finally:
-        tracked._writer.writer().flush(timeout=60)
+        # The writer tells later that the store is away: that is this test's, not the next's.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tracked.flush(timeout=60)
         server.stop()
     [session] = spooled_sessions(spool_dir)
     assert 5 == len(session.entries)  # start, three stages, end
     assert 5 == len(pending_entries(session))
+
+
+def test_the_bound_is_read_from_the_environment(monkeypatch):
+    from tracked._writer import wait_bound
+
+    monkeypatch.delenv("TRACKED_EXIT_TIMEOUT", raising=False)
+    assert 30.0 == wait_bound()
+    monkeypatch.setenv("TRACKED_EXIT_TIMEOUT", "2.5")
+    assert 2.5 == wait_bound()
+    monkeypatch.setenv("TRACKED_EXIT_TIMEOUT", "inf")  # as long as it takes, knowingly
+    assert float("inf") == wait_bound()
+    assert tracked.flush() is True  # nothing to wait for; an infinite bound is usable
+    monkeypatch.setenv("TRACKED_EXIT_TIMEOUT", "soon")
+    with pytest.warns(TrackingWarning, match="not a number of seconds"):
+        assert 30.0 == wait_bound()

@@ -84,12 +84,14 @@ def test_a_chdir_inside_the_session_moves_neither_the_database_nor_the_artifacts
         ("sqlite:///sub/rel.db?timeout=20", "sqlite:///{cwd}/sub/rel.db?timeout=20"),
         ("sqlite:////abs/x.db", "sqlite:////abs/x.db"),
         ("sqlite://", "sqlite://"),
+        ("sqlite:///file:/abs/x.db?mode=ro&uri=true", "sqlite:///file:/abs/x.db?mode=ro&uri=true"),
         ("sqlite:///:memory:", "sqlite:///:memory:"),
         ("./mlruns", "{cwd}/mlruns"),
         ("file:mlruns", "file://{cwd}/mlruns"),
         ("file:///abs/mlruns", "file:///abs/mlruns"),
         ("http://host:5000", "http://host:5000"),
         ("postgresql://u@host/db", "postgresql://u@host/db"),
+        ("databricks", "databricks"),
     ],
 )
 def test_local_store_paths_are_made_absolute_and_others_are_kept(
@@ -99,3 +101,23 @@ def test_local_store_paths_are_made_absolute_and_others_are_kept(
 
     monkeypatch.chdir(tmp_path)
     assert expected.format(cwd=tmp_path) == absolute_store_uri(uri)
+
+
+def test_a_relative_mlflow_tracking_uri_still_nests_under_the_active_run(
+    tmp_path, monkeypatch, iris
+):
+    import mlflow
+    from pipelines import Iris
+
+    monkeypatch.chdir(tmp_path)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri("sqlite:///rel.db")
+    try:
+        with mlflow.start_run() as outer:
+            with Iris() as pipe:
+                pipe.preprocessing(iris[0], iris[2])
+            run_id = pipe.run_id
+        client = MlflowClient(f"sqlite:///{tmp_path / 'rel.db'}")
+        assert outer.info.run_id == client.get_run(run_id).data.tags["mlflow.parentRunId"]
+    finally:
+        mlflow.set_tracking_uri(previous)

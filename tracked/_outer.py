@@ -29,7 +29,7 @@ def outer_run_id(instance: Any, backend: object) -> str | None:
     """The run that ``instance``'s parent run should nest under, or None."""
     if not getattr(instance, "nest_under_active_run", True):
         return None
-    from tracked.backends.mlflow import MlflowBackend
+    from tracked.backends.mlflow import MlflowBackend, absolute_store_uri
 
     if not isinstance(backend, MlflowBackend):
         return None
@@ -38,7 +38,7 @@ def outer_run_id(instance: Any, backend: object) -> str | None:
     import mlflow  # imported already, or needed to resolve MLFLOW_RUN_ID's store
 
     # The outer run lives in MLflow's own store: nesting across stores would dangle.
-    if backend.spool_uri != mlflow.get_tracking_uri():
+    if backend.spool_uri != absolute_store_uri(mlflow.get_tracking_uri()):
         return None
     active = mlflow.active_run()
     if active is not None:

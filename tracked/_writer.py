@@ -132,6 +132,8 @@ class Writer:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued job is done; False if ``timeout`` seconds passed first."""
+        if timeout is not None and timeout > threading.TIMEOUT_MAX:
+            timeout = None  # TRACKED_EXIT_TIMEOUT=inf
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.urgent(), self._idle:
             while self._unfinished:

@@ -742,6 +742,8 @@ class MlflowBackend:
 
 
 _DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+#: Tracking URIs without a scheme that are not paths.
+_SPECIAL_URIS = frozenset({"databricks", "databricks-uc", "uc"})
 
 
 def absolute_store_uri(uri: str) -> str:
@@ -754,12 +756,15 @@ def absolute_store_uri(uri: str) -> str:
 
     if uri.startswith("sqlite:///"):
         path, sep, query = uri[len("sqlite:///") :].partition("?")
-        if path and path != ":memory:" and not os.path.isabs(path):
+        # ``file:...`` is SQLite's own URI filename (``?mode=ro&uri=true``): left as given.
+        if path and path != ":memory:" and not path.startswith("file:") and not os.path.isabs(path):
             return "sqlite:///" + os.path.abspath(path) + sep + query
         return uri
     parts = urlsplit(uri)
     if parts.scheme == "file" and not parts.netloc and not os.path.isabs(parts.path):
         return "file://" + os.path.abspath(parts.path)
+    if uri in _SPECIAL_URIS:
+        return uri
     if not parts.scheme or (len(parts.scheme) == 1 and os.name == "nt"):  # a plain path
         return os.path.abspath(uri)
     return uri
