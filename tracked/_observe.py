@@ -23,6 +23,8 @@ from tracked._insight import DataSummary, fitted_state, summarize, to_csv
 from tracked._records import (
     FIT,
     INFERENCE,
+    VERIFIED_REASON_TAG,
+    VERIFIED_TAG,
     Metric,
     StageRecord,
     now_ms,
@@ -36,9 +38,6 @@ if TYPE_CHECKING:
     from tracked._plots import Pictures
     from tracked._stage import Call, StageSpec
 
-VERIFIED_TAG = "tracked.pipeline_verified"
-#: Why the composed model is not verified (empty once a pass verifies it).
-VERIFIED_REASON_TAG = "tracked.pipeline_verified_reason"
 LOG_OUTPUTS = ("preview", "full", "none")
 
 
