@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -148,19 +149,23 @@ def test_sparse_and_dense_values_compare_row_block_by_row_block():
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("container", [list, pd.Series], ids=["list", "series"])
 def test_a_text_workflow_in_mlflow_has_a_servable_model_lineage_and_previews(
-    tracking_uri, client, monkeypatch
+    tracking_uri, client, monkeypatch, container
 ):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     docs, labels = texts()
+    docs = container(docs)
     pipe = Text()
     pipe.tracking_uri = tracking_uri
     with pipe:
         pipe.classify(pipe.vectorize(docs), labels)
         predicted = pipe.classify(pipe.vectorize(docs[:30], train=False), train=False)
     model = mlflow.pyfunc.load_model(f"runs:/{pipe.run_id}/pipeline")
-    # The signature is a 1-D string tensor: the served model takes an array of documents.
+    # The signature is a 1-D object tensor: the served model takes an array of documents.
     np.testing.assert_array_equal(predicted, model.predict(np.asarray(docs[:30])))
+    # A one-column frame of documents would be iterated by its column name: one prediction.
+    np.testing.assert_array_equal(predicted, model.predict(pd.Series(list(docs[:30]))))
     parent = client.get_run(pipe.run_id)
     assert "true" == parent.data.tags["tracked.pipeline_verified"]
     runs = client.search_runs(

@@ -90,3 +90,27 @@ def test_the_composed_model_is_a_snapshot_of_the_operators(memory):
         pipe.scale(A * 10)
     assert composed.model.steps[0][1] is not pipe.scaler
     np.testing.assert_allclose(A.mean(axis=0), composed.model.steps[0][1].mean_)
+
+
+def test_a_pass_agreeing_with_a_composed_model_that_was_never_logged_is_not_verified(
+    memory, monkeypatch
+):
+    monkeypatch.setenv("TRACKED_STRICT", "0")
+    original = memory.log_model
+
+    def refuse_the_composed_model(run_id, name, model, **kwargs):
+        if name == "pipeline":
+            raise ValueError("the model store refuses it")
+        return original(run_id, name, model, **kwargs)
+
+    monkeypatch.setattr(memory, "log_model", refuse_the_composed_model)
+    A, y = data(0)
+    pipe = Refittable()
+    pipe.backend = memory
+    pipe.synchronous = True
+    with pytest.warns(TrackingWarning, match="the model store refuses it"), pipe:
+        pipe.clf(pipe.scale(A), y)
+        pipe.clf(pipe.scale(A, train=False), train=False)
+    tags = memory.get(pipe.run_id).tags
+    assert "false" == tags["tracked.pipeline_verified"]
+    assert "could not be logged" in tags["tracked.pipeline_verified_reason"]

@@ -23,6 +23,8 @@ from tracked._insight import DataSummary, fitted_state, preview, summarize, to_c
 from tracked._records import (
     FIT,
     INFERENCE,
+    VERIFIED_REASON_TAG,
+    VERIFIED_TAG,
     Metric,
     NestedRun,
     StageRecord,
@@ -45,9 +47,6 @@ if TYPE_CHECKING:
     from tracked._search import SearchSummary
     from tracked._stage import Call, StageSpec
 
-VERIFIED_TAG = "tracked.pipeline_verified"
-#: Why the composed model is not verified (empty once a pass verifies it).
-VERIFIED_REASON_TAG = "tracked.pipeline_verified_reason"
 #: Why a call got its phase: new_operator, fitted_attributes, state_changed, state_unchanged,
 #: state_unreadable, stateless_function, or nested_stages (a stage without an operator that
 #: called other stages).

@@ -16,6 +16,11 @@ INFERENCE = "inference"
 #: The prefix of run ids that no store gave: runs known only to the spool so far.
 LOCAL_PREFIX = "local-"
 
+#: Parent tag: whether the composed model, as logged, predicts what a prediction pass did.
+VERIFIED_TAG = "tracked.pipeline_verified"
+#: Parent tag: why it does not (empty once a pass verifies it).
+VERIFIED_REASON_TAG = "tracked.pipeline_verified_reason"
+
 FINISHED = "FINISHED"
 FAILED = "FAILED"
 KILLED = "KILLED"

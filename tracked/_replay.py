@@ -14,7 +14,7 @@ from typing import Any
 
 from attrs import define, field
 
-from tracked._records import LOCAL_PREFIX, Metric
+from tracked._records import LOCAL_PREFIX, VERIFIED_REASON_TAG, VERIFIED_TAG, Metric
 from tracked._report import foreign_logs_quieted
 
 LOCAL_ID_TAG = "tracked.local_run_id"
@@ -85,6 +85,8 @@ class ReplayState:
     #: (entry seq, step index) of the steps done.
     done: set[tuple[int, int]] = field(factory=set)
     model_uri: str | None = None
+    #: The composed models (their ``composed_step``) that reached the store.
+    composed: set[int] = field(factory=set)
     model_version: tuple[str, str] | None = None
     #: The latest evaluation metrics of a prediction pass (not kept in the spool).
     evaluation: dict[str, float] = field(factory=dict)
@@ -102,6 +104,8 @@ class ReplayState:
             self.runs[event["run"]] = event["id"]
         if "model_uri" in event:
             self.model_uri = event["model_uri"]
+        if "composed_step" in event:
+            self.composed.add(event["composed_step"])
         if "version" in event:
             self.model_version = tuple(event["version"])  # type: ignore[assignment]
 
@@ -380,7 +384,10 @@ class Replayer:
             )
         if entry["parent_tags"]:
             steps.append(
-                ("tag the parent run", lambda: backend.log(owner(), tags=entry["parent_tags"]))
+                (
+                    "tag the parent run",
+                    lambda: backend.log(owner(), tags=self._parent_tags(entry)),
+                )
             )
         composed = payload.get("composed")
         registered = None if copy else self.header.get("registered_model_name")
@@ -389,6 +396,7 @@ class Replayer:
                 (
                     "log the composed `pipeline` model",
                     lambda: {
+                        "composed_step": entry.get("composed_step", 0),
                         "model_uri": backend.log_model(
                             owner(),
                             COMPOSED_MODEL_NAME,
@@ -399,7 +407,7 @@ class Replayer:
                             output_example=composed.output_example,
                             serialization_format=fmt,
                             step=entry.get("composed_step", 0),
-                        )
+                        ),
                     },
                 )
             )
@@ -433,6 +441,21 @@ class Replayer:
                 lambda: backend.end_run(self._id(nested), "FINISHED", entry["end_ms"]),
             ),
         ]
+
+    def _parent_tags(self, entry: dict[str, Any]) -> dict[str, str]:
+        """The entry's parent tags; a pass verified against a composed model that never
+        reached the store verified nothing that can be loaded: it is tagged false."""
+        tags = dict(entry["parent_tags"])
+        if (
+            tags.get(VERIFIED_TAG) == "true"
+            and entry.get("composed_step") not in self.state.composed
+        ):
+            tags[VERIFIED_TAG] = "false"
+            tags[VERIFIED_REASON_TAG] = (
+                "the composed model this pass agrees with could not be logged (see the warning "
+                "about logging the composed `pipeline` model)"
+            )
+        return tags
 
     def _log_files(self, run_id: str, files: dict[str, bytes]) -> None:
         for name, content in files.items():

@@ -164,17 +164,22 @@ def _skops_untrusted_types(model: object) -> list[str] | None:
 def _mlflow_example(example: Any) -> Any:
     """``example`` in a type MLflow's signatures and examples take: SciPy sparse arrays and
     COO/LIL/... matrices become ``csr_matrix`` (MLflow knows CSR and CSC matrices only); a
-    list of documents (raw text in) becomes a 1-D array, so that the served model receives
-    an array of strings, not a one-column DataFrame that a text vectoriser would iterate
-    over by column name."""
+    list or pandas Series of documents (raw text in) becomes a 1-D object array, so that the
+    served model receives an array of strings, not a one-column DataFrame that a text
+    vectoriser would iterate over by column name (predicting one row, silently)."""
     from tracked._sparse import is_sparse
 
-    if isinstance(example, (list, tuple)):
+    if isinstance(example, (list, tuple)) or (
+        hasattr(example, "iloc") and not hasattr(example, "columns")  # a pandas Series
+    ):
         import numpy as np
 
         array = np.asarray(example)
-        if array.ndim == 1 and array.dtype.kind in "US":
-            return array
+        if array.ndim == 1 and (
+            array.dtype.kind in "US"
+            or (array.dtype == object and all(isinstance(v, str) for v in array.tolist()))
+        ):
+            return array.astype(object)  # Tensor("object", (-1,)): str and object arrays pass
     if is_sparse(example):
         import scipy.sparse
 
@@ -188,9 +193,11 @@ def _signature(infer_signature: Any, example: Any, prediction: Any) -> Any:
     MLflow infers them as ``string``, and its schema enforcement then refuses the very frame
     the model was trained on ("Can not safely convert category to <U0")."""
     signature = infer_signature(example, prediction)
-    dtypes = getattr(example, "dtypes", None)
-    if dtypes is None or signature.inputs is None or not signature.inputs.has_input_names():
+    if not hasattr(example, "columns") or signature.inputs is None:
+        return signature  # a Series has one dtype, not one per column
+    if not signature.inputs.has_input_names():
         return signature
+    dtypes = example.dtypes
     categorical = {str(name) for name, dtype in dtypes.items() if str(dtype) == "category"}
     if not categorical:
         return signature
