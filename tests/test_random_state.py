@@ -22,13 +22,9 @@ Y = np.arange(100) % 2
 
 # Random predictions never agree with the composed model's: that warning is right, and not
 # the subject here.
-# A class defined in this test module is saved by value, with a notice that says so.
-pytestmark = [
-    pytest.mark.filterwarnings(
-        "ignore:the composed `pipeline` model of run:tracked.TrackingWarning"
-    ),
-    pytest.mark.filterwarnings("ignore:the model .* holds classes:tracked.TrackingWarning"),
-]
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:the composed `pipeline` model of run:tracked.TrackingWarning"
+)
 
 
 class GeneratorClassifier(ClassifierMixin, BaseEstimator):

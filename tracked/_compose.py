@@ -11,13 +11,13 @@ not against the live operators, which the workflow may refit in place.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from attrs import evolve, frozen
 
 from tracked import _frames
 from tracked._frames import SamplingError
-from tracked._scoring import unshared
 from tracked._sparse import head as sparse_head
 from tracked._sparse import is_sparse, same
 
@@ -156,10 +156,11 @@ class Composer:
             if not callable(getattr(fitted.operator, "transform", None)):
                 msg = f"the operator of stage {fitted.stage!r} has no transform()"
                 raise NotComposable(msg)
-        # From here on, copies where random generators are held: checking and logging predict
-        # with the composition, and the generators the user holds must not be advanced.
+        # From here on, copies: what is logged and verified is this state of the operators
+        # (the live ones may be refitted in place later), and checking predicts with the
+        # composition without advancing the random generators the user holds.
         try:
-            copies = unshared([fitted.operator for fitted in [*transformers, estimator]])
+            copies = copy.deepcopy([fitted.operator for fitted in [*transformers, estimator]])
         except Exception as exc:
             msg = f"the fitted operators cannot be copied ({type(exc).__name__}: {exc})"
             raise NotComposable(msg) from None
