@@ -110,14 +110,12 @@ def test_a_relative_mlflow_tracking_uri_still_nests_under_the_active_run(
     from pipelines import Iris
 
     monkeypatch.chdir(tmp_path)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri("sqlite:///rel.db")
-    try:
-        with mlflow.start_run() as outer:
-            with Iris() as pipe:
-                pipe.preprocessing(iris[0], iris[2])
-            run_id = pipe.run_id
-        client = MlflowClient(f"sqlite:///{tmp_path / 'rel.db'}")
-        assert outer.info.run_id == client.get_run(run_id).data.tags["mlflow.parentRunId"]
-    finally:
-        mlflow.set_tracking_uri(previous)
+    # Through the environment, not mlflow.set_tracking_uri: that also sets the variable for
+    # good, and every later test would use this store.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///rel.db")
+    with mlflow.start_run() as outer:
+        with Iris() as pipe:
+            pipe.preprocessing(iris[0], iris[2])
+        run_id = pipe.run_id
+    client = MlflowClient(f"sqlite:///{tmp_path / 'rel.db'}")
+    assert outer.info.run_id == client.get_run(run_id).data.tags["mlflow.parentRunId"]
