@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tracked._capture import mask_uri, params_text, shorten
+from tracked._capture import mask_secrets, mask_uri, masked, params_text, shorten
 from tracked._compose import Composer
 from tracked._records import (
     FINISHED,
@@ -77,9 +77,9 @@ class Session:
         #: None: the experiment of ``outer_run_id``, the run this parent run nests under.
         self.experiment = experiment
         self.outer_run_id = outer_run_id
-        self.run_name = run_name
-        self.params = params
-        self.tags = tags
+        self.run_name = mask_secrets(run_name)  # it goes to the spool and the store as is
+        self.params = {key: masked(key, value) for key, value in params.items()}
+        self.tags = {key: masked(key, value) for key, value in tags.items()}
         self.strict = strict
         #: False for a copy that logs under a parent run someone else opened and will end.
         self.owned = run_id is None

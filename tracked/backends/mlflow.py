@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracked._capture import mask_uri, shorten
+from tracked._capture import mask_secrets, mask_uri, masked, shorten
 from tracked._insight import DataSummary
 from tracked._records import Metric
 from tracked.backends import needs
@@ -65,11 +65,12 @@ def unique_keys(keys: Sequence[str]) -> dict[str, str]:
 def sanitize_keys(
     mapping: Mapping[str, str], limit: int, notes: KeyNotes | None = None, kind: str = "params"
 ) -> dict[str, str]:
-    """``mapping`` with sanitised (``unique_keys``) keys and truncated values; ``notes``
-    collects what changed, under ``kind``."""
+    """``mapping`` with sanitised (``unique_keys``) keys and truncated values, credentials
+    masked (the last net: capture masks them already); ``notes`` collects what changed,
+    under ``kind``."""
     clean: dict[str, str] = {}
     for key, name in unique_keys(list(mapping)).items():
-        value = mapping[key]
+        value = masked(key, mapping[key])
         clean[name] = shorten(value, limit)
         if notes is not None:
             if name != key:
@@ -539,7 +540,7 @@ class MlflowBackend:
         if parent_run_id is not None:
             all_tags[PARENT_RUN_TAG] = parent_run_id
         run = self.client.create_run(
-            experiment_id, start_time=start_time, tags=all_tags, run_name=run_name
+            experiment_id, start_time=start_time, tags=all_tags, run_name=mask_secrets(run_name)
         )
         run_id = run.info.run_id
         self._run_experiment[run_id] = experiment_id
