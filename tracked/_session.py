@@ -110,6 +110,9 @@ class Session:
         self.spool: SessionSpool | None = None
         #: The spool folder was tidied away (``_tidy_spool``): the next entry opens it again.
         self._respool = False
+        #: A folder that stopped taking records (``_drop_spool``): kept until the run's end
+        #: reached the store, for good if it never does.
+        self._dropped_spool: SessionSpool | None = None
         #: The store is away: entries stay in the spool for ``tracked sync``.
         self.spooling = False
         # The writer's modules are imported with the first session, not with tracked.
@@ -371,16 +374,26 @@ class Session:
         spool.remove()
 
     def _drop_spool(self, spool: SessionSpool, exc: BaseException) -> None:
-        """Stop spooling after ``exc``: the entries written so far are all still queued in
-        memory, so the folder goes (it would look like an abandoned run to `tracked sync`)."""
+        """Stop spooling after ``exc`` (a full disk). The folder is never removed: it may hold
+        records the store has not acknowledged (all of them, when the store is away). It is
+        marked incomplete, so that `tracked sync` knows that its end is missing; what follows
+        waits in memory only. A folder whose records all reach the store after all goes when
+        the run ends (see ``_process``)."""
+        lost = (
+            "they are lost unless the store comes back before this process ends"
+            if self.spooling
+            else "they are lost if the store goes away"
+        )
         self._note(
-            f"could not write to the spool at {spool.path} ({describe(exc)}): "
-            "records wait in memory only",
+            f"could not write to the spool at {spool.path} ({describe(exc)}): it keeps the "
+            f"records it holds (marked incomplete; `tracked sync` sends them); records from "
+            f"now on wait in memory only: {lost}",
             exc,
             key=f"spool-unwritable:{spool.path.parent}",
         )
         self.spool = None
-        spool.remove()
+        self._dropped_spool = spool
+        spool.mark_incomplete(describe(exc))
 
     def _progress(self, event: dict[str, Any]) -> None:
         """Note a step done in the spool; a spool that cannot take it is dropped."""
@@ -411,6 +424,7 @@ class Session:
         self.gave_up = False
         self.spool = None
         self._respool = False
+        self._dropped_spool = None
         self._open_spool()
 
     # -- on the writer's thread ----------------------------------------------------------
@@ -462,6 +476,15 @@ class Session:
                 self._report(failures)
         if self.spooling and kind != "detach":
             self._spooled += 1
+        dropped = self._dropped_spool
+        if dropped is not None and kind in ("end_run", "detach"):
+            self._dropped_spool = None
+            if self.spooling or self.broken:
+                # `tracked sync` may take it: it ends the run, saying what is missing.
+                with contextlib.suppress(OSError):
+                    dropped.release()
+            else:  # everything reached the store after all: the folder is not needed
+                dropped.remove()
         spool = self.spool  # the caller may drop it meanwhile
         if spool is None:
             return
