@@ -141,10 +141,17 @@ def make_private_root(root: Path) -> None:
     """Create the spool root 0700 (its parents as usual), whatever the umask."""
     if root.is_dir():
         return
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):  # another process was first
+    try:
         os.mkdir(root, _PRIVATE_DIR)
-        os.chmod(root, _PRIVATE_DIR)
+    except FileNotFoundError:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(root, _PRIVATE_DIR)
+        except FileExistsError:  # another process was first
+            return
+    except FileExistsError:
+        return
+    os.chmod(root, _PRIVATE_DIR)  # whatever the umask
 
 
 def open_private(path: Path, flags: int) -> int:

@@ -166,8 +166,12 @@ def _replay_session(
         result.runs_created += replayer.created
         result.entries_written += written
     if failures:
-        result.failures.extend(f"{sid}: {failure}" for failure in failures)
-        result.remaining[sid] = f"{len(failures)} steps failed (see above); run sync again"
+        run = f"{sid} (run {session.header.get('run_name')!r})"
+        result.failures.extend(f"{run}: the store refused to {failure}" for failure in failures)
+        result.remaining[sid] = (
+            f"the store refused {len(failures)} steps (see above): the records are kept; "
+            "fix the cause, then run sync again"
+        )
         return
     session.remove()
     result.synced.append(sid)
