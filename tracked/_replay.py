@@ -304,6 +304,8 @@ class Replayer:
         if entry["parent_metrics"] and not entry["training"]:
             self.state.evaluation = {key: value for key, value, _, _ in entry["parent_metrics"]}
         fmt = self.header.get("serialization_format", "skops")
+        # Passed only when listed: a backend of another version need not know the argument.
+        trust = {"trusted_types": tuple(t)} if (t := self.header.get("trusted_types")) else {}
         child = lambda: self._id(entry)  # noqa: E731 - resolved when the step runs
         parent = lambda: self._id(entry, "parent")  # noqa: E731
         steps.insert(
@@ -352,7 +354,9 @@ class Replayer:
             steps.append(
                 (
                     f"log the model of stage {stage!r}",
-                    lambda: backend.log_model(child(), "model", model, serialization_format=fmt),
+                    lambda: backend.log_model(
+                        child(), "model", model, serialization_format=fmt, **trust
+                    ),
                 )
             )
         # A copy logging under another instance's parent run keeps what belongs to a parent
@@ -392,6 +396,7 @@ class Replayer:
                             output_example=composed.output_example,
                             serialization_format=fmt,
                             step=entry.get("composed_step", 0),
+                            **trust,
                         ),
                     },
                 )

@@ -72,6 +72,7 @@ class Session:
         registered_model_name: str | None = None,
         serialization_format: str = "skops",
         synchronous: bool = False,
+        trusted_types: tuple[str, ...] = (),
     ) -> None:
         self.backend = backend
         #: None: the experiment of ``outer_run_id``, the run this parent run nests under.
@@ -93,6 +94,8 @@ class Session:
         self.ended = False
         self.registered_model_name = registered_model_name
         self.serialization_format = serialization_format
+        #: The types (``module.Name``) beyond scikit-learn's and NumPy's a skops model may hold.
+        self.trusted_types = trusted_types
         # A forked worker (multiprocessing's fork pools) ends through os._exit, without exit
         # handlers or a writer that finishes: its records are written before its calls return.
         self.synchronous = (
@@ -222,6 +225,7 @@ class Session:
             "parent": self.parent_ref,
             "registered_model_name": self.registered_model_name,
             "serialization_format": self.serialization_format,
+            "trusted_types": list(self.trusted_types),
         }
         from tracked._spool import SessionSpool, spool_root
 
@@ -504,6 +508,7 @@ class Session:
                 "parent": self.parent_ref,
                 "registered_model_name": self.registered_model_name,
                 "serialization_format": self.serialization_format,
+                "trusted_types": list(self.trusted_types),
             }
             self._replayer = Replayer(
                 self.backend,

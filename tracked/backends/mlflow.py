@@ -143,16 +143,27 @@ def model_format(model: object, serialization_format: str, modules: set[str]) ->
     return "cloudpickle"
 
 
-def _skops_untrusted_types(model: object) -> list[str] | None:
-    """Types in ``model`` that skops does not trust by default, to list in the MLmodel file.
+class UntrustedModel(TypeError):
+    """A skops model holds types nobody declared trusted: it is not logged."""
 
-    Loading then works without ever falling back to pickle, and a reader of the MLmodel file
-    sees which types it is asked to trust.
+
+def _skops_trusted_types(model: object, declared: Sequence[str]) -> list[str] | None:
+    """The types of ``model`` that skops does not trust by default, to list in the MLmodel
+    file (``skops_trusted_types``): loading then works without ever falling back to pickle.
+
+    Only scikit-learn's and NumPy's own types and those the pipeline declares
+    (``trusted_types``) are listed; trust is never inferred from what the model holds.
+
+    Raises:
+        UntrustedModel: the model holds other types, or functions of modules that are never
+            trusted (``os.system`` in a ``FunctionTransformer``): the message lists them.
     """
     import skops.io
 
+    from tracked._capture import OWN_TRUSTED, never_trusted
+
     try:
-        return skops.io.get_untrusted_types(data=skops.io.dumps(model)) or None
+        found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     except Exception as exc:
         msg = (
             f"skops cannot serialise {type(model).__name__} ({type(exc).__name__}: {exc}); "
@@ -160,6 +171,26 @@ def _skops_untrusted_types(model: object) -> list[str] | None:
             "cloudpickle knowingly"
         )
         raise TypeError(msg) from exc
+    forbidden = [name for name in found if never_trusted(name)]
+    if forbidden:
+        msg = (
+            f"the model {type(model).__name__} is not logged: it holds "
+            f"{', '.join(forbidden)}, which is never trusted (loading the model would call "
+            "it); keep such functions out of the model"
+        )
+        raise UntrustedModel(msg)
+    undeclared = [
+        name for name in found if name.split(".", 1)[0] not in OWN_TRUSTED and name not in declared
+    ]
+    if undeclared:
+        listed = ", ".join(repr(name) for name in undeclared)
+        msg = (
+            f"the model {type(model).__name__} is not logged: it holds types skops does not "
+            f"trust by default and the pipeline does not declare: {listed}; if you trust "
+            f"them, add them to the pipeline class's `trusted_types = ({listed},)`"
+        )
+        raise UntrustedModel(msg)
+    return found or None
 
 
 def _mlflow_example(example: Any) -> Any:
@@ -665,6 +696,7 @@ class MlflowBackend:
         output_example: object = None,
         serialization_format: str = "skops",
         step: int = 0,
+        trusted_types: Sequence[str] = (),
     ) -> str:
         """Log ``model`` (sklearn flavour) as ``runs:/<run>/<name>``; return ``models:/<id>``.
 
@@ -690,7 +722,9 @@ class MlflowBackend:
         local = needs.local_modules(modules)
         serialization_format = model_format(model, serialization_format, local)
         requirements = needs.requirements(modules, ("mlflow", "scikit-learn", serialization_format))
-        trusted = _skops_untrusted_types(model) if serialization_format == "skops" else None
+        trusted = (
+            _skops_trusted_types(model, trusted_types) if serialization_format == "skops" else None
+        )
         signature = None
         # The signature comes from the whole example the composer kept (the logged one may be
         # cut), with what the model predicted on it there: predicting here would draw from
