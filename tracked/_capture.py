@@ -117,12 +117,19 @@ def _value_text(value: object) -> str:
     if is_data(value):  # a setting that holds data is named, never written out
         return f"<{type(value).__name__} of shape {tuple(value.shape)}>"  # type: ignore[attr-defined]
     if isinstance(value, Mapping):  # `headers={"Authorization": ...}` in a run name
-        items = (
-            f"{to_text(key)!r}: {MASK if is_secret_name(to_text(key)) else _value_text(item)}"
-            for key, item in value.items()
-        )
-        return "{" + ", ".join(items) + "}"
+        return "{" + ", ".join(_item_text(key, item) for key, item in value.items()) + "}"
     return mask_secrets(to_text(value))
+
+
+def _item_text(key: object, item: object) -> str:
+    """``'key': value`` as ``str(dict)`` shows it, masked."""
+    plain = isinstance(key, (str, int, float, bool, type(None)))
+    name = repr(key) if plain else to_text(key)
+    if is_secret_name(to_text(key)):
+        return f"{name}: {MASK!r}"
+    if isinstance(item, str):
+        return f"{name}: {mask_secrets(item)!r}"
+    return f"{name}: {_value_text(item)}"
 
 
 def is_data(value: object) -> bool:
