@@ -18,6 +18,7 @@ from tracked.backends import needs
 
 class Balanced(TrackedPipeline):
     experiment = "requirements"
+    trusted_types = (ImbPipeline, RandomOverSampler)  # skops trusts only what is declared
 
     def clf(self, X, y=None, stage="estimator"):
         self.operator = self.model = ImbPipeline(

@@ -56,11 +56,20 @@ def shorten(text: str, limit: int) -> str:
 
 MASK = "***"
 # A credential word as a whole part of a name: `db__password`, `apiKey`, `client_secret`,
-# `AUTH_TOKEN`; not `tokenizer` or `max_tokens`, which are not secrets.
+# `AUTH_TOKEN`, `headers__Authorization`, `privateKey`; not `tokenizer`, `max_tokens` or
+# `author`, which are not secrets.
 _SECRET_NAME = re.compile(
-    r"(?:^|[^a-z])(?:password|passwd|secret|token|api_?key|access_?key|credentials?)(?:[^a-z]|$)"
+    r"(?:^|[^a-z])(?:password|passwd|pwd|secrets?|token|api_?key|access_?key"
+    r"|private_?key|session_?key|credentials?|auth|authorization|bearer|cookies?|dsn)"
+    r"(?:[^a-z]|$)"
 )
-_URI_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")
+_URI_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s?#]+@")
+# `password=...` / `Pwd={...}` in a connection string, `Bearer abc` in a header value.
+_ASSIGNED_SECRET = re.compile(
+    r"(?i)(?P<key>\b(?:password|passwd|pwd|secret|token|api_?key|access_?key)\s*=\s*)"
+    r"(?:\{[^}]*\}|'[^']*'|\"[^\"]*\"|[^;&\s,'\"]+)"
+)
+_BEARER = re.compile(r"(?i)(?P<key>\bbearer\s+)[A-Za-z0-9._~+/=\-]+")
 
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -74,6 +83,23 @@ def is_secret_name(name: str) -> bool:
 def mask_uri(text: str) -> str:
     """``text`` with the user and password of every URI in it replaced by ``***``."""
     return _URI_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the credentials inside it replaced by ``***``: a URI's user and
+    password anywhere in it, ``password=`` / ``pwd=`` values of connection strings and
+    ``Bearer`` tokens."""
+    text = _ASSIGNED_SECRET.sub(rf"\g<key>{MASK}", text)
+    text = _BEARER.sub(rf"\g<key>{MASK}", text)
+    return mask_uri(text)
+
+
+def masked(name: str, value: Any) -> Any:
+    """``value`` as it may be logged under ``name``: ``***`` for a credential-like name,
+    else with the credentials inside it masked."""
+    if is_secret_name(name):
+        return MASK
+    return mask_secrets(value) if isinstance(value, str) else value
 
 
 def params_text(obj: object) -> str:
@@ -90,7 +116,20 @@ def _value_text(value: object) -> str:
         return f"{type(value).__name__}({params_text(value)})"
     if is_data(value):  # a setting that holds data is named, never written out
         return f"<{type(value).__name__} of shape {tuple(value.shape)}>"  # type: ignore[attr-defined]
-    return to_text(value)
+    if isinstance(value, Mapping):  # `headers={"Authorization": ...}` in a run name
+        return "{" + ", ".join(_item_text(key, item) for key, item in value.items()) + "}"
+    return mask_secrets(to_text(value))
+
+
+def _item_text(key: object, item: object) -> str:
+    """``'key': value`` as ``str(dict)`` shows it, masked."""
+    plain = isinstance(key, (str, int, float, bool, type(None)))
+    name = repr(key) if plain else to_text(key)
+    if is_secret_name(to_text(key)):
+        return f"{name}: {MASK!r}"
+    if isinstance(item, str):
+        return f"{name}: {mask_secrets(item)!r}"
+    return f"{name}: {_value_text(item)}"
 
 
 def is_data(value: object) -> bool:
@@ -429,3 +468,33 @@ def detect_phase(
 ) -> str:
     """``fit`` when ``operator`` is new or was refitted since ``before``, else ``inference``."""
     return decide_phase(before, operator)[0]
+
+
+#: Modules whose functions and types are never trusted in a model, whatever a pipeline lists:
+#: loading would hand them arguments (``FunctionTransformer(inverse_func=os.system)``).
+NEVER_TRUSTED = frozenset(
+    {
+        "os", "posix", "nt", "subprocess", "builtins", "shutil", "sys", "importlib", "runpy",
+        "pickle", "marshal", "ctypes", "socket", "pty", "code", "codecs", "io", "pathlib",
+        "tempfile", "signal", "multiprocessing", "threading", "webbrowser",
+    }
+)  # fmt: skip
+#: The libraries whose own types a skops model may hold without being listed.
+OWN_TRUSTED = ("sklearn", "numpy")
+
+
+def type_name(item: object) -> str:
+    """``module.QualName`` of a class or function given as itself or as that string."""
+    if isinstance(item, str):
+        return item
+    module = getattr(item, "__module__", None)
+    qualname = getattr(item, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        msg = f"{item!r} is neither a class nor a function nor a 'module.Name' string"
+        raise TypeError(msg)
+    return f"{module}.{qualname}"
+
+
+def never_trusted(name: str) -> bool:
+    """Whether ``name`` (``module.Name``) comes from a module that is never trusted."""
+    return name.split(".", 1)[0] in NEVER_TRUSTED

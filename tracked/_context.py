@@ -262,8 +262,25 @@ def build_session(
         outer_run_id=outer,
         registered_model_name=getattr(instance, "registered_model_name", None),
         serialization_format=getattr(instance, "serialization_format", "skops"),
+        trusted_types=_trusted_names(instance),
         synchronous=bool(getattr(instance, "synchronous", False)),
     )
+
+
+def _trusted_names(instance: object) -> tuple[str, ...]:
+    """The ``module.Name`` of each type the instance's ``trusted_types`` lists (checked at
+    class definition; an instance attribute set later is checked here)."""
+    from tracked._capture import never_trusted, type_name
+
+    names = []
+    for item in getattr(instance, "trusted_types", ()) or ():
+        try:
+            name = type_name(item)
+        except TypeError:
+            continue  # not a type: nothing to trust
+        if not never_trusted(name):
+            names.append(name)
+    return tuple(names)
 
 
 def _clone_parent(origin: Session | None, backend: Backend) -> str | None:

@@ -13,7 +13,14 @@ from typing import Any
 from attrs import frozen
 
 from tracked import _frames, _sparse
-from tracked._capture import is_fitted_name, is_setting, public_state
+from tracked._capture import (
+    MASK,
+    is_fitted_name,
+    is_secret_name,
+    is_setting,
+    mask_secrets,
+    public_state,
+)
 
 PREVIEW_ROWS = 20
 #: A preview keeps at most this many columns and bytes (a note on the run says what was cut).
@@ -222,6 +229,13 @@ def preview(summary: DataSummary) -> Preview:
     later (by the writer); anything else is rendered now, to know what the bytes cut.
     """
     head, columns = summary.head, summary.columns
+    if columns is not None:  # a column named after a connection string shows no password
+        columns = tuple(mask_secrets(str(name)) for name in columns)
+    names = getattr(head, "columns", None)
+    if names is not None and hasattr(head, "set_axis"):
+        clean = [mask_secrets(str(name)) for name in names]
+        if clean != [str(name) for name in names]:
+            head = head.set_axis(clean, axis=1)
     if _sparse.is_sparse(head):
         content, kept = _sparse_csv(head, PREVIEW_BYTES)
         if kept == head.nnz:
@@ -365,6 +379,10 @@ def fitted_state(operator: Any) -> FittedState:
     document: dict[str, Any] = {}
     plain = not callable(getattr(operator, "get_params", None))
     for name, value in sorted(public_state(operator).items()):
+        if is_secret_name(name):  # `auth_token_`: named, never written out
+            if is_fitted_name(name) or (plain and not callable(value)):
+                document[name] = MASK
+            continue
         if not is_fitted_name(name):
             if plain and not callable(value):
                 document[name] = _held(value)
@@ -426,10 +444,15 @@ def _jsonable(value: Any) -> Any:
     """``value`` made JSON-safe: non-finite floats as strings, unknown objects as text."""
     if isinstance(value, float):
         return _json_number(value)
-    if value is None or isinstance(value, (str, int, bool)):
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if value is None or isinstance(value, (int, bool)):
         return value
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {
+            str(key): MASK if is_secret_name(str(key)) else _jsonable(item)
+            for key, item in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
     item = getattr(value, "item", None)  # numpy scalars
@@ -438,4 +461,4 @@ def _jsonable(value: Any) -> Any:
             return _jsonable(item())
         except Exception:
             pass
-    return str(value)
+    return mask_secrets(str(value))

@@ -161,6 +161,35 @@ def discover(cls: type, namespace: Mapping[str, Any]) -> dict[str, str]:
 # -- class attributes ---------------------------------------------------------------------------
 
 
+def _check_trusted_types(name: str, value: Any) -> None:
+    """``trusted_types``: a tuple or list of classes (or functions) or ``"module.Name"``
+    strings, none from a module that is never trusted (``os``, ``subprocess``, ...)."""
+    from tracked._capture import never_trusted, type_name
+
+    if isinstance(value, str) or not isinstance(value, (tuple, list)):
+        msg = (
+            f"{name}.trusted_types must be a tuple of classes or 'module.Name' strings, "
+            f"not {type(value).__name__}: e.g. trusted_types = (MyEstimator,)"
+        )
+        raise PipelineDefinitionError(msg)
+    for item in value:
+        try:
+            dotted = type_name(item)
+        except TypeError as exc:
+            msg = f"{name}.trusted_types: {exc}"
+            raise PipelineDefinitionError(msg) from None
+        if "." not in dotted.strip(".") or " " in dotted:
+            msg = f"{name}.trusted_types: {dotted!r} is not a 'module.Name' type name"
+            raise PipelineDefinitionError(msg)
+        if never_trusted(dotted):
+            msg = (
+                f"{name}.trusted_types: {dotted} is never trusted (loading a model that holds "
+                "it could run any command); keep such functions out of models, or use "
+                "serialization_format = 'cloudpickle' knowingly"
+            )
+            raise PipelineDefinitionError(msg)
+
+
 def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
     """Type-check the configuration attributes a class sets, naming the class and the fix."""
     name = cls.__name__
@@ -188,6 +217,8 @@ def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
     if namespace.get("log_outputs", "preview") not in LOG_OUTPUTS:
         msg = f"{name}.log_outputs must be one of {LOG_OUTPUTS}, not {namespace['log_outputs']!r}"
         raise PipelineDefinitionError(msg)
+    if "trusted_types" in namespace:
+        _check_trusted_types(name, namespace["trusted_types"])
     if namespace.get("serialization_format", "skops") not in SERIALIZATION_FORMATS:
         msg = (
             f"{name}.serialization_format must be one of {SERIALIZATION_FORMATS}, "

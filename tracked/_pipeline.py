@@ -22,6 +22,7 @@ CLONED_SETTINGS = (
     "run_name",
     "registered_model_name",
     "serialization_format",
+    "trusted_types",
     "nest_under_active_run",
     "log_outputs",
     "synchronous",
@@ -56,8 +57,13 @@ class TrackedPipeline(metaclass=TrackedMeta):
             that differ from their defaults.
         registered_model_name: register every composed ``pipeline`` model as a new version of
             this MLflow registered model (None: do not register).
-        serialization_format: ``"skops"`` (default; loading executes no code) or
-            ``"cloudpickle"`` (any Python object; loading runs code, so trust the source).
+        serialization_format: ``"skops"`` (default; loads only the types it trusts, without
+            pickle) or ``"cloudpickle"`` (any Python object; loading runs code, so trust the
+            source).
+        trusted_types: the types (classes, or ``"module.Name"`` strings) beyond
+            scikit-learn's and NumPy's own that a skops model may hold, e.g. imbalanced-learn's
+            ``Pipeline``; a model holding other types is not logged (a warning lists them).
+            Functions of ``os``, ``subprocess``, ``builtins`` and the like are never trusted.
         nest_under_active_run: nest the parent run under the calling thread's active MLflow
             run (``mlflow.start_run()``) or ``MLFLOW_RUN_ID`` (``mlflow run``), in that run's
             experiment unless ``experiment`` is set; False keeps it top-level.
@@ -88,6 +94,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
     run_name: ClassVar[str | None] = None
     registered_model_name: ClassVar[str | None] = None
     serialization_format: ClassVar[str] = "skops"
+    trusted_types: ClassVar[tuple[Any, ...]] = ()
     nest_under_active_run: ClassVar[bool] = True
     log_outputs: ClassVar[str] = "preview"
     stages: ClassVar[Mapping[str, str]] = {}

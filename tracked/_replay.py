@@ -20,21 +20,10 @@ from tracked._report import foreign_logs_quieted
 LOCAL_ID_TAG = "tracked.local_run_id"
 COMPOSED_MODEL_NAME = "pipeline"
 
-#: MLflow error codes that mean "the store cannot take this now", not "this is wrong".
-_AWAY_CODES = frozenset(
-    {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "ENDPOINT_NOT_FOUND"}
-)
-_AWAY_WORDS = (
-    "readonly database",
-    "read-only",
-    "database is locked",
-    "disk is full",
-    "unable to open database",
-    "No space left",
-    "Max retries exceeded",
-    "Connection refused",
-    "failed with exception",
-)
+#: Error codes that mean "the store cannot take this now", not "this is wrong". A backend
+#: that knows its store's errors better says so itself (``backend.is_store_away``: the MLflow
+#: backend's tells MLflow's INTERNAL_ERROR default from an outage).
+_AWAY_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
 
 
 def _bytes(content: Any) -> bytes:
@@ -51,18 +40,13 @@ class StoreAway(Exception):
 
 
 def is_store_away(exc: BaseException) -> bool:
-    """Whether ``exc`` says the store is away rather than that the data is wrong.
-
-    Connection errors, timeouts and full or read-only disks are ``OSError``s (requests'
-    errors are too); MLflow wraps the rest in ``MlflowException`` with an error code.
+    """Whether ``exc`` says the store is away rather than that the data is wrong, for a
+    backend that does not say (``backend.is_store_away``): connection errors, timeouts and
+    full or read-only disks are ``OSError``s (requests' errors are too); or an away code.
     """
     if isinstance(exc, OSError):
         return True
-    code = getattr(exc, "error_code", None)
-    if code in _AWAY_CODES:
-        return True
-    text = str(exc)
-    if any(word in text for word in _AWAY_WORDS):
+    if getattr(exc, "error_code", None) in _AWAY_CODES:
         return True
     cause = exc.__cause__ or exc.__context__
     return cause is not None and cause is not exc and is_store_away(cause)
@@ -159,6 +143,7 @@ class Replayer:
         self.between_steps = between_steps
         #: Runs this replayer created in the store (not found there again).
         self.created = 0
+        self._is_away = getattr(backend, "is_store_away", None) or is_store_away
 
     def replay(self, entry: dict[str, Any], payload: Any) -> list[tuple[str, BaseException]]:
         """Do the entry's steps not done yet; return the failures that are the data's fault.
@@ -180,7 +165,7 @@ class Replayer:
                 with foreign_logs_quieted():  # the failure is ours to report, in one line
                     result = step()
             except Exception as exc:
-                if is_store_away(exc):
+                if self._is_away(exc):
                     raise StoreAway(what) from exc
                 failures.append((what, exc))
                 if index == 0 and entry["kind"] == "start_run":
@@ -319,6 +304,8 @@ class Replayer:
         if entry["parent_metrics"] and not entry["training"]:
             self.state.evaluation = {key: value for key, value, _, _ in entry["parent_metrics"]}
         fmt = self.header.get("serialization_format", "skops")
+        # Passed only when listed: a backend of another version need not know the argument.
+        trust = {"trusted_types": tuple(t)} if (t := self.header.get("trusted_types")) else {}
         child = lambda: self._id(entry)  # noqa: E731 - resolved when the step runs
         parent = lambda: self._id(entry, "parent")  # noqa: E731
         steps.insert(
@@ -367,7 +354,9 @@ class Replayer:
             steps.append(
                 (
                     f"log the model of stage {stage!r}",
-                    lambda: backend.log_model(child(), "model", model, serialization_format=fmt),
+                    lambda: backend.log_model(
+                        child(), "model", model, serialization_format=fmt, **trust
+                    ),
                 )
             )
         # A copy logging under another instance's parent run keeps what belongs to a parent
@@ -407,6 +396,7 @@ class Replayer:
                             output_example=composed.output_example,
                             serialization_format=fmt,
                             step=entry.get("composed_step", 0),
+                            **trust,
                         ),
                     },
                 )

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tracked._capture import mask_uri, params_text, shorten
+from tracked._capture import mask_secrets, mask_uri, masked, params_text, shorten
 from tracked._compose import Composer
 from tracked._records import (
     FINISHED,
@@ -72,14 +72,15 @@ class Session:
         registered_model_name: str | None = None,
         serialization_format: str = "skops",
         synchronous: bool = False,
+        trusted_types: tuple[str, ...] = (),
     ) -> None:
         self.backend = backend
         #: None: the experiment of ``outer_run_id``, the run this parent run nests under.
         self.experiment = experiment
         self.outer_run_id = outer_run_id
-        self.run_name = run_name
-        self.params = params
-        self.tags = tags
+        self.run_name = mask_secrets(run_name)  # it goes to the spool and the store as is
+        self.params = {key: masked(key, value) for key, value in params.items()}
+        self.tags = {key: masked(key, value) for key, value in tags.items()}
         self.strict = strict
         #: False for a copy that logs under a parent run someone else opened and will end.
         self.owned = run_id is None
@@ -93,6 +94,8 @@ class Session:
         self.ended = False
         self.registered_model_name = registered_model_name
         self.serialization_format = serialization_format
+        #: The types (``module.Name``) beyond scikit-learn's and NumPy's a skops model may hold.
+        self.trusted_types = trusted_types
         # A forked worker (multiprocessing's fork pools) ends through os._exit, without exit
         # handlers or a writer that finishes: its records are written before its calls return.
         self.synchronous = (
@@ -110,6 +113,9 @@ class Session:
         self.spool: SessionSpool | None = None
         #: The spool folder was tidied away (``_tidy_spool``): the next entry opens it again.
         self._respool = False
+        #: A folder that stopped taking records (``_drop_spool``): kept until the run's end
+        #: reached the store, for good if it never does.
+        self._dropped_spool: SessionSpool | None = None
         #: The store is away: entries stay in the spool for ``tracked sync``.
         self.spooling = False
         # The writer's modules are imported with the first session, not with tracked.
@@ -219,6 +225,7 @@ class Session:
             "parent": self.parent_ref,
             "registered_model_name": self.registered_model_name,
             "serialization_format": self.serialization_format,
+            "trusted_types": list(self.trusted_types),
         }
         from tracked._spool import SessionSpool, spool_root
 
@@ -371,16 +378,26 @@ class Session:
         spool.remove()
 
     def _drop_spool(self, spool: SessionSpool, exc: BaseException) -> None:
-        """Stop spooling after ``exc``: the entries written so far are all still queued in
-        memory, so the folder goes (it would look like an abandoned run to `tracked sync`)."""
+        """Stop spooling after ``exc`` (a full disk). The folder is never removed: it may hold
+        records the store has not acknowledged (all of them, when the store is away). It is
+        marked incomplete, so that `tracked sync` knows that its end is missing; what follows
+        waits in memory only. A folder whose records all reach the store after all goes when
+        the run ends (see ``_process``)."""
+        lost = (
+            "they are lost unless the store comes back before this process ends"
+            if self.spooling
+            else "they are lost if the store goes away"
+        )
         self._note(
-            f"could not write to the spool at {spool.path} ({describe(exc)}): "
-            "records wait in memory only",
+            f"could not write to the spool at {spool.path} ({describe(exc)}): it keeps the "
+            f"records it holds (marked incomplete; `tracked sync` sends them); records from "
+            f"now on wait in memory only: {lost}",
             exc,
             key=f"spool-unwritable:{spool.path.parent}",
         )
         self.spool = None
-        spool.remove()
+        self._dropped_spool = spool
+        spool.mark_incomplete(describe(exc))
 
     def _progress(self, event: dict[str, Any]) -> None:
         """Note a step done in the spool; a spool that cannot take it is dropped."""
@@ -411,6 +428,7 @@ class Session:
         self.gave_up = False
         self.spool = None
         self._respool = False
+        self._dropped_spool = None
         self._open_spool()
 
     # -- on the writer's thread ----------------------------------------------------------
@@ -462,6 +480,15 @@ class Session:
                 self._report(failures)
         if self.spooling and kind != "detach":
             self._spooled += 1
+        dropped = self._dropped_spool
+        if dropped is not None and kind in ("end_run", "detach"):
+            self._dropped_spool = None
+            if self.spooling or self.broken:
+                # `tracked sync` may take it: it ends the run, saying what is missing.
+                with contextlib.suppress(OSError):
+                    dropped.release()
+            else:  # everything reached the store after all: the folder is not needed
+                dropped.remove()
         spool = self.spool  # the caller may drop it meanwhile
         if spool is None:
             return
@@ -481,6 +508,7 @@ class Session:
                 "parent": self.parent_ref,
                 "registered_model_name": self.registered_model_name,
                 "serialization_format": self.serialization_format,
+                "trusted_types": list(self.trusted_types),
             }
             self._replayer = Replayer(
                 self.backend,

@@ -13,10 +13,16 @@ reached the store; what remains is what the store has not seen::
                                             with the run ids the store gave
     <spool>/<session id>/released           the writer is done with the folder: ``tracked
                                             sync`` may take it over
+    <spool>/<session id>/incomplete         the spool could not take every record (a full
+                                            disk): what follows is not here; the reason inside
 
 Entries are appended with one ``write`` each, so a killed process leaves whole lines; a
 session whose store is away is fsynced, so that a machine crash afterwards loses nothing.
-Payloads are pickles: ``tracked sync`` loads them, so sync only spools you wrote yourself.
+Payloads are pickles: ``tracked sync`` loads them, so sync only reads folders that can only
+be yours: the root and every session folder are created 0700 and their files 0600, whatever
+the umask, and sync and status refuse (without reading it) a folder that another user owns,
+that group or others may write, whose name is not a session id, or that holds a symbolic
+link; files are opened with ``O_NOFOLLOW``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +46,14 @@ PROGRESS = "progress.jsonl"
 PAYLOADS = "payloads.bin"
 #: Written by the writer once it is done with a folder it leaves for ``tracked sync``.
 RELEASED = "released"
+#: Written when the spool could not take a record (a full disk): the folder is kept, and
+#: what came after it is not in it.
+INCOMPLETE = "incomplete"
+#: The names of session folders: ``tracked._session.new_local_id`` makes them.
+SESSION_NAME = re.compile(r"local-[0-9a-f]{32}\Z")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_PRIVATE_FILE = 0o600
+_PRIVATE_DIR = 0o700
 
 
 def spool_root() -> Path:
@@ -60,14 +76,16 @@ class SessionSpool:
 
     def __init__(self, root: Path, session_id: str, header: dict[str, Any]) -> None:
         self.path = root / session_id
-        self.path.mkdir(parents=True, exist_ok=False)
+        make_private_root(root)
+        os.mkdir(self.path, _PRIVATE_DIR)
+        os.chmod(self.path, _PRIVATE_DIR)  # whatever the umask
         document = {**header, "pid": os.getpid(), "host": _hostname()}
         document.setdefault("created_ms", time.time_ns() // 1_000_000)
-        (self.path / HEADER).write_bytes(_dumps(document))
+        write_private(self.path / HEADER, _dumps(document))
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        self._entries = os.open(self.path / ENTRIES, flags, 0o644)
-        self._progress = os.open(self.path / PROGRESS, flags, 0o644)
-        self._payloads = os.open(self.path / PAYLOADS, flags, 0o644)
+        self._entries = open_private(self.path / ENTRIES, flags)
+        self._progress = open_private(self.path / PROGRESS, flags)
+        self._payloads = open_private(self.path / PAYLOADS, flags)
         self._payload_size = 0
 
     def append(self, entry: dict[str, Any], payload: bytes | None) -> None:
@@ -93,7 +111,16 @@ class SessionSpool:
     def release(self) -> None:
         """The writer is done with this folder: it is ``tracked sync``'s now."""
         self.close()
-        (self.path / RELEASED).touch()
+        write_private(self.path / RELEASED, b"")
+        _fsync_directory(self.path)
+
+    def mark_incomplete(self, reason: str) -> None:
+        """The spool cannot take more records: keep what it has, and say that it is not all
+        (best effort: the disk that refused a record may refuse this too; sync then sees
+        the folder without its end, as a run whose process died)."""
+        self.close()
+        with contextlib.suppress(OSError):
+            write_private(self.path / INCOMPLETE, reason.encode())
         _fsync_directory(self.path)
 
     def close(self) -> None:
@@ -108,6 +135,103 @@ class SessionSpool:
 
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def make_private_root(root: Path) -> None:
+    """Create the spool root 0700 (its parents as usual), whatever the umask."""
+    if root.is_dir():
+        return
+    try:
+        os.mkdir(root, _PRIVATE_DIR)
+    except FileNotFoundError:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(root, _PRIVATE_DIR)
+        except FileExistsError:  # another process was first
+            return
+    except FileExistsError:
+        return
+    os.chmod(root, _PRIVATE_DIR)  # whatever the umask
+
+
+def open_private(path: Path, flags: int) -> int:
+    """``os.open`` of a spool file: 0600 when created, never through a symbolic link."""
+    fd = os.open(path, flags | _NOFOLLOW, _PRIVATE_FILE)
+    if flags & os.O_CREAT:
+        try:
+            os.fchmod(fd, _PRIVATE_FILE)  # whatever the umask
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a small spool file (0600, no symbolic link followed)."""
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_private(path: Path) -> bytes:
+    """The bytes of a spool file, never through a symbolic link."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def _unsafe(path: Path, what: str, st: os.stat_result) -> str | None:
+    """Why a folder (the root or a session's) cannot be trusted, or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return f"{what} {path} is a symbolic link: point the spool at the real folder"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{what} {path} is not a folder: remove it"
+    uid = os.geteuid() if hasattr(os, "geteuid") else st.st_uid
+    if st.st_uid != uid:
+        return (
+            f"{what} {path} belongs to user id {st.st_uid}, not to you ({uid}): another "
+            "user's spool is never read; remove it (or sync it as its owner)"
+        )
+    if st.st_mode & 0o022:
+        return (
+            f"{what} {path} may be written by others (mode {stat.filemode(st.st_mode)}): "
+            f"check what is in it, then `chmod 700 {path}`"
+        )
+    return None
+
+
+def root_refusal(root: Path) -> str | None:
+    """Why the spool root cannot be read (another user's, writable by others), or None."""
+    try:
+        return _unsafe(root, "the spool", os.lstat(root))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"the spool {root} cannot be read ({exc.strerror})"
+
+
+def folder_refusal(folder: Path) -> str | None:
+    """Why a session folder cannot be read, or None: checked before anything in it is."""
+    if not SESSION_NAME.match(folder.name):
+        return (
+            f"{folder} is not a session folder (their names are local- and 32 hex digits): "
+            "move it out of the spool"
+        )
+    try:
+        why = _unsafe(folder, "the session folder", os.lstat(folder))
+        if why is not None:
+            return why
+        for child in os.scandir(folder):
+            if child.is_symlink():
+                return (
+                    f"{Path(child.path)} is a symbolic link, which a spool never holds: "
+                    f"remove it (`rm {Path(child.path)}`), or the folder"
+                )
+    except OSError as exc:
+        return f"the session folder {folder} cannot be read ({exc.strerror})"
+    return None
 
 
 def _hostname() -> str:
@@ -132,7 +256,7 @@ def _fsync_directory(path: Path) -> None:
 def _read_lines(path: Path) -> list[dict[str, Any]]:
     """The whole JSON lines of a file; a torn last line (a killed writer) is ignored."""
     try:
-        data = path.read_bytes()
+        data = read_private(path)
     except FileNotFoundError:
         return []
     lines = []
@@ -174,7 +298,8 @@ class SpooledSession:
         import cloudpickle
 
         offset, size = where
-        with open(self.path / PAYLOADS, "rb") as handle:
+        fd = os.open(self.path / PAYLOADS, os.O_RDONLY | _NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
             handle.seek(offset)
             return cloudpickle.loads(handle.read(size))
 
@@ -188,6 +313,17 @@ class SpooledSession:
     def released(self) -> bool:
         """Whether its writer is done with it (see ``SessionSpool.release``)."""
         return (self.path / RELEASED).exists()
+
+    @property
+    def incomplete(self) -> str | None:
+        """Why the spool could not take all of its records (see ``SessionSpool.mark_incomplete``),
+        or None when it holds them all."""
+        try:
+            return read_private(self.path / INCOMPLETE).decode(errors="replace") or "incomplete"
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"incomplete ({exc.strerror})"
 
     def writer_alive(self) -> bool:
         """Whether the process that writes this session is still running on this host."""
@@ -205,7 +341,7 @@ class SpooledSession:
         return not _is_zombie(pid)
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        return sum(p.lstat().st_size for p in self.path.iterdir() if p.is_file())
 
     def remove(self) -> None:
         import shutil
@@ -222,13 +358,31 @@ def _is_zombie(pid: int) -> bool:
     return status.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
-def spooled_sessions(root: Path) -> Iterator[SpooledSession]:
-    """The session folders under ``root``, oldest first."""
+def spooled_sessions(root: Path, refused: dict[str, str] | None = None) -> Iterator[SpooledSession]:
+    """The session folders under ``root``, oldest first.
+
+    A folder that fails the checks of ``folder_refusal`` (or every folder, when the root
+    fails them) is not read: it goes into ``refused`` (its path -> why and what to do).
+    """
+    refused = {} if refused is None else refused
     if not root.is_dir():
         return
-    folders = [p for p in root.iterdir() if p.is_dir() and (p / HEADER).exists()]
-    folders.sort(key=lambda p: (p / HEADER).stat().st_mtime)
-    for folder in folders:
+    why = root_refusal(root)
+    if why is not None:
+        refused[str(root)] = why
+        return
+    folders = []
+    for path in sorted(root.iterdir()):
+        if not path.is_symlink() and not path.is_dir():
+            continue  # a stray file is no session, and is not read
+        why = folder_refusal(path)
+        if why is not None:
+            refused[str(path)] = why
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            folders.append((os.lstat(path / HEADER).st_mtime, path))
+    folders.sort(key=lambda item: item[0])
+    for _, folder in folders:
         session = SpooledSession.read(folder)
         if session is not None:
             yield session

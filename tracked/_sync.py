@@ -38,10 +38,12 @@ class SyncResult:
     failures: list[str] = field(factory=list)
     #: One line per session written (or, in a dry run, that would be written).
     done: list[str] = field(factory=list)
+    #: Folder -> why it was not read at all (another user's, writable by others, a link).
+    refused: dict[str, str] = field(factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.remaining
+        return not self.remaining and not self.refused
 
 
 def session_state(session: SpooledSession) -> str:
@@ -80,7 +82,7 @@ def sync(
         from tracked.backends.mlflow import shared_backend as backend_for
     result = SyncResult()
     known_runs: dict[str, str] = {}
-    for session in spooled_sessions(spool):
+    for session in spooled_sessions(spool, result.refused):
         state_name = session_state(session)
         if state_name == "running":
             pid = session.header.get("pid")
@@ -164,8 +166,12 @@ def _replay_session(
         result.runs_created += replayer.created
         result.entries_written += written
     if failures:
-        result.failures.extend(f"{sid}: {failure}" for failure in failures)
-        result.remaining[sid] = f"{len(failures)} steps failed (see above); run sync again"
+        run = f"{sid} (run {session.header.get('run_name')!r})"
+        result.failures.extend(f"{run}: the store refused to {failure}" for failure in failures)
+        result.remaining[sid] = (
+            f"the store refused {len(failures)} steps (see above): the records are kept; "
+            "fix the cause, then run sync again"
+        )
         return
     session.remove()
     result.synced.append(sid)
@@ -201,7 +207,8 @@ def _closing_entries(
 ) -> list[dict]:
     """End the parent run of a session whose process died: KILLED, with the reason. The
     dry run and the real sync both ask this, so that they agree."""
-    if state_name != "abandoned" or session.closed:
+    incomplete = session.incomplete
+    if session.closed or not (state_name == "abandoned" or incomplete is not None):
         return []
     own = session.header.get("session")
     if own is None or session.header.get("parent") != own:
@@ -213,6 +220,12 @@ def _closing_entries(
         f"process {pid} on {host} ended without ending the run (killed?); "
         f"tracked sync ended it at {time.strftime('%Y-%m-%d %H:%M:%S')}"
     )
+    if incomplete is not None:
+        reason = (
+            f"the spool of process {pid} on {host} could not take all of its records "
+            f"({incomplete}): those after it are lost; tracked sync ended the run at "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+        )
     return [
         {
             "seq": seq,
@@ -228,10 +241,13 @@ def _closing_entries(
 
 class _ProgressAppender:
     def __init__(self, path: Path) -> None:
-        from tracked._spool import _dumps
+        import os
+
+        from tracked._spool import _dumps, open_private
 
         self._dumps = _dumps
-        self._file = open(path, "ab")  # noqa: SIM115 - closed by close()
+        fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self._file = os.fdopen(fd, "ab")
 
     def append(self, event: dict[str, Any]) -> None:
         self._file.write(self._dumps(event))
@@ -257,15 +273,17 @@ class SessionStatus:
     created_ms: int
 
 
-def status(spool: Path) -> list[SessionStatus]:
-    """What the spool holds, one row per session, oldest first."""
+def status(spool: Path, refused: dict[str, str] | None = None) -> list[SessionStatus]:
+    """What the spool holds, one row per session, oldest first; the folders it does not read
+    go into ``refused`` (see ``spooled_sessions``)."""
     rows = []
-    for session in spooled_sessions(spool):
+    for session in spooled_sessions(spool, refused):
         header = session.header
+        state = session_state(session)
         rows.append(
             SessionStatus(
                 session_id=session.session_id,
-                state=session_state(session),
+                state="incomplete" if session.incomplete is not None else state,
                 run_name=str(header.get("run_name")),
                 experiment=str(header.get("experiment") or "(of the outer run)"),
                 tracking_uri=mask_uri(str(header.get("tracking_uri"))),

@@ -150,7 +150,7 @@ def sync_command(args: argparse.Namespace) -> int:
         print(f"there is no spool at {spool} (the folder does not exist): nothing to sync")
         return 0
     result = sync(spool, tracking_uri=args.tracking_uri, dry_run=args.dry_run)
-    if args.dry_run and not (result.done or result.failures or result.remaining):
+    if args.dry_run and not (result.done or result.failures or result.remaining or result.refused):
         print(f"nothing to sync: the spool at {spool} holds no records")
     for line in result.done:
         print(_scrub(line))
@@ -158,11 +158,14 @@ def sync_command(args: argparse.Namespace) -> int:
         print(f"failed: {_scrub(failure)}", file=sys.stderr)
     for session, reason in result.remaining.items():
         print(f"remains: {session}: {_scrub(reason)}", file=sys.stderr)
+    for reason in result.refused.values():
+        print(f"refused: {_scrub(reason)}", file=sys.stderr)
     if not args.dry_run:
         print(
             f"{len(result.synced)} runs synced ({result.runs_created} store runs created, "
             f"{result.entries_written} records written); {len(result.remaining)} remain "
             f"in {spool}"
+            + (f"; {len(result.refused)} folders refused, not read" if result.refused else "")
         )
     return 0 if result.ok else 1
 
@@ -179,8 +182,14 @@ def status_command(args: argparse.Namespace) -> int:
         # Not "everything reached its store": nothing was ever spooled there (a typo?).
         print(f"there is no spool at {spool} (the folder does not exist)")
         return 1 if args.spool is not None else 0
-    rows = status(spool)
+    refused: dict[str, str] = {}
+    rows = status(spool, refused)
+    for reason in refused.values():
+        print(f"refused (not read): {_scrub(reason)}", file=sys.stderr)
     if not rows:
+        if refused:
+            print(f"the spool at {spool} holds {len(refused)} folders that were not read")
+            return 1
         print(f"the spool at {spool} is empty: everything reached its store")
         return 0
     print(f"{'session':<38} {'state':<9} {'pending':>7} {'bytes':>9}  created              run")
@@ -197,7 +206,7 @@ def status_command(args: argparse.Namespace) -> int:
         f"{sum(r.bytes for r in rows)} bytes, oldest {age_h:.1f} h ago, in {spool}; "
         "`tracked sync` writes them"
     )
-    return 0
+    return 1 if refused else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,6 +65,7 @@ class Backend(Protocol):
         output_example: object = None,
         serialization_format: str = "skops",
         step: int = 0,
+        trusted_types: Sequence[str] = (),
     ) -> str:
         """Store a fitted scikit-learn compatible ``model`` under ``name`` on a run.
 
@@ -72,7 +73,9 @@ class Backend(Protocol):
         (``step`` counts them). ``input_example`` is stored with the model; its signature is
         inferred from it, else from ``signature_example`` (not stored). ``output_example`` is
         what the model predicted on ``signature_example``: a backend needs no prediction of
-        its own for a signature. Returns a URI that names exactly this model.
+        its own for a signature. ``trusted_types`` (``module.Name``) are the types beyond
+        scikit-learn's and NumPy's that a skops model may hold (the pipeline's
+        ``trusted_types``). Returns a URI that names exactly this model.
         """
         ...
 

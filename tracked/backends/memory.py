@@ -136,6 +136,7 @@ class MemoryBackend:
         output_example: object = None,
         serialization_format: str = "skops",
         step: int = 0,
+        trusted_types: Sequence[str] = (),
     ) -> str:
         stored = copy.deepcopy(model)
         with self._lock:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tracked._capture import mask_uri, shorten
+from tracked._capture import mask_secrets, mask_uri, masked, shorten
 from tracked._insight import DataSummary
 from tracked._records import Metric
 from tracked.backends import needs
@@ -65,11 +65,12 @@ def unique_keys(keys: Sequence[str]) -> dict[str, str]:
 def sanitize_keys(
     mapping: Mapping[str, str], limit: int, notes: KeyNotes | None = None, kind: str = "params"
 ) -> dict[str, str]:
-    """``mapping`` with sanitised (``unique_keys``) keys and truncated values; ``notes``
-    collects what changed, under ``kind``."""
+    """``mapping`` with sanitised (``unique_keys``) keys and truncated values, credentials
+    masked (the last net: capture masks them already); ``notes`` collects what changed,
+    under ``kind``."""
     clean: dict[str, str] = {}
     for key, name in unique_keys(list(mapping)).items():
-        value = mapping[key]
+        value = masked(key, mapping[key])
         clean[name] = shorten(value, limit)
         if notes is not None:
             if name != key:
@@ -142,16 +143,27 @@ def model_format(model: object, serialization_format: str, modules: set[str]) ->
     return "cloudpickle"
 
 
-def _skops_untrusted_types(model: object) -> list[str] | None:
-    """Types in ``model`` that skops does not trust by default, to list in the MLmodel file.
+class UntrustedModel(TypeError):
+    """A skops model holds types nobody declared trusted: it is not logged."""
 
-    Loading then works without ever falling back to pickle, and a reader of the MLmodel file
-    sees which types it is asked to trust.
+
+def _skops_trusted_types(model: object, declared: Sequence[str]) -> list[str] | None:
+    """The types of ``model`` that skops does not trust by default, to list in the MLmodel
+    file (``skops_trusted_types``): loading then works without ever falling back to pickle.
+
+    Only scikit-learn's and NumPy's own types and those the pipeline declares
+    (``trusted_types``) are listed; trust is never inferred from what the model holds.
+
+    Raises:
+        UntrustedModel: the model holds other types, or functions of modules that are never
+            trusted (``os.system`` in a ``FunctionTransformer``): the message lists them.
     """
     import skops.io
 
+    from tracked._capture import OWN_TRUSTED, never_trusted
+
     try:
-        return skops.io.get_untrusted_types(data=skops.io.dumps(model)) or None
+        found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     except Exception as exc:
         msg = (
             f"skops cannot serialise {type(model).__name__} ({type(exc).__name__}: {exc}); "
@@ -159,6 +171,26 @@ def _skops_untrusted_types(model: object) -> list[str] | None:
             "cloudpickle knowingly"
         )
         raise TypeError(msg) from exc
+    forbidden = [name for name in found if never_trusted(name)]
+    if forbidden:
+        msg = (
+            f"the model {type(model).__name__} is not logged: it holds "
+            f"{', '.join(forbidden)}, which is never trusted (loading the model would call "
+            "it); keep such functions out of the model"
+        )
+        raise UntrustedModel(msg)
+    undeclared = [
+        name for name in found if name.split(".", 1)[0] not in OWN_TRUSTED and name not in declared
+    ]
+    if undeclared:
+        listed = ", ".join(repr(name) for name in undeclared)
+        msg = (
+            f"the model {type(model).__name__} is not logged: it holds types skops does not "
+            f"trust by default and the pipeline does not declare: {listed}; if you trust "
+            f"them, add them to the pipeline class's `trusted_types = ({listed},)`"
+        )
+        raise UntrustedModel(msg)
+    return found or None
 
 
 def _mlflow_example(example: Any) -> Any:
@@ -395,6 +427,66 @@ def default_tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
+#: What a store's own trouble says (its disk, its lock), as opposed to a record it refuses.
+_STORE_TROUBLE = (
+    "readonly database",
+    "read-only",
+    "database is locked",
+    "disk is full",
+    "disk I/O error",
+    "unable to open database",
+    "No space left",
+)
+#: MLflow's text for an HTTP answer that is no JSON error: "... failed with error code 502".
+_HTTP_STATUS = re.compile(r"failed with error code (\d{3})")
+
+
+def _away_status(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
+def is_store_away(exc: BaseException) -> bool:
+    """Whether ``exc`` (or one of its causes) says the store is away, not that the record is
+    wrong: connection errors and timeouts, HTTP 5xx and 429 answers, MLflow's
+    TEMPORARILY_UNAVAILABLE (a database's operational error) and REQUEST_LIMIT_EXCEEDED, and a
+    local store's full, locked or read-only disk.
+
+    MLflow's default code, INTERNAL_ERROR, is no outage by itself: a local store raises it
+    for a value it cannot hold (an integer SQLite cannot store); such a record is refused,
+    reported with its run and reason, and never makes the store read as away. From an HTTP
+    server INTERNAL_ERROR is a 500 answer: away.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if _says_away(link):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
+
+
+def _says_away(exc: BaseException) -> bool:
+    from mlflow.exceptions import MlflowException, RestException
+
+    if isinstance(exc, OSError):  # requests' connection errors and timeouts too
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        return not isinstance(status, int) or _away_status(status)
+    if isinstance(exc, MlflowException):
+        if exc.error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"):
+            return True
+        text = exc.message if isinstance(exc.message, str) else str(exc)
+        if "failed with exception" in text or "failed with timeout exception" in text:
+            return True  # an HTTP request that got no answer (MLflow's own wording)
+        status = _HTTP_STATUS.search(text)
+        if status is not None:
+            return _away_status(int(status.group(1)))
+        if isinstance(exc, RestException):  # a server's JSON answer: its code is its status
+            return _away_status(exc.get_http_status_code())
+    text = str(exc)
+    return any(word in text for word in _STORE_TROUBLE)
+
+
 class MlflowBackend:
     """Writes runs to an MLflow tracking store through ``MlflowClient`` and explicit run ids.
 
@@ -402,6 +494,9 @@ class MlflowBackend:
         tracking_uri: the store; None resolves it now as MLflow does
             (``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the current directory).
     """
+
+    #: How a replay tells an outage from a record the store refuses (see ``is_store_away``).
+    is_store_away = staticmethod(is_store_away)
 
     def __init__(self, tracking_uri: str | None = None) -> None:
         self._requested_uri = absolute_store_uri(tracking_uri or default_tracking_uri())
@@ -539,7 +634,7 @@ class MlflowBackend:
         if parent_run_id is not None:
             all_tags[PARENT_RUN_TAG] = parent_run_id
         run = self.client.create_run(
-            experiment_id, start_time=start_time, tags=all_tags, run_name=run_name
+            experiment_id, start_time=start_time, tags=all_tags, run_name=mask_secrets(run_name)
         )
         run_id = run.info.run_id
         self._run_experiment[run_id] = experiment_id
@@ -601,6 +696,7 @@ class MlflowBackend:
         output_example: object = None,
         serialization_format: str = "skops",
         step: int = 0,
+        trusted_types: Sequence[str] = (),
     ) -> str:
         """Log ``model`` (sklearn flavour) as ``runs:/<run>/<name>``; return ``models:/<id>``.
 
@@ -626,7 +722,9 @@ class MlflowBackend:
         local = needs.local_modules(modules)
         serialization_format = model_format(model, serialization_format, local)
         requirements = needs.requirements(modules, ("mlflow", "scikit-learn", serialization_format))
-        trusted = _skops_untrusted_types(model) if serialization_format == "skops" else None
+        trusted = (
+            _skops_trusted_types(model, trusted_types) if serialization_format == "skops" else None
+        )
         signature = None
         # The signature comes from the whole example the composer kept (the logged one may be
         # cut), with what the model predicted on it there: predicting here would draw from
