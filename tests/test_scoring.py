@@ -303,3 +303,15 @@ def test_a_hyperparameter_named_target_is_not_taken_for_the_ground_truth_name(me
     with pipe:
         pipe.clf(X, Y)
     assert "training_accuracy" in memory.children(pipe.run_id)[0].metrics
+
+
+def test_scores_spooled_before_the_binary_fields_existed_still_evaluate():
+    """A spool written by the previous version holds Scores without proba/classes."""
+    scores = Scores(task="classifier", y_true=Y, y_pred=Y, prefix="", step=0, timestamp=0)
+    before = ("task", "y_true", "y_pred", "prefix", "step", "timestamp")  # the old fields
+    state = {key: value for key, value in scores.__getstate__().items() if key in before}
+    old = Scores.__new__(Scores)
+    old.__setstate__(state)
+    computed, failed = old.evaluate()
+    assert () == failed
+    assert 1.0 == {m.key: m.value for m in computed}["accuracy"]

@@ -43,8 +43,13 @@ class Scores:
         """The metrics, and ``(name, exception)`` for each metric that failed."""
         calls = default_metric_calls(self.task, self.y_true, self.y_pred)
         if self.task in ("classifier", "probability"):
+            # getattr: a spool written before these fields existed unpickles without them.
             calls += binary_metric_calls(
-                self.y_true, self.proba, self.decision, self.classes, self.pos_label
+                self.y_true,
+                getattr(self, "proba", None),
+                getattr(self, "decision", None),
+                getattr(self, "classes", ()),
+                getattr(self, "pos_label", None),
             )
         metrics, failed = [], []
         for name, compute in calls:
