@@ -393,7 +393,7 @@ class Replayer:
                             # getattr: a spool written by an earlier version has none
                             input_example=getattr(composed, "logged_example", None),
                             signature_example=composed.input_example,
-                            output_example=composed.output_example,
+                            output_example=getattr(composed, "output_example", None),
                             serialization_format=fmt,
                             step=entry.get("composed_step", 0),
                             **trust,
