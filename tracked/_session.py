@@ -422,7 +422,9 @@ class Session:
         self._reports = []
         self._reports_lock = threading.Lock()
         self._replayer = None
-        self.state = type(self.state)(runs=dict(self.state.runs))
+        # The composed models the parent logged stay known: the inherited composer verifies
+        # the child's prediction passes against them.
+        self.state = type(self.state)(runs=dict(self.state.runs), composed=set(self.state.composed))
         self.synchronous = True  # the worker may end through os._exit any moment
         self._spooled = 0
         self.gave_up = False
