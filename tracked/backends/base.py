@@ -71,7 +71,7 @@ class Backend(Protocol):
 
         A model logged again under the same name on the same run is a newer version of it
         (``step`` counts them). ``input_example`` is stored with the model; its signature is
-        inferred from it, else from ``signature_example`` (not stored). ``output_example`` is
+        inferred from ``signature_example`` (not stored), else from it. ``output_example`` is
         what the model predicted on ``signature_example``: a backend needs no prediction of
         its own for a signature. ``trusted_types`` (``module.Name``) are the types beyond
         scikit-learn's and NumPy's that a skops model may hold (the pipeline's
