@@ -11,7 +11,7 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked._insight import PREVIEW_BYTES, render_csv
+from tracked._insight import render_csv
 from tracked._records import Metric
 from tracked._scoring import binary_metric_calls, default_metric_calls
 
@@ -78,7 +78,10 @@ class CsvFile:
 
     data: Any
     columns: tuple[str, ...] | None = None
+    #: Whole rows only, as many as fit (a preview: ``PREVIEW_BYTES``); None: all of them
+    #: (``cv_results.csv`` is a table of record, not a preview).
+    max_bytes: int | None = None
 
     def render(self) -> bytes:
-        # Bounded like every preview (what is rendered later is numeric and within it).
-        return render_csv(self.data, self.columns, max_bytes=PREVIEW_BYTES)[0]
+        # getattr: a spool written before this field existed unpickles without it.
+        return render_csv(self.data, self.columns, max_bytes=getattr(self, "max_bytes", None))[0]

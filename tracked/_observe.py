@@ -19,7 +19,14 @@ from tracked._capture import (
     qualified_name,
 )
 from tracked._compose import Composed, NotComposable
-from tracked._insight import DataSummary, fitted_state, preview, summarize, to_csv
+from tracked._insight import (
+    PREVIEW_BYTES,
+    DataSummary,
+    fitted_state,
+    preview,
+    summarize,
+    to_csv,
+)
 from tracked._records import (
     FIT,
     INFERENCE,
@@ -223,10 +230,11 @@ def _output_files(
         tags[PREVIEW_TAG] = shown.note
     if isinstance(shown.content, bytes):
         return {"output_preview.csv": shown.content}
-    # The head is a copy already; its CSV is written by the writer.
+    # The head is a copy already; its CSV is written by the writer, bounded like every
+    # preview (what is rendered later is numeric and within it).
     from tracked._deferred import CsvFile
 
-    return {"output_preview.csv": CsvFile(*shown.content)}
+    return {"output_preview.csv": CsvFile(*shown.content, max_bytes=PREVIEW_BYTES)}
 
 
 def _fitted(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metric]:
