@@ -170,3 +170,54 @@ def test_sync_dry_run_and_sync_agree_on_a_forked_workers_records_and_name_the_ru
     assert ["classification:fit", "preprocessing:fit", "preprocessing:inference"] == sorted(
         c.info.run_name for c in children
     )
+
+
+VERIFIED_IN_WORKER = """
+import os, sys
+from pipelines import Iris
+from sklearn.datasets import load_iris
+
+X, y = load_iris(return_X_y=True)
+pipe = Iris()
+pipe.tracking_uri = sys.argv[1]
+with pipe:
+    pipe.train(X, y)  # the composed model reaches the store before the fork
+    pid = os.fork()
+    if pid == 0:
+        pipe.predict(X, y)
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(pipe.run_id)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_forked_worker_s_pass_agreeing_with_the_parent_s_logged_model_is_verified(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}",
+        "TRACKED_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", VERIFIED_IN_WORKER, store],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    client = MlflowClient(store)
+    run = client.get_run(done.stdout.split()[-1])
+    [worker] = client.search_runs(
+        [run.info.experiment_id],
+        filter_string=(
+            f"tags.mlflow.parentRunId = '{run.info.run_id}' "
+            "and attributes.run_name = 'classification:inference'"
+        ),
+    )
+    assert "true" == worker.data.tags["tracked.copy"]
+    assert "true" == worker.data.tags["tracked.pipeline_verified"], worker.data.tags
