@@ -132,3 +132,24 @@ def test_a_multimetric_search_ranks_candidates_by_its_refit_metric(memory):
     assert [f"tune:candidate-{i}" for i in best] == [run.name for run in candidates]
     assert {"mean_test_acc", "mean_test_f1", "rank_test_f1"} <= set(candidates[0].metrics)
     assert pipe.operator.best_score_ == pytest.approx(stage.metric("best_cv_score"))
+
+
+def test_a_large_results_table_is_logged_whole(memory):
+    """cv_results.csv is a table of record: the preview's byte bound does not cut it."""
+    from sklearn.dummy import DummyClassifier
+
+    class Wide(TrackedPipeline):
+        def tune(self, X, y=None, stage="estimator"):
+            grid = {"random_state": list(range(400)), "strategy": ["prior"]}
+            self.operator = GridSearchCV(DummyClassifier(), grid, cv=2).fit(X, y)
+            return self.operator
+
+    pipe = Wide()
+    pipe.backend = memory
+    with pipe:
+        pipe.tune(X, Y)
+    [stage] = memory.children(pipe.run_id)
+    content = stage.artifacts["cv_results.csv"]
+    assert len(content) > 64 * 1024
+    rows = list(csv.DictReader(io.StringIO(content.decode())))
+    assert len(pipe.operator.cv_results_["params"]) == len(rows)
