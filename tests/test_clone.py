@@ -77,6 +77,15 @@ def test_a_clone_keeps_the_instance_s_own_settings(memory):
     assert "scoring" not in vars(twin)
 
 
+def test_a_clone_keeps_the_evaluation_and_model_settings_set_on_the_instance(memory):
+    pipe = Classifier(C=0.3)
+    pipe.pos_label = 1
+    pipe.max_tuning_runs = None
+    pipe.log_input_example = True
+    twin = clone(pipe)
+    assert (1, None, True) == (twin.pos_label, twin.max_tuning_runs, twin.log_input_example)
+
+
 def test_cross_validating_an_untracked_instance_logs_nothing(tracking_uri, client, data):
     X, y = data
     pipe = Classifier()

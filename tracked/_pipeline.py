@@ -26,6 +26,9 @@ CLONED_SETTINGS = (
     "nest_under_active_run",
     "log_outputs",
     "synchronous",
+    "pos_label",
+    "max_tuning_runs",
+    "log_input_example",
 )
 
 
