@@ -59,8 +59,13 @@ class Pictures:
         """``{artifact name: bytes}``."""
         if self.task == "regressor":
             return regressor_pictures(self.y_true, self.y_pred)
+        # getattr: pictures spooled by the previous version (without pos_label) still draw.
         return classifier_pictures(
-            self.y_true, self.y_pred, self.scores, list(self.classes), self.pos_label
+            self.y_true,
+            self.y_pred,
+            self.scores,
+            list(self.classes),
+            getattr(self, "pos_label", None),
         )
 
 
