@@ -255,3 +255,39 @@ def test_a_lambda_operator_is_not_a_fit_on_every_call(memory):
     assert ["double:inference", "double:inference"] == [
         run.name for run in memory.children(pipe.run_id)
     ]
+
+
+class Scaler:
+    """A callable object with settings, made once in the pipeline's ``__init__``."""
+
+    def __init__(self, factor=2.0, mode="linear"):
+        self.factor = factor
+        self.mode = mode
+
+    def __call__(self, data):
+        return data * self.factor
+
+
+def test_an_operator_made_in_init_logs_its_params_on_its_first_call_only(memory):
+    class Prepared(TrackedPipeline):
+        def __init__(self):
+            self.scaler = Scaler(factor=3.0)
+
+        def scale(self, X, stage="transformer"):
+            self.operator = self.scaler
+            return self.operator(X)
+
+    pipe = Prepared()
+    pipe.backend = memory
+    with pipe:
+        pipe.scale(X)
+        pipe.scale(X)
+        pipe.scaler = Scaler(factor=4.0)  # another operator: its first call logs its params
+        pipe.scale(X)
+    runs = memory.children(pipe.run_id)
+    assert ["scale:inference"] * 3 == [run.name for run in runs]
+    assert [
+        {"factor": "3.0", "mode": "linear"},
+        {},
+        {"factor": "4.0", "mode": "linear"},
+    ] == [dict(run.params) for run in runs]

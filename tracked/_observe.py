@@ -108,9 +108,12 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
             )
     else:
         tags["tracked.operator"] = qualified_name(operator)
-        if phase == FIT:
+        if phase == FIT or session.params_logged.get(spec.name) != id(operator):
+            # Fits log their params; so does the first call of an operator that was never
+            # fitted in this session (made in ``__init__``, a callable object, a function).
             what = f"read the params of stage {spec.name!r}"
             params = _guarded(session, what, operator_params, operator, may_raise=error is None)
+            session.params_logged[spec.name] = id(operator)
     if error is not None:
         tags["tracked.error"] = describe(error, ERROR_TAG_LIMIT)
     else:

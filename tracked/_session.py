@@ -110,6 +110,9 @@ class Session:
         self.cell = _cells.count
         self.composer = Composer()
         self.total_duration_s = 0.0
+        #: Per stage, the id of the operator whose params were last logged: an operator made
+        #: before the session (in ``__init__``) gets its params on its first call's run.
+        self.params_logged: dict[str, int] = {}
         self.spool: SessionSpool | None = None
         #: The spool folder was tidied away (``_tidy_spool``): the next entry opens it again.
         self._respool = False
