@@ -211,3 +211,31 @@ def test_no_secret_reaches_the_store_its_artifacts_or_the_spool(
         r for r in client.search_runs([experiment]) if "mlflow.parentRunId" not in r.data.tags
     ]
     assert "mysql://***@db.example.com/iris" in parent.info.run_name
+
+
+def test_a_search_s_results_table_and_candidates_mask_credentials():
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.model_selection import GridSearchCV
+
+    from tracked._search import summarize_search
+
+    class Connected(ClassifierMixin, BaseEstimator):
+        def __init__(self, db_url="", password="", C=1.0):
+            self.db_url, self.password, self.C = db_url, password, C
+
+        def fit(self, X, y):
+            self.classes_ = np.unique(y)
+            return self
+
+        def predict(self, X):
+            return np.full(len(X), self.classes_[0])
+
+    X, y = np.arange(40.0).reshape(20, 2), np.arange(20) % 2
+    grid = {"db_url": ["postgresql://u:hunter2@h/db"], "password": ["s3cret"], "C": [1.0, 2.0]}
+    search = GridSearchCV(Connected(), grid, cv=2).fit(X, y)
+    summary = summarize_search(search, "clf", None, 0)
+    table = summary.artifacts["cv_results.csv"].render()
+    assert b"param_C" in table and b"2.0" in table
+    assert b"hunter2" not in table and b"s3cret" not in table
+    for candidate in summary.candidates:
+        assert "hunter2" not in str(candidate.params) and "s3cret" not in str(candidate.params)

@@ -9,7 +9,7 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked._capture import flatten
+from tracked._capture import flatten, masked
 from tracked._records import Metric, NestedRun
 
 #: autolog's default for ``max_tuning_runs``.
@@ -46,13 +46,25 @@ def summarize_search(search: Any, stage: str, max_runs: int | None, stamp: int) 
     score = getattr(search, "best_score_", None)
     if isinstance(score, (int, float)) and math.isfinite(float(score)):
         metrics.append(Metric(key="best_cv_score", value=float(score), timestamp=stamp))
-    table = pd.DataFrame({key: list(values) for key, values in results.items()})
+    table = pd.DataFrame(
+        {key: [_cell(key, value) for value in values] for key, values in results.items()}
+    )
     return SearchSummary(
         params=params,
         metrics=tuple(metrics),
         artifacts={"cv_results.csv": CsvFile(table)},
         candidates=_candidates(search, results, stage, max_runs, stamp),
     )
+
+
+def _cell(column: str, value: Any) -> Any:
+    """A cell of ``cv_results.csv``, with credentials masked as in params: a candidate's
+    ``params`` dict item by item, a ``param_<name>`` value by its name."""
+    if column == "params" and isinstance(value, dict):
+        return {name: masked(name, setting) for name, setting in value.items()}
+    if column.startswith("param_"):
+        return masked(column.removeprefix("param_"), value)
+    return value
 
 
 def _rank_key(search: Any, results: dict[str, Any]) -> str | None:
