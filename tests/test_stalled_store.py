@@ -96,6 +96,7 @@ def child_env(spool: Path, **extra: str) -> dict[str, str]:
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
         "MLFLOW_HTTP_REQUEST_TIMEOUT",
         "TRACKED_STRICT",
+        "TRACKED_EXIT_TIMEOUT",
     ):
         env.pop(name, None)
     env.update(extra)
