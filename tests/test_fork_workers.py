@@ -8,15 +8,10 @@ stage call returns.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-
-TESTS = Path(__file__).parent
-ROOT = TESTS.parent
+from processes import ROOT, TESTS, run_python
 
 PROGRAM = """
 import multiprocessing, os, sys
@@ -73,16 +68,7 @@ def test_stage_calls_in_forked_workers_are_in_the_store_when_they_return(tmp_pat
         "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}",
         "TRACKED_SPOOL_DIR": str(spool),
     }
-    done = subprocess.run(
-        [sys.executable, "-c", PROGRAM, store, how],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert 0 == done.returncode, done.stderr
+    done = run_python("-c", PROGRAM, store, how, cwd=tmp_path, env=env)
     lines = done.stdout.split("\n")
     expected = ["classification:fit"] * calls + ["preprocessing:fit"]
     assert f"before the end: {','.join(expected)}" in lines
@@ -131,16 +117,9 @@ def test_sync_dry_run_and_sync_agree_on_a_forked_workers_records_and_name_the_ru
         "TRACKED_SPOOL_DIR": str(spool),
         "TRACKED_STRICT": "0",
     }
-    done = subprocess.run(
-        [sys.executable, "-c", ABANDONED_COPY, f"http://127.0.0.1:{free_port()}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    done = run_python(
+        "-c", ABANDONED_COPY, f"http://127.0.0.1:{free_port()}", cwd=tmp_path, env=env
     )
-    assert 0 == done.returncode, done.stderr
     local_id = done.stdout.split()[-1]
     assert local_id.startswith("local-")
     assert 2 == len(list(spool.iterdir()))  # the parent's folder and the worker's
@@ -200,16 +179,7 @@ def test_a_forked_worker_s_pass_agreeing_with_the_parent_s_logged_model_is_verif
         "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}",
         "TRACKED_SPOOL_DIR": str(tmp_path / "spool"),
     }
-    done = subprocess.run(
-        [sys.executable, "-c", VERIFIED_IN_WORKER, store],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert 0 == done.returncode, done.stderr
+    done = run_python("-c", VERIFIED_IN_WORKER, store, cwd=tmp_path, env=env)
     client = MlflowClient(store)
     run = client.get_run(done.stdout.split()[-1])
     [worker] = client.search_runs(

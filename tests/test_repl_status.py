@@ -4,16 +4,12 @@ its exit; only the runs a Ctrl-C interrupted end KILLED."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-
-TESTS = Path(__file__).parent
-ROOT = TESTS.parent
+from processes import ROOT, TESTS, run_python
 
 
 def run_repl(lines: str, tmp_path: Path) -> dict[str, str]:
@@ -23,17 +19,7 @@ def run_repl(lines: str, tmp_path: Path) -> dict[str, str]:
         "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}",
         "TRACKED_STRICT": "0",
     }
-    done = subprocess.run(
-        [sys.executable, "-i", "-q"],
-        input=lines,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert 0 == done.returncode, done.stderr
+    done = run_python("-i", "-q", cwd=tmp_path, env=env, input=lines)
     runs = dict(line.split() for line in done.stdout.splitlines() if line.startswith("run-"))
     assert runs, (done.stdout, done.stderr)
     return runs
@@ -109,16 +95,7 @@ def test_in_ipython_only_the_interrupted_cells_own_runs_end_killed(tmp_path):
     pytest.importorskip("IPython")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}", "TRACKED_STRICT": "0"}
-    done = subprocess.run(
-        [sys.executable, "-c", IPYTHON_CELLS, uri],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert 0 == done.returncode, done.stderr
+    done = run_python("-c", IPYTHON_CELLS, uri, cwd=tmp_path, env=env)
     runs = dict(line.split() for line in done.stdout.splitlines() if line.startswith("run-"))
     client = MlflowClient(uri)
     assert "FINISHED" == client.get_run(runs["run-p"]).info.status
