@@ -25,7 +25,7 @@ from tracked.testing import MemoryBackend
 @pytest.fixture(autouse=True)
 def fresh_warnings():
     """Each test sees the library's once-per-cause warnings afresh."""
-    from tracked import _report
+    from tracked.records import report as _report
 
     _report.reset_seen()
     yield
@@ -35,13 +35,13 @@ def fresh_warnings():
 @pytest.fixture(autouse=True)
 def spool_dir(tmp_path_factory, monkeypatch):
     """Each test spools into a folder of its own, and leaves no write behind for the next."""
-    import tracked
-    from tracked import _session
+    import tracked.delivery.writer
+    from tracked.delivery import session as _session
 
     folder = tmp_path_factory.mktemp("spool")
     monkeypatch.setenv("TRACKED_SPOOL_DIR", str(folder))
     yield folder
-    tracked._writer.writer().flush(timeout=120)
+    tracked.delivery.writer.writer().flush(timeout=120)
     _session._away.clear()
 
 

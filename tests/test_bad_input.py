@@ -10,15 +10,11 @@ from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
 
 from tracked import TrackedPipeline
-from tracked._capture import is_secret_name, mask_uri
-from tracked._records import Metric
-from tracked._report import describe
-from tracked.backends.mlflow import (
-    MAX_PARAM_VALUE_LENGTH,
-    KeyNotes,
-    MlflowBackend,
-    ParamConflict,
-)
+from tracked.backends.mlflow.backend import MlflowBackend
+from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, KeyNotes, ParamConflict
+from tracked.records.report import describe
+from tracked.records.text import is_secret_name, mask_uri
+from tracked.records.values import Metric
 
 
 def notes_of(client, run_id):

@@ -8,14 +8,9 @@ from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tracked._capture import (
-    detect_phase,
-    flatten,
-    non_default_params,
-    operator_params,
-    snapshot,
-    to_text,
-)
+from tracked.recording.phase import detect_phase, snapshot
+from tracked.records.params import flatten, non_default_params, operator_params
+from tracked.records.text import to_text
 
 
 class Holder:

@@ -15,7 +15,7 @@ import pytest
 from pipelines import Iris
 
 from tracked import PipelineDefinitionError, TrackedPipeline, cli
-from tracked._compare import RUN_NAME_WIDTH
+from tracked.cli.compare import RUN_NAME_WIDTH
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -712,7 +712,7 @@ class LosesAnAnswer:
 
 def test_sync_twice_and_after_a_crash_creates_no_duplicates(iris, new_store, spool_dir, tmp_path):
     from tracked._sync import sync as sync_spool
-    from tracked.backends.mlflow import shared_backend
+    from tracked.backends.mlflow.backend import shared_backend
 
     healthy_uri = new_store("healthy")
     healthy_pipe, _ = run_iris(iris, tracking_uri=healthy_uri)
@@ -862,7 +862,7 @@ def recovered_params(logged: dict[str, str], notes: dict, originals) -> dict[str
 )
 @given(params=st.dictionaries(keys, values, max_size=6))
 def test_any_param_names_and_values_are_recorded_recoverably(new_store_once, tmp_path, params):
-    from tracked._capture import flatten
+    from tracked.records.params import flatten
 
     uri = new_store_once
     pipe = Anything()
@@ -915,8 +915,8 @@ def same_float(logged: float, value: float) -> bool:
 def test_the_backend_logs_any_names_and_nan_or_infinite_metrics_recoverably(
     new_store_once, tmp_path, params, metrics
 ):
-    from tracked._records import Metric
-    from tracked.backends.mlflow import MlflowBackend
+    from tracked.backends.mlflow.backend import MlflowBackend
+    from tracked.records.values import Metric
 
     uri = new_store_once
     backend = MlflowBackend(uri)
@@ -937,8 +937,8 @@ def test_the_backend_logs_any_names_and_nan_or_infinite_metrics_recoverably(
 
 
 def test_two_metric_names_that_sanitise_alike_stay_two_metrics(new_store, tmp_path):
-    from tracked._records import Metric
-    from tracked.backends.mlflow import MlflowBackend
+    from tracked.backends.mlflow.backend import MlflowBackend
+    from tracked.records.values import Metric
 
     uri = new_store("store")
     backend = MlflowBackend(uri)
@@ -956,8 +956,8 @@ def test_two_metric_names_that_sanitise_alike_stay_two_metrics(new_store, tmp_pa
 
 
 def test_a_param_and_a_metric_of_one_name_keep_their_own_renaming(new_store, tmp_path):
-    from tracked._records import Metric
-    from tracked.backends.mlflow import MlflowBackend
+    from tracked.backends.mlflow.backend import MlflowBackend
+    from tracked.records.values import Metric
 
     uri = new_store("store")
     backend = MlflowBackend(uri)
@@ -970,7 +970,7 @@ def test_a_param_and_a_metric_of_one_name_keep_their_own_renaming(new_store, tmp
 
 
 def test_a_long_param_and_a_long_tag_of_one_name_keep_their_full_values(new_store, tmp_path):
-    from tracked.backends.mlflow import MlflowBackend
+    from tracked.backends.mlflow.backend import MlflowBackend
 
     uri = new_store("store")
     backend = MlflowBackend(uri)

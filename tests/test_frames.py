@@ -19,9 +19,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from tracked import TrackedPipeline, TrackingError, TrackingWarning
-from tracked._compose import head
-from tracked._frames import SamplingError
-from tracked._insight import summarize
+from tracked.recording.compose import head
+from tracked.recording.data import summarize
+from tracked.records.frames import SamplingError
 
 pl = pytest.importorskip("polars")
 
@@ -193,7 +193,7 @@ def test_strict_mode_raises_nothing_for_a_frame_it_can_sample(tracking_uri, iris
 def test_a_preview_of_a_polars_output_is_bounded_like_any_other():
     wide = pl.DataFrame({f"c{i}": np.arange(30.0) for i in range(150)})
     summary = summarize(wide)
-    from tracked._insight import preview
+    from tracked.recording.data import preview
 
     shown = preview(summary)
     data, _ = shown.content

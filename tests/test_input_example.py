@@ -11,7 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from tracked import PipelineDefinitionError, TrackedPipeline
-from tracked._compose import EXAMPLE_BYTES, bounded_example
+from tracked.recording.compose import EXAMPLE_BYTES, bounded_example
 
 
 class Plain(TrackedPipeline):

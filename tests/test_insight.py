@@ -17,7 +17,8 @@ from sklearn.metrics import confusion_matrix
 from sklearn.preprocessing import StandardScaler
 
 from tracked import TrackedPipeline
-from tracked._insight import SAMPLED_ROWS, digest_array, fitted_state, summarize
+from tracked.recording.data import SAMPLED_ROWS, digest_array, summarize
+from tracked.recording.fitted import fitted_state
 
 
 def trained(pipe, iris):

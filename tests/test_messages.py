@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tracked import TrackedPipeline, TrackingWarning
-from tracked._report import clean, describe
+from tracked.records.report import clean, describe
 
 HERE = Path(__file__).resolve()
 

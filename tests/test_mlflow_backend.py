@@ -14,12 +14,9 @@ from servers import free_port
 
 import tracked
 from tracked import TrackingError, TrackingWarning
-from tracked._capture import shorten
-from tracked.backends.mlflow import (
-    MAX_PARAM_VALUE_LENGTH,
-    MlflowBackend,
-    sanitize_key,
-)
+from tracked.backends.mlflow.backend import MlflowBackend
+from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, sanitize_key
+from tracked.records.text import shorten
 
 
 def run_iris(tracking_uri, iris, **params):
@@ -225,7 +222,7 @@ class Flaky:
 
 
 def test_transient_store_errors_are_retried_with_a_bound(monkeypatch):
-    from tracked.backends import mlflow as backend
+    from tracked.backends.mlflow import client as backend
 
     monkeypatch.setattr(backend, "FIRST_BACKOFF_S", 0.001)
     flaky = Flaky(2, "(sqlite3.OperationalError) database is locked")
@@ -238,7 +235,7 @@ def test_transient_store_errors_are_retried_with_a_bound(monkeypatch):
 
 
 def test_other_store_errors_are_not_retried():
-    from tracked.backends.mlflow import GuardedClient
+    from tracked.backends.mlflow.client import GuardedClient
 
     flaky = Flaky(1, "INVALID_PARAMETER_VALUE: no such experiment")
     with pytest.raises(RuntimeError, match="INVALID_PARAMETER_VALUE"):

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from tracked import TrackedPipeline, TrackingWarning
-from tracked._capture import decide_phase, snapshot
+from tracked.recording.phase import decide_phase, snapshot
 
 
 class BoosterLike(ClassifierMixin, BaseEstimator):

@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from tracked import TrackedPipeline
-from tracked._insight import PREVIEW_BYTES, PREVIEW_COLUMNS
+from tracked.recording.data import PREVIEW_BYTES, PREVIEW_COLUMNS
 
 PREVIEW_TAG = "tracked.output_preview"
 

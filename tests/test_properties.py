@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tracked import TrackedPipeline
-from tracked._capture import flatten, shorten
-from tracked.backends.mlflow import MAX_PARAM_VALUE_LENGTH, sanitize_key
+from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, sanitize_key
+from tracked.records.params import flatten
+from tracked.records.text import shorten
 
 scalars = (
     st.none()

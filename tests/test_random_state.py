@@ -209,7 +209,7 @@ def test_generators_are_found_wherever_an_operator_holds_them():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from tracked._scoring import holds_random_state
+    from tracked.recording.scoring import holds_random_state
 
     rs, generator = np.random.RandomState(0), np.random.default_rng(0)
 

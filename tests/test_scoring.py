@@ -12,8 +12,8 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.svm import LinearSVC
 
 from tracked import PipelineDefinitionError, TrackedPipeline, TrackingWarning
-from tracked._deferred import Scores
-from tracked._plots import classifier_pictures
+from tracked.recording.deferred import Scores
+from tracked.recording.plots import classifier_pictures
 
 rng = np.random.default_rng(11)
 X = rng.normal(size=(120, 3))

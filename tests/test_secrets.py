@@ -22,10 +22,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 
 from tracked import TrackedPipeline, TrackingWarning
-from tracked._capture import is_secret_name, mask_secrets
-from tracked._insight import preview, summarize
 from tracked._spool import spooled_sessions
 from tracked.cli import main as tracked_cli
+from tracked.recording.data import preview, summarize
+from tracked.records.text import is_secret_name, mask_secrets
 
 #: Each secret once, so that a hit names the way it leaked.
 SECRETS = {
@@ -217,7 +217,7 @@ def test_a_search_s_results_table_and_candidates_mask_credentials():
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.model_selection import GridSearchCV
 
-    from tracked._search import summarize_search
+    from tracked.recording.search import summarize_search
 
     class Connected(ClassifierMixin, BaseEstimator):
         def __init__(self, db_url="", password="", C=1.0):

@@ -15,9 +15,9 @@ from sklearn.preprocessing import MaxAbsScaler
 from sklearn.svm import LinearSVC
 
 from tracked import TrackedPipeline
-from tracked._compose import head
-from tracked._insight import summarize, to_csv
-from tracked._sparse import same
+from tracked.recording.compose import head
+from tracked.recording.data import summarize, to_csv
+from tracked.records.sparse import same
 
 WORDS = ["spam", "offer", "win", "cash", "meeting", "report", "lunch", "project", "team"]
 

@@ -20,7 +20,7 @@ from pipelines import run_iris
 from servers import free_port
 
 from tracked import TrackingWarning
-from tracked.backends.mlflow import is_store_away
+from tracked.backends.mlflow.errors import is_store_away
 from tracked.cli import main as tracked_cli
 
 LOCAL_ID_TAG = "tracked.local_run_id"

@@ -97,7 +97,7 @@ def test_a_chdir_inside_the_session_moves_neither_the_database_nor_the_artifacts
 def test_local_store_paths_are_made_absolute_and_others_are_kept(
     tmp_path, monkeypatch, uri, expected
 ):
-    from tracked.backends.mlflow import absolute_store_uri
+    from tracked.backends.mlflow.client import absolute_store_uri
 
     monkeypatch.chdir(tmp_path)
     assert expected.format(cwd=tmp_path) == absolute_store_uri(uri)

@@ -11,7 +11,7 @@ from pipelines import CHILD_NAMES, Iris, run_iris, tracked_pass
 
 import tracked
 from tracked import TrackingError, TrackingWarning
-from tracked._writer import Writer
+from tracked.delivery.writer import Writer
 from tracked.testing import MemoryBackend
 
 
@@ -181,7 +181,7 @@ def test_a_full_queue_and_a_failing_store_do_not_deadlock(iris, monkeypatch):
     monkeypatch.setenv("TRACKED_STRICT", "0")
     small = Writer()
     small._queue.maxsize = 1
-    monkeypatch.setattr(tracked._writer, "_writer", small)
+    monkeypatch.setattr(tracked.delivery.writer, "_writer", small)
     pipe = Iris()
     pipe.backend = FailingLogBackend()
     done = threading.Event()
@@ -198,7 +198,7 @@ def test_a_full_queue_and_a_failing_store_do_not_deadlock(iris, monkeypatch):
 
 def test_ctrl_c_while_waiting_for_room_leaves_nothing_waiting_forever(iris, monkeypatch):
     writer = Writer()
-    monkeypatch.setattr(tracked._writer, "_writer", writer)
+    monkeypatch.setattr(tracked.delivery.writer, "_writer", writer)
     X_train, _, y_train, _ = iris
     pipe = Iris()
     pipe.backend = SlowBackend(delay=0.0)
@@ -211,7 +211,7 @@ def test_ctrl_c_while_waiting_for_room_leaves_nothing_waiting_forever(iris, monk
     with pytest.raises(KeyboardInterrupt):
         pipe.reduction(X_train, y_train)
     monkeypatch.undo()
-    monkeypatch.setattr(tracked._writer, "_writer", writer)
+    monkeypatch.setattr(tracked.delivery.writer, "_writer", writer)
     assert writer.flush(timeout=30)
     assert pipe._last_session().wait(timeout=30)
     pipe.close()
@@ -244,7 +244,7 @@ def test_the_queue_size_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("TRACKED_QUEUE_SIZE", "3")
     assert 3 == Writer()._queue.maxsize
     monkeypatch.setenv("TRACKED_QUEUE_SIZE", "many")
-    assert tracked._writer.DEFAULT_QUEUE_SIZE == Writer()._queue.maxsize
+    assert tracked.delivery.writer.DEFAULT_QUEUE_SIZE == Writer()._queue.maxsize
 
 
 EXIT_SCRIPT = """

@@ -7,58 +7,15 @@ workers, and an instance created in a worker thread outside the block is not in 
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from attrs import frozen
-
-from tracked._config import is_strict, killed_by_env
-from tracked._errors import TrackingError
-from tracked._records import now_ms, status_for
-from tracked._report import report_failure
 from tracked._version import __version__
-
-GROUP_TAG = "tracked.group"
-DEFAULT_EXPERIMENT = "Default"
-
-_local = threading.local()
-
-
-@frozen
-class GroupRef:
-    """What a pipeline instance needs to nest its parent run under a group run."""
-
-    run_id: str
-    experiment: str
-    #: The group's store: an MLflow tracking URI, or a backend object (in-process only).
-    tracking_uri: str | None
-    backend: Any = None
-
-    def resolve_backend(self) -> Any:
-        if self.backend is not None:
-            return self.backend
-        from tracked.backends.mlflow import shared_backend
-
-        return shared_backend(self.tracking_uri)
-
-    def __getstate__(self) -> dict[str, Any]:
-        from tracked.backends.memory import MemoryBackend
-
-        backend = None if isinstance(self.backend, MemoryBackend) else self.backend
-        return {
-            **{f: getattr(self, f) for f in ("run_id", "experiment", "tracking_uri")},
-            "backend": backend,
-        }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
-
-
-def current_group() -> GroupRef | None:
-    """The innermost open group of the calling thread."""
-    stack = getattr(_local, "stack", None)
-    return stack[-1] if stack else None
+from tracked.delivery.groups import GroupRef, _local
+from tracked.records.config import is_strict, killed_by_env
+from tracked.records.errors import TrackingError
+from tracked.records.names import DEFAULT_EXPERIMENT, GROUP_TAG
+from tracked.records.report import report_failure
+from tracked.records.values import now_ms, status_for
 
 
 class group:
@@ -121,11 +78,11 @@ class group:
                 backend = self.backend
                 uri = None
             else:
-                from tracked.backends.mlflow import shared_backend
+                from tracked.backends.mlflow.backend import shared_backend
 
                 backend = shared_backend(self.tracking_uri)
                 uri = backend.tracking_uri
-            from tracked._outer import outer_run_id
+            from tracked.backends.mlflow.fluent import outer_run_id
 
             run_id = backend.start_run(
                 experiment=self.experiment,

@@ -11,10 +11,10 @@ from typing import Any
 
 import wrapt
 
-from tracked._capture import CONTEXT_ATTRIBUTE
-from tracked._errors import PipelineDefinitionError
-from tracked._records import STAGE_KINDS
-from tracked._stage import SPEC_ATTRIBUTE, StageSpec, make_stage_wrapper
+from tracked.recording.stage import SPEC_ATTRIBUTE, StageSpec, make_stage_wrapper
+from tracked.records.errors import PipelineDefinitionError
+from tracked.records.names import CONTEXT_ATTRIBUTE
+from tracked.records.values import STAGE_KINDS
 
 _NO_DEFAULT = object()
 SERIALIZATION_FORMATS = ("skops", "cloudpickle")
@@ -164,7 +164,7 @@ def discover(cls: type, namespace: Mapping[str, Any]) -> dict[str, str]:
 def _check_trusted_types(name: str, value: Any) -> None:
     """``trusted_types``: a tuple or list of classes (or functions) or ``"module.Name"``
     strings, none from a module that is never trusted (``os``, ``subprocess``, ...)."""
-    from tracked._capture import never_trusted, type_name
+    from tracked.records.trust import never_trusted, type_name
 
     if isinstance(value, str) or not isinstance(value, (tuple, list)):
         msg = (
@@ -259,7 +259,7 @@ def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
             )
             raise PipelineDefinitionError(msg)
     if namespace.get("scoring") is not None:
-        from tracked._scoring import scorers
+        from tracked.recording.scoring import scorers
 
         try:
             scorers(namespace["scoring"])
@@ -357,7 +357,7 @@ def instrument(cls: type) -> None:
             if isinstance(klass, TrackedMeta):
                 _instrument_one(klass)
     except Exception as exc:
-        from tracked._report import report_failure
+        from tracked.records.report import report_failure
 
         report_failure(
             f"instrument the stages of {cls.__module__}.{cls.__qualname__} (its stage calls "
@@ -409,8 +409,8 @@ class TrackedMeta(ABCMeta):
         instance = super().__call__(*args, **kwargs)
         # Captured after the user's __init__: the environment's kill switch and the group run
         # the instance belongs to.
-        from tracked._context import Context
-        from tracked._group import current_group
+        from tracked.delivery.context import Context
+        from tracked.delivery.groups import current_group
 
         state = getattr(instance, "__dict__", None)
         if state is not None and CONTEXT_ATTRIBUTE not in state:

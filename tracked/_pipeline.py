@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from tracked._capture import CONTEXT_ATTRIBUTE, init_params, params_text
-from tracked._context import context_for
 from tracked._meta import TrackedMeta, instrument
-from tracked._records import FINISHED, status_for
-from tracked._stage import OperatorSlot
+from tracked.delivery.context import context_for
+from tracked.recording.stage import OperatorSlot
+from tracked.records.names import CONTEXT_ATTRIBUTE
+from tracked.records.params import init_params, params_text
+from tracked.records.values import FINISHED, status_for
 
 #: Configuration that ``sklearn.base.clone`` carries over when it is set on the instance.
 CLONED_SETTINGS = (

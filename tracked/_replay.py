@@ -14,8 +14,9 @@ from typing import Any
 
 from attrs import define, field
 
-from tracked._records import LOCAL_PREFIX, VERIFIED_REASON_TAG, VERIFIED_TAG, Metric
-from tracked._report import foreign_logs_quieted
+from tracked.records.names import LOCAL_PREFIX, VERIFIED_REASON_TAG, VERIFIED_TAG
+from tracked.records.report import foreign_logs_quieted
+from tracked.records.values import Metric
 
 LOCAL_ID_TAG = "tracked.local_run_id"
 COMPOSED_MODEL_NAME = "pipeline"

@@ -8,10 +8,10 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked._capture import to_text
 from tracked._group import group
-from tracked._ranking import lower_is_better
-from tracked._records import Metric
+from tracked.records.ranking import lower_is_better
+from tracked.records.text import to_text
+from tracked.records.values import Metric
 
 
 class SweepResults(list):

@@ -17,11 +17,11 @@ from typing import Any
 
 from attrs import define, field
 
-from tracked._capture import mask_uri
-from tracked._records import KILLED, now_ms
 from tracked._replay import Replayer, ReplayState, StoreAway
-from tracked._report import describe
 from tracked._spool import PROGRESS, SpooledSession, spooled_sessions
+from tracked.records.report import describe
+from tracked.records.text import mask_uri
+from tracked.records.values import KILLED, now_ms
 
 END_REASON_TAG = "tracked.end_reason"
 
@@ -79,7 +79,7 @@ def sync(
         backend_for: the backend of a URI (default: tracked's MLflow backend).
     """
     if backend_for is None:
-        from tracked.backends.mlflow import shared_backend as backend_for
+        from tracked.backends.mlflow.backend import shared_backend as backend_for
     result = SyncResult()
     known_runs: dict[str, str] = {}
     for session in spooled_sessions(spool, result.refused):

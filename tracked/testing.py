@@ -20,8 +20,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tracked._config import STRICT_VAR
 from tracked.backends.memory import MemoryBackend, MemoryRun
+from tracked.records.config import STRICT_VAR
 
 __all__ = ["MemoryBackend", "MemoryRun", "strict"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from tracked._insight import DataSummary
-from tracked._records import Metric
+from tracked.records.values import DataSummary, Metric
 
 REQUIRED_METHODS = (
     "start_run",

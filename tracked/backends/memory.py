@@ -9,8 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from attrs import define, field
 
-from tracked._insight import DataSummary
-from tracked._records import Metric, now_ms
+from tracked.records.values import DataSummary, Metric, now_ms
 
 
 @define

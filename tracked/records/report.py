@@ -21,12 +21,15 @@ import sys
 import threading
 import warnings
 
-from tracked._capture import mask_uri, shorten
-from tracked._errors import TrackingError, TrackingWarning
+from tracked.records.errors import TrackingError, TrackingWarning
+from tracked.records.text import mask_uri, shorten
 
 logger = logging.getLogger("tracked")
 
+
 _seen: set[tuple[str, str, str]] = set()
+
+
 _seen_lock = threading.Lock()
 
 
@@ -49,6 +52,8 @@ _FOREIGN_DETAILS = re.compile(
     r"\s*(?:\[SQL:.*?\]|\[parameters:.*?\]|\(Background on this error at:[^)]*\))",
     re.DOTALL,
 )
+
+
 _TRACEBACK = re.compile(r"\s*Traceback \(most recent call last\):.*", re.DOTALL)
 
 
@@ -69,6 +74,8 @@ def describe(exc: BaseException, limit: int = 500) -> str:
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 #: Frames of these files are not the user's line either (``with`` exits run through them).
 _PASS_THROUGH = ("contextlib.py", "wrapt" + os.sep)
 
@@ -144,13 +151,6 @@ def notice(what: str, key: str, *, warn: bool = True) -> None:
         logger.warning(what)
 
 
-# -- other libraries' log lines ------------------------------------------------------------------
-#
-# While tracked writes to a store, MLflow and SQLAlchemy log their own errors with tracebacks
-# and SQL statements (a read-only sqlite store printed 80 lines). Those failures are tracked's
-# to report, once, in one line: during tracked's store calls, their warnings and errors go to
-# the `tracked` logger at DEBUG instead. Their calls outside tracked are left alone.
-
 #: The loggers that speak up when a store call fails (a logger's filter sees only its own).
 FOREIGN_LOGGERS = (
     "mlflow.store.db.utils",
@@ -167,8 +167,14 @@ FOREIGN_LOGGERS = (
     "mlflow.utils.requirements_utils",
     "urllib3.connectionpool",
 )
+
+
 _quiet = threading.local()
+
+
 _installed = False
+
+
 _install_lock = threading.Lock()
 
 

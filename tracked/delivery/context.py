@@ -11,16 +11,18 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from tracked._capture import CONTEXT_ATTRIBUTE, flatten, qualified_name
-from tracked._config import is_strict, killed_by_env
-from tracked._errors import TrackingError
-from tracked._group import GroupRef
-from tracked._outer import outer_run_id
-from tracked._records import FINISHED, LOCAL_PREFIX
-from tracked._report import report_failure
-from tracked._session import Session, default_run_name
 from tracked._version import __version__
 from tracked.backends.base import Backend
+from tracked.backends.mlflow.fluent import outer_run_id
+from tracked.delivery.groups import GroupRef
+from tracked.delivery.session import Session, default_run_name
+from tracked.records.config import is_strict, killed_by_env
+from tracked.records.errors import TrackingError
+from tracked.records.names import CONTEXT_ATTRIBUTE, LOCAL_PREFIX
+from tracked.records.params import flatten
+from tracked.records.report import report_failure
+from tracked.records.text import qualified_name
+from tracked.records.values import FINISHED
 
 
 class Frame:
@@ -270,7 +272,7 @@ def build_session(
 def _trusted_names(instance: object) -> tuple[str, ...]:
     """The ``module.Name`` of each type the instance's ``trusted_types`` lists (checked at
     class definition; an instance attribute set later is checked here)."""
-    from tracked._capture import never_trusted, type_name
+    from tracked.records.trust import never_trusted, type_name
 
     names = []
     for item in getattr(instance, "trusted_types", ()) or ():
@@ -324,7 +326,7 @@ def _resolve_backend(instance: Any, group: GroupRef | None = None) -> Backend:
             )
             raise TypeError(msg)
         return backend
-    from tracked.backends.mlflow import shared_backend
+    from tracked.backends.mlflow.backend import shared_backend
 
     uri = getattr(instance, "tracking_uri", None)
     if uri is not None and not isinstance(uri, str):

@@ -7,6 +7,8 @@ import re
 # Abbreviations of error metrics are matched as whole words of a metric name ("val_rmse",
 # "rmse_test"); "loss" and "error" anywhere in it ("log_loss", "max_error", "logloss").
 _LOWER_BETTER_WORDS = frozenset({"rmse", "mae", "mse", "rmsle", "msle", "mape", "medae"})
+
+
 _LOWER_BETTER_PARTS = ("loss", "error")
 
 

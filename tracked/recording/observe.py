@@ -11,57 +11,61 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracked._capture import (
-    BASIS_UNKNOWN,
-    OPERATOR_ATTRIBUTE,
-    decide_phase,
-    operator_params,
-    qualified_name,
-)
-from tracked._compose import Composed, NotComposable
-from tracked._insight import (
-    PREVIEW_BYTES,
-    DataSummary,
-    fitted_state,
-    preview,
-    summarize,
-    to_csv,
-)
-from tracked._records import (
-    FIT,
-    INFERENCE,
-    VERIFIED_REASON_TAG,
-    VERIFIED_TAG,
-    Metric,
-    NestedRun,
-    StageRecord,
-    now_ms,
-    status_for,
-)
-from tracked._report import describe, notice, report_failure
-from tracked._scoring import (
+from tracked.delivery.session import Session, evaluation_metrics
+from tracked.recording.compose import Composed, NotComposable
+from tracked.recording.data import PREVIEW_BYTES, preview, summarize, to_csv
+from tracked.recording.fitted import fitted_state
+from tracked.recording.phase import BASIS_UNKNOWN, decide_phase
+from tracked.recording.scoring import (
     Predictor,
     positive_class,
     returned_predictions,
     scored,
     task_of,
 )
-from tracked._session import ERROR_TAG_LIMIT, Session, evaluation_metrics
+from tracked.records.names import (
+    ERROR_TAG_LIMIT,
+    OPERATOR_ATTRIBUTE,
+    VERIFIED_REASON_TAG,
+    VERIFIED_TAG,
+)
+from tracked.records.params import operator_params
+from tracked.records.report import describe, notice, report_failure
+from tracked.records.text import qualified_name
+from tracked.records.values import (
+    FIT,
+    INFERENCE,
+    DataSummary,
+    Metric,
+    NestedRun,
+    StageRecord,
+    now_ms,
+    status_for,
+)
 
 if TYPE_CHECKING:
-    from tracked._deferred import Scores
-    from tracked._plots import Pictures
-    from tracked._search import SearchSummary
-    from tracked._stage import Call, StageSpec
+    from tracked.recording.deferred import Scores
+    from tracked.recording.plots import Pictures
+    from tracked.recording.search import SearchSummary
+    from tracked.recording.stage import Call, StageSpec
+
 
 #: Why a call got its phase: new_operator, fitted_attributes, state_changed, state_unchanged,
 #: state_unreadable, stateless_function, or nested_stages (a stage without an operator that
 #: called other stages).
 PHASE_BASIS_TAG = "tracked.phase_basis"
+
+
 BASIS_NESTED = "nested_stages"
+
+
 #: A plain function (a lambda made in the stage): never fitted, whatever its identity says.
 BASIS_STATELESS = "stateless_function"
+
+
 LOG_OUTPUTS = ("preview", "full", "none")
+
+
 #: On a stage run whose output_preview.csv was cut beyond its rows: what it holds.
 PREVIEW_TAG = "tracked.output_preview"
 
@@ -235,7 +239,7 @@ def _output_files(
         return {"output_preview.csv": shown.content}
     # The head is a copy already; its CSV is written by the writer, bounded like every
     # preview (what is rendered later is numeric and within it).
-    from tracked._deferred import CsvFile
+    from tracked.recording.deferred import CsvFile
 
     return {"output_preview.csv": CsvFile(*shown.content, max_bytes=PREVIEW_BYTES)}
 
@@ -352,7 +356,7 @@ def _evaluate(
     if scoring is None:
         if task is None or y_pred is None:
             return (), pictures, None
-        from tracked._deferred import Scores
+        from tracked.recording.deferred import Scores
 
         step = session.next_step(prefix or "evaluation")
         scores = Scores(
@@ -419,14 +423,14 @@ def _pictures(
     task: str, y: Any, y_pred: Any, proba: Any, classes: tuple[Any, ...], pos_label: Any
 ) -> Pictures | None:
     """What the writer draws the evaluation pictures from."""
-    from tracked._plots import Pictures
+    from tracked.recording.plots import Pictures
 
     return Pictures.of(task, y, y_pred, proba, classes, pos_label)
 
 
 def _search(call: Call, operator: Any) -> SearchSummary | None:
     """A fitted search CV's best params and score, results and best candidates."""
-    from tracked._search import MAX_TUNING_RUNS, is_search, summarize_search
+    from tracked.recording.search import MAX_TUNING_RUNS, is_search, summarize_search
 
     if not is_search(operator):
         return None

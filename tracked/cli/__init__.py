@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from tracked._capture import mask_uri
-from tracked._compare import (  # noqa: F401 - re-exported for scripts and tests
+from tracked._version import __version__
+from tracked.cli.compare import (  # noqa: F401 - re-exported for scripts and tests
     KNOWN_METRICS,
     PIPELINE_TAG,
     CliError,
@@ -38,8 +38,8 @@ from tracked._compare import (  # noqa: F401 - re-exported for scripts and tests
     write_json,
     write_table,
 )
-from tracked._ranking import lower_is_better  # noqa: F401 - re-exported
-from tracked._version import __version__
+from tracked.records.ranking import lower_is_better  # noqa: F401 - re-exported
+from tracked.records.text import mask_uri
 
 RANKING_RULE = """\
 ranking: runs are sorted by --metric (default: the first evaluation metric found, the
@@ -279,7 +279,7 @@ def open_store(tracking_uri: str | None) -> tuple[Any, str]:
     """
     import mlflow
 
-    from tracked.backends.mlflow import _check_reachable
+    from tracked.backends.mlflow.client import _check_reachable
 
     uri = tracking_uri or mlflow.get_tracking_uri()
     where = _describe_source(tracking_uri)

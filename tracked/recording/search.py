@@ -9,8 +9,9 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked._capture import flatten, masked
-from tracked._records import Metric, NestedRun
+from tracked.records.params import flatten
+from tracked.records.text import masked
+from tracked.records.values import Metric, NestedRun
 
 #: autolog's default for ``max_tuning_runs``.
 MAX_TUNING_RUNS = 5
@@ -37,7 +38,7 @@ def summarize_search(search: Any, stage: str, max_runs: int | None, stamp: int) 
     """The search's best params and score, its results table and its best candidates."""
     import pandas as pd
 
-    from tracked._deferred import CsvFile
+    from tracked.recording.deferred import CsvFile
 
     results = search.cv_results_
     best = getattr(search, "best_params_", None)

@@ -12,8 +12,8 @@ from typing import Any, TextIO
 
 import attrs
 
-from tracked._capture import shorten
-from tracked._ranking import lower_is_better
+from tracked.records.ranking import lower_is_better
+from tracked.records.text import shorten
 
 PIPELINE_TAG = "tracked.pipeline"
 

@@ -19,6 +19,8 @@ from typing import Any
 
 #: Modules that are the running script, under the names Python and multiprocessing give it.
 SCRIPT_MODULES = frozenset({"__main__", "__mp_main__"})
+
+
 #: cloudpickle's by-value registry is process-wide: one save at a time changes it.
 _BY_VALUE_LOCK = threading.Lock()
 

@@ -16,13 +16,15 @@ from typing import Any
 
 from attrs import evolve, frozen
 
-from tracked import _frames
-from tracked._frames import SamplingError
-from tracked._sparse import head as sparse_head
-from tracked._sparse import is_sparse, same
+from tracked.records import frames as _frames
+from tracked.records.frames import SamplingError
+from tracked.records.sparse import head as sparse_head
+from tracked.records.sparse import is_sparse, same
 
 #: Rows kept from each fit-phase stage's input, to check a composition and serve as examples.
 SAMPLE_ROWS = 200
+
+
 EXAMPLE_ROWS = 5
 
 

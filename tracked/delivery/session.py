@@ -10,30 +10,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tracked._capture import mask_secrets, mask_uri, masked, params_text, shorten
-from tracked._compose import Composer
-from tracked._records import (
-    FINISHED,
-    KILLED,
-    LOCAL_PREFIX,
-    Metric,
-    StageRecord,
-    now_ms,
-    status_for,
-)
-from tracked._report import describe, notice, report_failure
-from tracked._writer import EXIT_TIMEOUT_ENV, wait_bound, writer
 from tracked.backends.base import Backend
+from tracked.delivery.writer import EXIT_TIMEOUT_ENV, wait_bound, writer
+from tracked.recording.compose import Composer
+from tracked.records.names import COPY_TAG, LOCAL_PREFIX, PARENT_STAGE_TAG
+from tracked.records.params import params_text
+from tracked.records.report import describe, notice, report_failure
+from tracked.records.text import mask_secrets, mask_uri, masked, shorten
+from tracked.records.values import FINISHED, KILLED, Metric, StageRecord, now_ms, status_for
 
 if TYPE_CHECKING:
     from tracked._replay import Replayer
     from tracked._spool import SessionSpool
-
-ERROR_TAG_LIMIT = 1000
-#: On the stage runs of a copy that logs under another instance's parent run.
-COPY_TAG = "tracked.copy"
-#: On a stage run nested under the run of the stage that called it: that stage's name.
-PARENT_STAGE_TAG = "tracked.parent_stage"
 
 
 def default_run_name(instance: object) -> str:
@@ -768,6 +756,8 @@ def spool_uri(backend: object) -> str | None:
 
 #: Tracking URI -> monotonic time until which new sessions go straight to the spool.
 _away: dict[str, float] = {}
+
+
 AWAY_BACKOFF_S = 30.0
 
 
@@ -788,11 +778,13 @@ def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tupl
     )
 
 
-# -- interpreter exit ----------------------------------------------------------------------------
-
 _open_sessions: set[Session] = set()
+
+
 #: Sessions with entries the writer has not done yet (ended ones included).
 _busy: set[Session] = set()
+
+
 #: Sessions holding reports that the writer collected and no caller has seen yet.
 _with_reports: set[Session] = set()
 
@@ -932,7 +924,7 @@ def _sessions_of_forked_child() -> None:
         # multiprocessing's forked workers leave through os._exit, without atexit handlers.
         from multiprocessing import util
 
-        from tracked._writer import _at_exit
+        from tracked.delivery.writer import _at_exit
 
         util.Finalize(None, _at_exit, exitpriority=10)
 

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import os
 
-from tracked._report import notice
+from tracked.records.report import notice
 
 _OFF = frozenset({"0", "false", "no", "off"})
+
+
 _ON = frozenset({"1", "true", "yes", "on"})
 
+
 ENABLED_VAR = "TRACKED_ENABLED"
+
+
 STRICT_VAR = "TRACKED_STRICT"
 
 

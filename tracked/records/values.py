@@ -10,19 +10,20 @@ from typing import Any
 from attrs import field, frozen
 
 STAGE_KINDS = ("estimator", "transformer")
+
+
 FIT = "fit"
+
+
 INFERENCE = "inference"
 
-#: The prefix of run ids that no store gave: runs known only to the spool so far.
-LOCAL_PREFIX = "local-"
-
-#: Parent tag: whether the composed model, as logged, predicts what a prediction pass did.
-VERIFIED_TAG = "tracked.pipeline_verified"
-#: Parent tag: why it does not (empty once a pass verifies it).
-VERIFIED_REASON_TAG = "tracked.pipeline_verified_reason"
 
 FINISHED = "FINISHED"
+
+
 FAILED = "FAILED"
+
+
 KILLED = "KILLED"
 
 
@@ -107,3 +108,17 @@ class StageRecord:
     @property
     def run_name(self) -> str:
         return f"{self.stage}:{self.phase}"
+
+
+@frozen(kw_only=True)
+class DataSummary:
+    """A bounded description of the data a stage received or returned."""
+
+    digest: str
+    kind: str  # numpy | pandas | sparse (scipy.sparse, any format) | other
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    columns: tuple[str, ...] | None
+    #: The first rows (a copy), for previews and schemas.
+    head: Any

@@ -135,7 +135,7 @@ def _curves(
 ) -> dict[str, bytes]:
     from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-    from tracked._scoring import positive_class
+    from tracked.recording.scoring import positive_class
 
     plt = _pyplot()
     roc_figure, roc_axes = plt.subplots(figsize=(4.5, 4), layout="constrained")

@@ -13,18 +13,27 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
+
+
 #: Binary classifiers only, from predict_proba (or decision_function for roc_auc).
 BINARY_METRICS = ("roc_auc", "log_loss")
+
+
 REGRESSION_METRICS = ("r2", "rmse", "mae")
+
 
 #: ``type_of_target`` values that are labels, not measurements.
 _LABELS = frozenset({"binary", "multiclass", "multiclass-multioutput", "multilabel-indicator"})
+
+
 _CONTINUOUS = frozenset({"continuous", "continuous-multioutput"})
 
 
 #: How far and how much of an object graph ``holds_random_state`` reads before it gives up
 #: (and answers True: a copy is the safe side).
 _WALK_DEPTH = 8
+
+
 _WALK_NODES = 20_000
 
 

@@ -29,7 +29,8 @@ def outer_run_id(instance: Any, backend: object) -> str | None:
     """The run that ``instance``'s parent run should nest under, or None."""
     if not getattr(instance, "nest_under_active_run", True):
         return None
-    from tracked.backends.mlflow import MlflowBackend, absolute_store_uri
+    from tracked.backends.mlflow.backend import MlflowBackend
+    from tracked.backends.mlflow.client import absolute_store_uri
 
     if not isinstance(backend, MlflowBackend):
         return None
@@ -47,7 +48,11 @@ def outer_run_id(instance: Any, backend: object) -> str | None:
 
 
 _pause_lock = threading.Lock()
+
+
 _pause_depth = 0
+
+
 _pause_context: Any = None
 
 

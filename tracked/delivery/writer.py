@@ -21,7 +21,10 @@ from typing import Any
 
 logger = logging.getLogger("tracked")
 
+
 QUEUE_SIZE_ENV = "TRACKED_QUEUE_SIZE"
+
+
 DEFAULT_QUEUE_SIZE = 256
 
 
@@ -166,6 +169,8 @@ os.register_at_fork(after_in_child=_fresh_writer_after_fork)
 
 
 EXIT_TIMEOUT_ENV = "TRACKED_EXIT_TIMEOUT"
+
+
 DEFAULT_EXIT_TIMEOUT_S = 30.0
 
 
@@ -182,7 +187,7 @@ def wait_bound() -> float:
         seconds = -1.0
     if seconds >= 0:  # "inf" waits as long as it takes, knowingly
         return seconds
-    from tracked._report import notice
+    from tracked.records.report import notice
 
     notice(
         f"{EXIT_TIMEOUT_ENV}={value!r} is not a number of seconds; waiting at most "
@@ -206,7 +211,7 @@ def flush(timeout: float | None = None) -> bool:
     Returns:
         True when everything was written, False when the wait ended first.
     """
-    from tracked._session import deliver_all, settle_all
+    from tracked.delivery.session import deliver_all, settle_all
 
     if timeout is None:
         deadline = time.monotonic() + wait_bound()
@@ -223,7 +228,7 @@ def _at_exit() -> None:
     Never raises: a Ctrl-C here ends the wait at once, and the records still waiting stay
     in the spool (an exit handler that raised would print "Exception ignored in atexit").
     """
-    from tracked._session import end_open_sessions, give_up_all, settle_all
+    from tracked.delivery.session import end_open_sessions, give_up_all, settle_all
 
     deadline = time.monotonic() + wait_bound()
     try:

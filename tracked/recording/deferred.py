@@ -11,9 +11,9 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked._insight import render_csv
-from tracked._records import Metric
-from tracked._scoring import binary_metric_calls, default_metric_calls
+from tracked.recording.data import render_csv
+from tracked.recording.scoring import binary_metric_calls, default_metric_calls
+from tracked.records.values import Metric
 
 
 @frozen

@@ -15,22 +15,21 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked._capture import (
-    CONTEXT_ATTRIBUTE,
-    OPERATOR_ATTRIBUTE,
-    snapshot,
-)
-from tracked._config import is_strict
-from tracked._context import Context, Frame, context_for
-from tracked._errors import PipelineDefinitionError, TrackingError
-from tracked._observe import capture
-from tracked._outer import autologging_paused
-from tracked._records import now_ms
-from tracked._report import report_failure
-from tracked._session import Session
-from tracked._writer import writer
+from tracked.backends.mlflow.fluent import autologging_paused
+from tracked.delivery.context import Context, Frame, context_for
+from tracked.delivery.session import Session
+from tracked.delivery.writer import writer
+from tracked.recording.observe import capture
+from tracked.recording.phase import snapshot
+from tracked.records.config import is_strict
+from tracked.records.errors import PipelineDefinitionError, TrackingError
+from tracked.records.names import CONTEXT_ATTRIBUTE, OPERATOR_ATTRIBUTE
+from tracked.records.report import report_failure
+from tracked.records.values import now_ms
 
 SPEC_ATTRIBUTE = "__tracked_stage__"
+
+
 VERIFIED_TAG = "tracked.pipeline_verified"
 
 

@@ -1,0 +1,333 @@
+"""TODO."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+import threading
+import time
+from typing import Any
+
+
+def _check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """Fail fast when an HTTP tracking server does not accept connections.
+
+    MLflow's client retries a refused connection with backoff for minutes; a stage call
+    must not wait that long to learn that the server is away.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        msg = f"the tracking server at {parts.hostname}:{port} is not reachable ({exc})"
+        raise ConnectionError(msg) from None
+
+
+#: A request of the library's own to an HTTP store waits this long at most for an answer
+#: (connect and each read), and is tried again once: a store that does not answer within a
+#: few seconds counts as away, and its records go to the spool. MLflow's own defaults (120 s,
+#: 7 retries with backoff) would hold the writer for many minutes. Set
+#: ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` to choose otherwise.
+REQUEST_TIMEOUT_S = 5
+
+
+REQUEST_RETRIES = 1
+
+
+#: Set while the library calls the store on this thread: MLflow's request settings answer
+#: with the library's bounds then (``_bound_requests``), and only then.
+_own_call = threading.local()
+
+
+_bounds_installed = False
+
+
+_bounds_lock = threading.Lock()
+
+
+def _bound_requests() -> None:
+    """Give the library's own HTTP requests its bounds, leaving everyone else's alone.
+
+    MLflow reads ``MLFLOW_HTTP_REQUEST_TIMEOUT`` and ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` from
+    the environment at every request (tracking calls and artifact uploads alike), and offers
+    no per-client setting. Changing the environment would change the user's own MLflow calls
+    too; so the two settings answer with the library's bounds only on a thread inside a call
+    of the library's (``GuardedClient.call``), and only when the user did not set them.
+    """
+    global _bounds_installed
+    with _bounds_lock:
+        if _bounds_installed:
+            return
+        from mlflow import environment_variables as variables
+
+        for variable, bound in (
+            (variables.MLFLOW_HTTP_REQUEST_TIMEOUT, REQUEST_TIMEOUT_S),
+            (variables.MLFLOW_HTTP_REQUEST_MAX_RETRIES, REQUEST_RETRIES),
+        ):
+            original = variable.get
+
+            def get(original=original, variable=variable, bound=bound):
+                if getattr(_own_call, "depth", 0) and not variable.is_set():
+                    return bound
+                return original()
+
+            variable.get = get
+        _bounds_installed = True
+
+
+#: Errors after which a store call certainly did not happen, so trying again is safe.
+_TRANSIENT = ("database is locked", "QueuePool limit", "database table is locked")
+
+
+#: MLflow creates a logged dataset with a check-then-insert: two processes logging the same
+#: dataset at once make one insert fail; on the retry it finds the other's row.
+_TRANSIENT_BY_CALL = {
+    "log_inputs": ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
+}
+
+
+RETRIES = 5
+
+
+FIRST_BACKOFF_S = 0.1
+
+
+class GuardedClient:
+    """An ``MlflowClient`` whose calls are retried on transient store errors.
+
+    sqlite has one writer at a time: calls to a sqlite store are serialised here (a
+    reentrant lock), rather than left to fight over MLflow's connection pool and sqlite's
+    lock ("QueuePool limit reached", "database is locked"). Calls that failed that way never
+    reached the store, so they are retried, up to 5 times with doubling backoff from 0.1 s;
+    so is a dataset input that lost a race with another process creating the same dataset.
+    """
+
+    def __init__(self, client: Any, *, serialize: bool) -> None:
+        self._client = client
+        self._lock = threading.RLock() if serialize else None
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+        transient = _TRANSIENT + _TRANSIENT_BY_CALL.get(name, ())
+        return functools.partial(self.call, attribute, transient=transient)
+
+    def call(
+        self, function: Any, *args: Any, transient: tuple[str, ...] = _TRANSIENT, **kwargs: Any
+    ) -> Any:
+        """``function(*args, **kwargs)``, serialised and retried as the client's calls are."""
+        delay = FIRST_BACKOFF_S
+        _own_call.depth = getattr(_own_call, "depth", 0) + 1
+        try:
+            for attempt in range(RETRIES + 1):
+                try:
+                    if self._lock is None:
+                        return function(*args, **kwargs)
+                    with self._lock:
+                        return function(*args, **kwargs)
+                except Exception as exc:
+                    if attempt == RETRIES or not any(t in str(exc) for t in transient):
+                        raise
+                time.sleep(delay)
+                delay *= 2
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            _own_call.depth -= 1
+
+    def terminate(self, run_id: str, status: str, end_time: int | None) -> None:
+        """End a run as ``set_terminated`` does, without its "View run" line on stdout:
+        the writer is a background thread of someone else's program."""
+        from mlflow.entities import RunStatus
+
+        store = self._client._tracking_client.store
+        self.call(
+            store.update_run_info,
+            run_id,
+            run_status=RunStatus.from_string(status),
+            end_time=end_time or int(time.time() * 1000),
+            run_name=None,
+        )
+
+
+def source_tags() -> dict[str, str]:
+    """``mlflow.user``, ``mlflow.source.name``/``type`` and, in a git checkout,
+    ``mlflow.source.git.commit``/``branch``: the tags MLflow's fluent runs get.
+
+    Computed here rather than with MLflow's context registry, which also probes for
+    notebooks and Databricks (importing IPython: a few hundred milliseconds).
+    """
+    import getpass
+    import subprocess
+    import sys
+
+    tags = {"mlflow.source.type": "LOCAL"}
+    with contextlib.suppress(Exception):
+        tags["mlflow.user"] = getpass.getuser()
+    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-") else None
+    source = os.path.abspath(script) if script else "<interactive>"
+    tags["mlflow.source.name"] = source
+    folder = os.path.dirname(source) if script else os.getcwd()
+    for tag, args in (
+        ("mlflow.source.git.commit", ["rev-parse", "HEAD"]),
+        ("mlflow.source.git.branch", ["rev-parse", "--abbrev-ref", "HEAD"]),
+    ):
+        with contextlib.suppress(Exception):
+            done = subprocess.run(
+                ["git", "-C", folder, *args], capture_output=True, text=True, timeout=2, check=True
+            )
+            tags[tag] = done.stdout.strip()
+    return tags
+
+
+def default_tracking_uri() -> str:
+    """MLflow's tracking URI, resolved as MLflow does, without importing mlflow if it can.
+
+    ``import mlflow`` costs over a second: a stage call must not pay it. Once mlflow is
+    imported (the user may have called ``mlflow.set_tracking_uri``), MLflow is asked.
+    """
+    from tracked.backends.mlflow.fluent import mlflow_imported
+
+    if not mlflow_imported():
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env:
+            return env
+        if not os.path.isdir("mlruns"):  # else MLflow's old file store default applies
+            return "sqlite:///" + os.path.abspath("mlflow.db")
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+#: Tracking URIs without a scheme that are not paths.
+_SPECIAL_URIS = frozenset({"databricks", "databricks-uc", "uc"})
+
+
+def absolute_store_uri(uri: str) -> str:
+    """``uri`` with a relative local path made absolute against the current folder.
+
+    A session resolves its store once, when it opens: ``sqlite:///rel.db``, ``./mlruns`` or
+    ``file:mlruns`` then mean the same store whichever folder the process is in later.
+    """
+    from urllib.parse import urlsplit
+
+    if uri.startswith("sqlite:///"):
+        path, sep, query = uri[len("sqlite:///") :].partition("?")
+        # ``file:...`` is SQLite's own URI filename (``?mode=ro&uri=true``): left as given.
+        if path and path != ":memory:" and not path.startswith("file:") and not os.path.isabs(path):
+            return "sqlite:///" + os.path.abspath(path) + sep + query
+        return uri
+    parts = urlsplit(uri)
+    if parts.scheme == "file" and not parts.netloc and not os.path.isabs(parts.path):
+        return "file://" + os.path.abspath(parts.path)
+    if uri in _SPECIAL_URIS:
+        return uri
+    if not parts.scheme or (len(parts.scheme) == 1 and os.name == "nt"):  # a plain path
+        return os.path.abspath(uri)
+    return uri
+
+
+def default_artifact_root(uri: str) -> str | None:
+    """MLflow's default artifact root of a database store (``./mlruns``), made absolute; None
+    for other stores (they choose their artifact locations themselves) or when the
+    environment of an MLflow server chooses it."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in _DATABASE_SCHEMES or os.environ.get("_MLFLOW_SERVER_ARTIFACT_ROOT"):
+        return None
+    return os.path.abspath("mlruns")
+
+
+#: MLflow creates a fresh database's schema on first use. Processes opening one fresh store
+#: at once race there and fail with these; the store is fine once one of them has finished.
+_SCHEMA_RACE = (
+    "Online migration expected to match one row",
+    "duplicate column name",
+    "already exists",
+    "out-of-date database schema",
+    "no such table",
+)
+
+
+#: How long opening a store keeps trying after such errors.
+SCHEMA_RACE_WAIT_S = 60.0
+
+
+def _open_client(mlflow: Any, uri: str, artifact_root: str | None) -> Any:
+    """An ``MlflowClient`` for ``uri`` whose store exists (a fresh database's schema made)
+    and keeps artifacts under ``artifact_root`` (None: MLflow's choice)."""
+    from mlflow.tracking._tracking_service import utils
+
+    def create() -> Any:
+        # The store first, with its artifact root: the client's own lookup (without one)
+        # then finds the schema made, and its root is replaced below.
+        utils._get_store(uri, artifact_root)
+        return mlflow.MlflowClient(tracking_uri=uri)
+
+    deadline = time.monotonic() + SCHEMA_RACE_WAIT_S
+    delay = FIRST_BACKOFF_S
+    with _store_creation_lock(uri):
+        while True:
+            try:
+                client = create()
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline or not any(t in str(exc) for t in _SCHEMA_RACE):
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    if artifact_root is not None:
+        client._tracking_client = _pinned_tracking_client(uri, artifact_root)
+    return client
+
+
+@contextlib.contextmanager
+def _store_creation_lock(uri: str):
+    """Serialise the creation of a sqlite store between the processes of this machine (the
+    retries above cover processes that do not take this lock)."""
+    if not uri.startswith("sqlite:"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: the retries alone
+        yield
+        return
+    import hashlib
+
+    digest = hashlib.sha1(uri.encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"tracked-store-{digest}.lock")
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _pinned_tracking_client(uri: str, artifact_root: str) -> Any:
+    """MLflow's tracking client whose store keeps artifacts under ``artifact_root``.
+
+    ``MlflowClient`` always asks for the store without an artifact root, which a database
+    store resolves to ``./mlruns`` of the folder current at that moment.
+    """
+    from mlflow.tracking._tracking_service import utils
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    class PinnedTrackingClient(TrackingServiceClient):
+        @property
+        def store(self) -> Any:
+            return utils._get_store(self.tracking_uri, artifact_root)
+
+    return PinnedTrackingClient(uri)

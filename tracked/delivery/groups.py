@@ -1,0 +1,47 @@
+"""TODO."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from attrs import frozen
+
+_local = threading.local()
+
+
+@frozen
+class GroupRef:
+    """What a pipeline instance needs to nest its parent run under a group run."""
+
+    run_id: str
+    experiment: str
+    #: The group's store: an MLflow tracking URI, or a backend object (in-process only).
+    tracking_uri: str | None
+    backend: Any = None
+
+    def resolve_backend(self) -> Any:
+        if self.backend is not None:
+            return self.backend
+        from tracked.backends.mlflow.backend import shared_backend
+
+        return shared_backend(self.tracking_uri)
+
+    def __getstate__(self) -> dict[str, Any]:
+        from tracked.backends.memory import MemoryBackend
+
+        backend = None if isinstance(self.backend, MemoryBackend) else self.backend
+        return {
+            **{f: getattr(self, f) for f in ("run_id", "experiment", "tracking_uri")},
+            "backend": backend,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+
+def current_group() -> GroupRef | None:
+    """The innermost open group of the calling thread."""
+    stack = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
