@@ -36,13 +36,13 @@ def fresh_warnings():
 def spool_dir(tmp_path_factory, monkeypatch):
     """Each test spools into a folder of its own, and leaves no write behind for the next."""
     import tracked.delivery.writer
-    from tracked.delivery import session as _session
+    from tracked.delivery.registry import REGISTRY
 
     folder = tmp_path_factory.mktemp("spool")
     monkeypatch.setenv("TRACKED_SPOOL_DIR", str(folder))
     yield folder
     tracked.delivery.writer.writer().flush(timeout=120)
-    _session._away.clear()
+    REGISTRY.away.clear()
 
 
 @pytest.fixture(scope="session")

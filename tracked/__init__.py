@@ -8,7 +8,7 @@ from tracked._group import group
 from tracked._pipeline import TrackedPipeline
 from tracked._sweep import sweep
 from tracked._version import __version__
-from tracked.delivery.writer import flush
+from tracked.delivery.runtime import flush
 from tracked.records.errors import PipelineDefinitionError, TrackingError, TrackingWarning
 
 __all__ = [

@@ -11,7 +11,8 @@ from typing import Any
 
 import wrapt
 
-from tracked.recording.stage import SPEC_ATTRIBUTE, StageSpec, make_stage_wrapper
+from tracked.recording.spec import SPEC_ATTRIBUTE, StageSpec
+from tracked.recording.stage import make_stage_wrapper
 from tracked.records.errors import PipelineDefinitionError
 from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.values import STAGE_KINDS

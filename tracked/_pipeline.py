@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 from tracked._meta import TrackedMeta, instrument
 from tracked.delivery.context import context_for
-from tracked.recording.stage import OperatorSlot
+from tracked.recording.compose import Composer
+from tracked.recording.spec import OperatorSlot
 from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.params import init_params, params_text
 from tracked.records.values import FINISHED, status_for
@@ -122,7 +123,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
     def __enter__(self):
         """Open the parent run now (when tracking is on) and return the pipeline."""
         if self._tracking_active():
-            context_for(self).open_session(self)
+            context_for(self).open_session(self, Composer)
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:

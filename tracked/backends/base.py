@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from tracked.records.values import DataSummary, Metric
@@ -103,3 +103,20 @@ class Backend(Protocol):
 def is_backend(obj: object) -> bool:
     """Whether ``obj`` has every backend method."""
     return all(callable(getattr(obj, name, None)) for name in REQUIRED_METHODS)
+
+
+#: Called (once each) when a backend first imports its store's library: the runtime moves
+#: its exit flush behind the exit handlers that library registers.
+_on_library_load: list[Callable[[], None]] = []
+
+
+def when_store_library_loads(hook: Callable[[], None]) -> None:
+    """Call ``hook`` whenever a backend has just imported its store's library."""
+    if hook not in _on_library_load:
+        _on_library_load.append(hook)
+
+
+def store_library_loaded() -> None:
+    """Backends call this right after importing their store's library."""
+    for hook in list(_on_library_load):
+        hook()

@@ -7,7 +7,7 @@ import contextvars
 import functools
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -15,7 +15,7 @@ from tracked._version import __version__
 from tracked.backends.base import Backend
 from tracked.backends.mlflow.fluent import outer_run_id
 from tracked.delivery.groups import GroupRef
-from tracked.delivery.session import Session, default_run_name
+from tracked.delivery.session import Composition, Session, default_run_name
 from tracked.records.config import is_strict, killed_by_env
 from tracked.records.errors import TrackingError
 from tracked.records.names import CONTEXT_ATTRIBUTE, LOCAL_PREFIX
@@ -147,15 +147,18 @@ class Context:
             stack[-1].operator = value
             stack[-1].assigned = True
 
-    def open_session(self, instance: object) -> Session:
-        """The current session, started if needed; a new one after the last has ended."""
+    def open_session(self, instance: object, composer: Callable[[], Composition]) -> Session:
+        """The current session, started if needed; a new one after the last has ended.
+
+        ``composer`` makes the new session's composer (the recording layer's ``Composer``).
+        """
         origin = None
         with self._lock:
             session = self.session
             if session is None or session.ended:
                 origin = self._open_origin() if self.attached is None else None
                 session = self.session = build_session(
-                    instance, self.attached, self.group, origin=origin
+                    instance, self.attached, self.group, origin=origin, composer=composer()
                 )
         if origin is not None and session.outer_run_id is not None:
             origin_context = self._origin() if self._origin is not None else None
@@ -211,6 +214,7 @@ def build_session(
     group: GroupRef | None = None,
     *,
     origin: Session | None = None,
+    composer: Composition,
 ) -> Session:
     """A session for ``instance``: its store, experiment, run name, params and outer run.
 
@@ -266,6 +270,7 @@ def build_session(
         serialization_format=getattr(instance, "serialization_format", "skops"),
         trusted_types=_trusted_names(instance),
         synchronous=bool(getattr(instance, "synchronous", False)),
+        composer=composer,
     )
 
 

@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tracked.backends.base import Backend
-from tracked.delivery.writer import EXIT_TIMEOUT_ENV, wait_bound, writer
-from tracked.recording.compose import Composer
+from tracked.delivery import runtime
+from tracked.delivery.registry import REGISTRY
+from tracked.delivery.writer import writer
+from tracked.records.config import EXIT_TIMEOUT_ENV, wait_bound
 from tracked.records.names import COPY_TAG, LOCAL_PREFIX, PARENT_STAGE_TAG
 from tracked.records.params import params_text
 from tracked.records.report import describe, notice, report_failure
 from tracked.records.text import mask_secrets, mask_uri, masked, shorten
-from tracked.records.values import FINISHED, KILLED, Metric, StageRecord, now_ms, status_for
+from tracked.records.values import FINISHED, KILLED, Metric, StageRecord, now_ms
 
 if TYPE_CHECKING:
     from tracked._replay import Replayer
     from tracked._spool import SessionSpool
+
+
+class Composition(Protocol):
+    """What a session needs of the recording layer's composer: how many composed models it
+    made, and which stage kinds were fitted."""
+
+    count: int
+    @property
+    def fitted_kinds(self) -> set[str]: ...
+
 
 
 def default_run_name(instance: object) -> str:
@@ -61,6 +72,7 @@ class Session:
         serialization_format: str = "skops",
         synchronous: bool = False,
         trusted_types: tuple[str, ...] = (),
+        composer: Composition,
     ) -> None:
         self.backend = backend
         #: None: the experiment of ``outer_run_id``, the run this parent run nests under.
@@ -87,7 +99,7 @@ class Session:
         # A forked worker (multiprocessing's fork pools) ends through os._exit, without exit
         # handlers or a writer that finishes: its records are written before its calls return.
         self.synchronous = (
-            synchronous or _in_forked_child or bool(getattr(backend, "synchronous", False))
+            synchronous or REGISTRY.forked_child or bool(getattr(backend, "synchronous", False))
         )
         #: A process was forked while this session was open (its stages are not this one's).
         self.forked = False
@@ -95,8 +107,10 @@ class Session:
         #: interactive session, the run ends KILLED at exit (the others FINISHED).
         self.interrupted = False
         #: The notebook cell (IPython's count of cells run) in which the run opened.
-        self.cell = _cells.count
-        self.composer = Composer()
+        self.cell = runtime.cells.count
+        #: The fitted steps this run composes its servable model from (the recording
+        #: layer's ``Composer``).
+        self.composer = composer
         self.total_duration_s = 0.0
         #: Per stage, the id of the operator whose params were last logged: an operator made
         #: before the session (in ``__init__``) gets its params on its first call's run.
@@ -176,9 +190,10 @@ class Session:
             if self.started or self.broken or self.ended:
                 return
             self.started = True
-            _open_sessions.add(self)
-            self.cell = _cells.count
-            _watch_cells()
+            REGISTRY.open.add(self)
+            runtime.install()
+            self.cell = runtime.cells.count
+            runtime.watch_cells()
             self._open_spool()
             if self.owned:
                 self._submit(
@@ -230,7 +245,7 @@ class Session:
                 exc,
                 key=f"spool-unwritable:{root}",
             )
-        if self.spool is not None and _store_recently_away(uri):
+        if self.spool is not None and REGISTRY.store_recently_away(uri):
             # The store failed moments ago: straight to the spool, without a 3 s wait.
             self.spooling = True
 
@@ -345,7 +360,7 @@ class Session:
             return
         with self._idle:
             self._outstanding += 1
-            _busy.add(self)
+            REGISTRY.busy.add(self)
         job = _Job(self, entry, data)
         if self.synchronous:
             job.run()
@@ -439,7 +454,7 @@ class Session:
         with self._idle:
             self._outstanding -= 1
             if self._outstanding == 0:
-                _busy.discard(self)
+                REGISTRY.busy.discard(self)
                 self._idle.notify_all()
 
     def _process(self, entry: dict[str, Any], data: Any) -> None:
@@ -517,7 +532,7 @@ class Session:
         cause = away.__cause__ or away
         uri = spool_uri(self.backend)
         if uri is not None:
-            _store_away(uri)
+            REGISTRY.store_away(uri)
         spool = self.spool
         if spool is None:
             self._note(
@@ -545,7 +560,7 @@ class Session:
         if failures:
             with self._reports_lock:
                 self._reports.extend(failures)
-                _with_reports.add(self)
+                REGISTRY.with_reports.add(self)
 
     def _note(
         self, message: str | Callable[[], str], exc: BaseException | None, *, key: str
@@ -553,7 +568,7 @@ class Session:
         """A warning for the caller's thread (not a failure: nothing is lost by it)."""
         with self._reports_lock:
             self._reports.append((message, _Notice(key)))
-            _with_reports.add(self)
+            REGISTRY.with_reports.add(self)
 
     def deliver(self, *, may_raise: bool = True) -> None:
         """Report what the writer collected, on the calling thread (raise, in strict mode)."""
@@ -561,7 +576,7 @@ class Session:
             return
         with self._reports_lock:
             reports, self._reports = self._reports, []
-            _with_reports.discard(self)
+            REGISTRY.with_reports.discard(self)
         failures = []
         for what, exc in reports:
             if callable(what):
@@ -621,7 +636,7 @@ class Session:
         if spool is not None:
             self.spooling = True
             if uri is not None:
-                _store_away(uri)
+                REGISTRY.store_away(uri)
             with contextlib.suppress(OSError):
                 spool.make_durable()
             message = (
@@ -651,7 +666,7 @@ class Session:
             if self.ended:
                 return
             self.ended = True
-            _open_sessions.discard(self)
+            REGISTRY.open.discard(self)
             if not self.started or self.pid != os.getpid():
                 return
             if self.owned and not self.broken:
@@ -754,22 +769,6 @@ def spool_uri(backend: object) -> str | None:
     return uri if isinstance(uri, str) else None
 
 
-#: Tracking URI -> monotonic time until which new sessions go straight to the spool.
-_away: dict[str, float] = {}
-
-
-AWAY_BACKOFF_S = 30.0
-
-
-def _store_away(uri: str) -> None:
-    _away[uri] = time.monotonic() + AWAY_BACKOFF_S
-
-
-def _store_recently_away(uri: str) -> bool:
-    until = _away.get(uri)
-    return until is not None and time.monotonic() < until
-
-
 def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tuple[Metric, ...]:
     stamp = now_ms()
     return tuple(
@@ -778,159 +777,3 @@ def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tupl
     )
 
 
-_open_sessions: set[Session] = set()
-
-
-#: Sessions with entries the writer has not done yet (ended ones included).
-_busy: set[Session] = set()
-
-
-#: Sessions holding reports that the writer collected and no caller has seen yet.
-_with_reports: set[Session] = set()
-
-
-def deliver_all() -> None:
-    """Report what the writer collected for every session, on the calling thread."""
-    for session in list(_with_reports):
-        session.deliver()
-
-
-def _interactive() -> bool:
-    """A REPL (``python -i``, ``code.interact``) or an IPython shell or notebook kernel."""
-    if hasattr(sys, "ps1") or sys.flags.interactive:
-        return True
-    return _ipython() is not None
-
-
-def _ipython() -> Any:
-    module = sys.modules.get("IPython")
-    get = getattr(module, "get_ipython", None)
-    try:
-        return get() if callable(get) else None
-    except Exception:
-        return None
-
-
-def _exit_status(session: Session) -> str:
-    """How a run left open ends at interpreter exit.
-
-    ``sys.last_type`` is set by the interpreter when an exception ended the program, and by
-    a REPL or IPython for every exception it displayed and survived: there, a displayed
-    exception is not the cause of the exit, so runs end FINISHED, except those a Ctrl-C
-    interrupted (a stage call of theirs, or the notebook cell that opened them): KILLED.
-    """
-    if _interactive():
-        return KILLED if session.interrupted else FINISHED
-    return status_for(getattr(sys, "last_type", None))
-
-
-def end_open_sessions(status: str | None = None, deadline: float | None = None) -> None:
-    """End every parent run this process opened and left open (at interpreter exit),
-    waiting for the writer until ``deadline`` (``time.monotonic()``) at most."""
-    for session in list(_open_sessions):
-        if session.pid != os.getpid():
-            continue
-        # Strict mode at exit: there is nowhere left to raise to.
-        with contextlib.suppress(Exception):
-            session.end(status or _exit_status(session), may_raise=False, deadline=deadline)
-
-
-class _Cells:
-    """IPython's cells as they run: which one is running, and whether a Ctrl-C ended it."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.watched = False
-
-    def started(self, *args: Any) -> None:
-        self.count += 1
-
-    def finished(self, result: Any = None) -> None:
-        error = getattr(result, "error_in_exec", None)
-        if isinstance(error, KeyboardInterrupt):
-            for session in list(_open_sessions):
-                if session.cell == self.count:
-                    session.interrupted = True
-
-
-_cells = _Cells()
-
-
-def _watch_cells() -> None:
-    """Follow IPython's cells (once, when the first run opens in an IPython shell)."""
-    if _cells.watched:
-        return
-    shell = _ipython()
-    if shell is None:
-        return
-    _cells.watched = True
-    with contextlib.suppress(Exception):
-        shell.events.register("pre_run_cell", _cells.started)
-        shell.events.register("post_run_cell", _cells.finished)
-
-
-def settle_all(deadline: float, *, at_exit: bool = False) -> bool:
-    """Wait until the writer is done with every session of this process, until ``deadline``
-    at most; the entries of sessions it has not finished by then stay in the spool."""
-    done = True
-    for session in list(_busy):
-        if session.pid != os.getpid() or (session.gave_up and session.spool is not None):
-            continue  # a wait that ended already (bound, Ctrl-C): its records are in the spool
-        done = session.settle(deadline, at_exit=at_exit) and done
-    return done
-
-
-def give_up_all(why: str, *, at_exit: bool = False) -> None:
-    """Stop waiting for every session of this process (see ``Session.give_up``)."""
-    for session in list(_busy):
-        if session.pid == os.getpid():
-            with contextlib.suppress(Exception):
-                session.give_up(why, at_exit=at_exit)
-
-
-#: How long a fork waits for the writer to create the runs the child will log under.
-FORK_DRAIN_TIMEOUT_S = 30.0
-
-
-def _drain_before_fork() -> None:
-    # A forked child should find the parent's runs created (their store ids known). Bounded:
-    # a hanging store must not hang every fork; never from the writer thread itself.
-    if _open_sessions and not writer().is_writer_thread():
-        writer().flush(FORK_DRAIN_TIMEOUT_S)
-
-
-#: This process is a forked child: its sessions write synchronously (see ``Session``).
-_in_forked_child = False
-
-
-def _sessions_forked() -> None:
-    for session in list(_open_sessions):
-        session.forked = True
-
-
-def _sessions_of_forked_child() -> None:
-    # The child's stage calls log under the parent's open runs as copies do: they never end
-    # those runs, and spool into folders of their own.
-    global _in_forked_child
-    _in_forked_child = True
-    sessions = list(_open_sessions)
-    _open_sessions.clear()
-    _with_reports.clear()
-    _busy.clear()  # the parent's writer does those entries, not the child's
-    for session in sessions:
-        session.fork_copy()
-        _open_sessions.add(session)
-    if sessions and "multiprocessing" in sys.modules:
-        # multiprocessing's forked workers leave through os._exit, without atexit handlers.
-        from multiprocessing import util
-
-        from tracked.delivery.writer import _at_exit
-
-        util.Finalize(None, _at_exit, exitpriority=10)
-
-
-os.register_at_fork(
-    before=_drain_before_fork,
-    after_in_parent=_sessions_forked,
-    after_in_child=_sessions_of_forked_child,
-)

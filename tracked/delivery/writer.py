@@ -9,7 +9,6 @@ dropped record or unbounded memory.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import queue
@@ -159,92 +158,8 @@ def writer() -> Writer:
     return _writer
 
 
-def _fresh_writer_after_fork() -> None:
-    # The parent's thread does not exist in a forked child, and its queue is the parent's.
+def fresh_writer() -> None:
+    """In a forked child: the parent's thread does not exist there, and its queue is the
+    parent's."""
     global _writer
     _writer = Writer()
-
-
-os.register_at_fork(after_in_child=_fresh_writer_after_fork)
-
-
-EXIT_TIMEOUT_ENV = "TRACKED_EXIT_TIMEOUT"
-
-
-DEFAULT_EXIT_TIMEOUT_S = 30.0
-
-
-def wait_bound() -> float:
-    """How long the library waits for its writes at most: ``TRACKED_EXIT_TIMEOUT`` seconds
-    (default 30), the one bound of the ``with`` exit, ``close()``, ``tracked.flush()`` and
-    interpreter exit. Whatever did not reach the store by then waits in the spool."""
-    value = os.environ.get(EXIT_TIMEOUT_ENV)
-    if not value:
-        return DEFAULT_EXIT_TIMEOUT_S
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if seconds >= 0:  # "inf" waits as long as it takes, knowingly
-        return seconds
-    from tracked.records.report import notice
-
-    notice(
-        f"{EXIT_TIMEOUT_ENV}={value!r} is not a number of seconds; waiting at most "
-        f"{DEFAULT_EXIT_TIMEOUT_S:g} s",
-        key=f"env:{EXIT_TIMEOUT_ENV}:{value}",
-    )
-    return DEFAULT_EXIT_TIMEOUT_S
-
-
-def flush(timeout: float | None = None) -> bool:
-    """Wait until everything tracked so far in this process has been written.
-
-    Records whose store is away count as written once they are in the spool. Tracking
-    failures collected meanwhile are reported now (raised, in strict mode).
-
-    Args:
-        timeout: seconds to wait at most; None waits ``TRACKED_EXIT_TIMEOUT`` seconds (default
-            30), after which the records still waiting stay in the spool for ``tracked sync``
-            (one ``TrackingWarning`` says how many).
-
-    Returns:
-        True when everything was written, False when the wait ended first.
-    """
-    from tracked.delivery.session import deliver_all, settle_all
-
-    if timeout is None:
-        deadline = time.monotonic() + wait_bound()
-        drained = settle_all(deadline) and _writer.flush(max(0.0, deadline - time.monotonic()))
-    else:
-        drained = _writer.flush(timeout)
-    deliver_all()
-    return drained
-
-
-def _at_exit() -> None:
-    """End the runs left open and wait for the writer, at most ``TRACKED_EXIT_TIMEOUT``.
-
-    Never raises: a Ctrl-C here ends the wait at once, and the records still waiting stay
-    in the spool (an exit handler that raised would print "Exception ignored in atexit").
-    """
-    from tracked.delivery.session import end_open_sessions, give_up_all, settle_all
-
-    deadline = time.monotonic() + wait_bound()
-    try:
-        end_open_sessions(deadline=deadline)
-        # Sessions whose wait ended already (a Ctrl-C in a `with` exit) are not waited for
-        # again: their records are in the spool.
-        settle_all(deadline, at_exit=True)
-    except KeyboardInterrupt:
-        give_up_all("the wait for it was interrupted (Ctrl-C)", at_exit=True)
-
-
-atexit.register(_at_exit)
-
-
-def run_first_at_exit() -> None:
-    """Make the exit flush run before exit handlers registered since (mlflow's closes its
-    store connections): handlers run last registered, first run."""
-    atexit.unregister(_at_exit)
-    atexit.register(_at_exit)

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from tracked.recording.deferred import Scores
     from tracked.recording.plots import Pictures
     from tracked.recording.search import SearchSummary
-    from tracked.recording.stage import Call, StageSpec
+    from tracked.recording.spec import Call, StageSpec
 
 
 #: Why a call got its phase: new_operator, fitted_attributes, state_changed, state_unchanged,

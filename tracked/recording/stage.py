@@ -7,94 +7,26 @@ only handler around it records the failure (which cannot raise) and re-raises th
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from attrs import frozen
-
 from tracked.backends.mlflow.fluent import autologging_paused
 from tracked.delivery.context import Context, Frame, context_for
 from tracked.delivery.session import Session
 from tracked.delivery.writer import writer
+from tracked.recording.compose import Composer
 from tracked.recording.observe import capture
 from tracked.recording.phase import snapshot
+from tracked.recording.spec import SPEC_ATTRIBUTE, Call, StageSpec
 from tracked.records.config import is_strict
-from tracked.records.errors import PipelineDefinitionError, TrackingError
-from tracked.records.names import CONTEXT_ATTRIBUTE, OPERATOR_ATTRIBUTE
+from tracked.records.errors import TrackingError
+from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.report import report_failure
 from tracked.records.values import now_ms
 
-SPEC_ATTRIBUTE = "__tracked_stage__"
-
-
 VERIFIED_TAG = "tracked.pipeline_verified"
-
-
-@frozen
-class StageSpec:
-    """A stage as found at class definition."""
-
-    name: str
-    kind: str
-    owner: str
-    signature: inspect.Signature
-    #: An ``async def`` stage: its run spans the await.
-    asynchronous: bool = False
-
-    @classmethod
-    def of(cls, function: Callable[..., Any], kind: str, owner: str) -> StageSpec:
-        """The spec of ``function``, a stage of class ``owner``.
-
-        Raises:
-            PipelineDefinitionError: ``function`` is a generator (sync or async): its body
-                runs after the call returned, piecemeal, so no run could span it.
-        """
-        name = function.__name__
-        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
-            msg = (
-                f"{owner}.{name} is a generator function (it yields): a stage must return its "
-                "result, since its run spans the call; return a list (or an array), or make it "
-                "a plain method that is not a stage"
-            )
-            raise PipelineDefinitionError(msg)
-        signature = inspect.signature(function)
-        # Drop ``self``: wrapt hands the wrapper the bound method's arguments.
-        parameters = list(signature.parameters.values())[1:]
-        return cls(
-            name,
-            kind,
-            owner,
-            signature.replace(parameters=parameters),
-            asynchronous=inspect.iscoroutinefunction(function),
-        )
-
-    def data(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], target: str = "y"
-    ) -> tuple[Any, Any]:
-        """``(X, y)`` of a call: the first parameter, and the ground truth, the parameter
-        named ``target`` (or a keyword of that name caught by ``**kwargs``)."""
-        try:
-            bound = self.signature.bind_partial(*args, **kwargs)
-        except TypeError:
-            return None, None
-        names = list(self.signature.parameters)
-        x = bound.arguments.get(names[0]) if names else None
-        if target in self.signature.parameters:
-            return x, bound.arguments.get(target)
-        for parameter in self.signature.parameters.values():
-            if parameter.kind is parameter.VAR_KEYWORD:
-                return x, bound.arguments.get(parameter.name, {}).get(target)
-        return x, None
-
-    def accepts(self, name: str) -> bool:
-        """Whether a call can pass ``name`` (a parameter of that name, or ``**kwargs``)."""
-        return any(
-            parameter.name == name or parameter.kind is parameter.VAR_KEYWORD
-            for parameter in self.signature.parameters.values()
-        )
 
 
 def make_stage_wrapper(spec: StageSpec) -> Callable[..., Any]:
@@ -177,7 +109,7 @@ def _begin(spec: StageSpec, instance: Any) -> _Running | None:
         # is the one recorded, so one call gives one child run.
         return None
     try:
-        session = context.open_session(instance)
+        session = context.open_session(instance, Composer)
         before = snapshot(instance) if session.usable else None
     except TrackingError:
         raise
@@ -221,64 +153,6 @@ async def _tracked_call_async(spec, wrapped, instance, args, kwargs):
         finally:
             current.stage_finished()
     return result
-
-
-@frozen
-class Call:
-    """One finished stage call, as the wrapper saw it."""
-
-    spec: StageSpec
-    instance: Any
-    session: Session
-    before: dict[int, Any]
-    frame: Frame
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    start_ms: int
-    duration: float
-
-    def operator(self) -> Any:
-        """What the call assigned to ``self.operator`` (None if it assigned nothing).
-
-        Assignments are seen through ``TrackedPipeline.operator``, a data descriptor, per
-        thread: an operator left over from an earlier stage, or set by another thread, is
-        not this call's. A class that redefines ``operator`` falls back to reading it.
-        """
-        if self.frame.assigned:
-            return self.frame.operator
-        if isinstance(getattr(type(self.instance), OPERATOR_ATTRIBUTE, None), OperatorSlot):
-            return None
-        if self.frame.children:  # what is there now, the stages it called assigned
-            return None
-        return getattr(self.instance, OPERATOR_ATTRIBUTE, None)
-
-
-class OperatorSlot:
-    """``TrackedPipeline.operator``: stored in the instance, and noticed by running stages."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        try:
-            return instance.__dict__[self.name]
-        except KeyError:
-            msg = f"{type(instance).__name__!r} object has no attribute {self.name!r}"
-            raise AttributeError(msg) from None
-
-    def __set__(self, instance: Any, value: Any) -> None:
-        instance.__dict__[self.name] = value
-        context = instance.__dict__.get(CONTEXT_ATTRIBUTE)
-        if context is not None:
-            context.operator_assigned(value)
-
-    def __delete__(self, instance: Any) -> None:
-        try:
-            del instance.__dict__[self.name]
-        except KeyError:
-            raise AttributeError(self.name) from None
 
 
 def _record(

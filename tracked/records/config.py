@@ -49,3 +49,32 @@ def is_strict(instance: object) -> bool:
     if env is not None:
         return env
     return bool(getattr(instance, "strict", False))
+
+
+EXIT_TIMEOUT_ENV = "TRACKED_EXIT_TIMEOUT"
+
+
+DEFAULT_EXIT_TIMEOUT_S = 30.0
+
+
+def wait_bound() -> float:
+    """How long the library waits for its writes at most: ``TRACKED_EXIT_TIMEOUT`` seconds
+    (default 30), the one bound of the ``with`` exit, ``close()``, ``tracked.flush()`` and
+    interpreter exit. Whatever did not reach the store by then waits in the spool."""
+    value = os.environ.get(EXIT_TIMEOUT_ENV)
+    if not value:
+        return DEFAULT_EXIT_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds >= 0:  # "inf" waits as long as it takes, knowingly
+        return seconds
+    from tracked.records.report import notice
+
+    notice(
+        f"{EXIT_TIMEOUT_ENV}={value!r} is not a number of seconds; waiting at most "
+        f"{DEFAULT_EXIT_TIMEOUT_S:g} s",
+        key=f"env:{EXIT_TIMEOUT_ENV}:{value}",
+    )
+    return DEFAULT_EXIT_TIMEOUT_S

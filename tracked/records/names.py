@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 #: The prefix of run ids that no store gave: runs known only to the spool so far.
 LOCAL_PREFIX = "local-"
 

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tracked.backends.base import store_library_loaded
 from tracked.backends.mlflow import needs
 from tracked.backends.mlflow.client import (
     GuardedClient,
@@ -24,6 +25,7 @@ from tracked.backends.mlflow.client import (
     default_tracking_uri,
     source_tags,
 )
+from tracked.backends.mlflow.errors import is_store_away
 from tracked.backends.mlflow.keys import (
     MAX_DATASET_DIGEST_LENGTH,
     MAX_PARAM_VALUE_LENGTH,
@@ -35,7 +37,6 @@ from tracked.backends.mlflow.keys import (
     sanitize_keys,
     unique_keys,
 )
-from tracked.backends.mlflow.errors import is_store_away
 from tracked.backends.mlflow.models import (
     _mlflow_example,
     _product,
@@ -96,9 +97,7 @@ class MlflowBackend:
                 if self._client is None or self._pid != os.getpid():
                     import mlflow
 
-                    from tracked.delivery.writer import run_first_at_exit
-
-                    run_first_at_exit()  # before mlflow's own exit handlers, just registered
+                    store_library_loaded()  # mlflow's exit handlers were just registered
                     _bound_requests()
                     uri = self._requested_uri
                     _check_reachable(uri)

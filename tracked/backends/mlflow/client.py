@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -195,8 +196,6 @@ def default_tracking_uri() -> str:
     ``import mlflow`` costs over a second: a stage call must not pay it. Once mlflow is
     imported (the user may have called ``mlflow.set_tracking_uri``), MLflow is asked.
     """
-    from tracked.backends.mlflow.fluent import mlflow_imported
-
     if not mlflow_imported():
         env = os.environ.get("MLFLOW_TRACKING_URI")
         if env:
@@ -331,3 +330,13 @@ def _pinned_tracking_client(uri: str, artifact_root: str) -> Any:
             return utils._get_store(self.tracking_uri, artifact_root)
 
     return PinnedTrackingClient(uri)
+
+
+def mlflow_imported() -> bool:
+    """Whether mlflow is imported, completely: the writer thread may be importing it now,
+    and a half-imported mlflow must not be used from another thread."""
+    module = sys.modules.get("mlflow")
+    if module is None:
+        return False
+    spec = getattr(module, "__spec__", None)
+    return not getattr(spec, "_initializing", False)

@@ -9,20 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-
-def mlflow_imported() -> bool:
-    """Whether mlflow is imported, completely: the writer thread may be importing it now,
-    and a half-imported mlflow must not be used from another thread."""
-    module = sys.modules.get("mlflow")
-    if module is None:
-        return False
-    spec = getattr(module, "__spec__", None)
-    return not getattr(spec, "_initializing", False)
+from tracked.backends.mlflow.client import mlflow_imported
 
 
 def outer_run_id(instance: Any, backend: object) -> str | None:
