@@ -1,4 +1,11 @@
-"""Where records go. The MLflow backend is the only module that imports mlflow (lazily)."""
+"""Where records go: the backend protocol and its implementations.
+
+Lives here: ``base`` (the ``Backend`` protocol, its optional ``Capabilities``, the typed
+``StoreUnavailable`` / ``StoreRejected`` errors), ``memory`` (runs in a dict, for tests) and
+``mlflow/`` (the only package that imports mlflow).
+
+May import: ``tracked.records`` only.
+"""
 
 from typing import Any
 

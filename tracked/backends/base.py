@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from attrs import frozen
 
 from tracked.records.values import DataSummary, Metric
 
@@ -98,6 +100,65 @@ class Backend(Protocol):
     def end_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
         """End a run with status ``FINISHED``, ``FAILED`` or ``KILLED``."""
         ...
+
+
+class StoreError(Exception):
+    """A store operation failed; backends raise one of the two kinds below, mapped from
+    their library's own errors inside the backend (callers check types, never text)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now (connection refused, timeout, HTTP 5xx, 429): the
+    same request may succeed later, so records wait in the spool."""
+
+
+class StoreRejected(StoreError):
+    """The store refused the request for its content: sending it again will not help."""
+
+
+#: Optional members a backend may have, beside the required methods. Each is looked up in
+#: one place (``capabilities``), never with ``getattr`` elsewhere.
+OPTIONAL_MEMBERS = {
+    "synchronous": "bool: write each record before the stage call returns",
+    "spool_uri": "str: the store's URI; records can then wait in the spool for it",
+    "source_tags": "() -> dict: tags that say where a run was made (MLflow's source tags)",
+    "find_run": "(...) -> str | None: an existing run with a local id (resumed replay)",
+    "outer_run_id": "() -> str | None: the run the caller has open in this store, if any",
+    "is_store_away": "(exc) -> bool: whether an exception means the store is away",
+    "picklable": "bool: the backend may travel with a pickled pipeline (default True)",
+}
+
+
+@frozen(kw_only=True)
+class Capabilities:
+    """What a backend offers beyond the protocol's required methods."""
+
+    synchronous: bool = False
+    spool_uri: str | None = None
+    source_tags: Callable[[], Mapping[str, str]] | None = None
+    find_run: Callable[..., str | None] | None = None
+    outer_run_id: Callable[[], str | None] | None = None
+    is_store_away: Callable[[BaseException], bool] | None = None
+    picklable: bool = True
+
+
+def capabilities(backend: object) -> Capabilities:
+    """The optional members ``backend`` has (see ``OPTIONAL_MEMBERS``)."""
+
+    def method(name: str) -> Any:
+        member = getattr(backend, name, None)
+        return member if callable(member) else None
+
+    uri = getattr(backend, "spool_uri", None)
+    return Capabilities(
+        synchronous=bool(getattr(backend, "synchronous", False)),
+        spool_uri=uri if isinstance(uri, str) else None,
+        source_tags=method("source_tags"),
+        find_run=method("find_run"),
+        outer_run_id=method("outer_run_id"),
+        is_store_away=method("is_store_away"),
+        picklable=bool(getattr(backend, "picklable", True)),
+    )
 
 
 def is_backend(obj: object) -> bool:

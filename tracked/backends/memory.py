@@ -62,6 +62,9 @@ class MemoryBackend:
         ...     backend = backend
     """
 
+    #: Runs live in this object: a pickled pipeline must not carry a copy of them away.
+    picklable = False
+
     def __init__(self, *, synchronous: bool = True) -> None:
         self.synchronous = synchronous
         self._lock = threading.Lock()

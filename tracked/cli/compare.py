@@ -12,11 +12,10 @@ from typing import Any, TextIO
 
 import attrs
 
+from tracked.records.errors import CliError
+from tracked.records.names import PIPELINE_TAG
 from tracked.records.ranking import lower_is_better
 from tracked.records.text import shorten
-
-PIPELINE_TAG = "tracked.pipeline"
-
 
 # The library's default evaluation metrics, in the order it logs them; they lead the columns
 # (and so the default ranking) because MLflow does not keep the order metrics were logged in.
@@ -33,10 +32,6 @@ KNOWN_METRICS = (
 
 #: Run names are cut to this many characters in tables (csv and json keep them whole).
 RUN_NAME_WIDTH = 60
-
-
-class CliError(Exception):
-    """A failure the user can fix (wrong name, store away): one line on stderr, exit 1."""
 
 
 @attrs.frozen(kw_only=True)

@@ -12,13 +12,12 @@ from types import MappingProxyType
 from typing import Any
 
 from tracked._version import __version__
-from tracked.backends.base import Backend
-from tracked.backends.mlflow.fluent import outer_run_id
+from tracked.backends.base import Backend, capabilities
 from tracked.delivery.groups import GroupRef
 from tracked.delivery.session import Composition, Session, default_run_name
 from tracked.records.config import is_strict, killed_by_env
 from tracked.records.errors import TrackingError
-from tracked.records.names import CONTEXT_ATTRIBUTE, LOCAL_PREFIX
+from tracked.records.names import CONTEXT_ATTRIBUTE, LOCAL_PREFIX, PIPELINE_TAG
 from tracked.records.params import flatten
 from tracked.records.report import report_failure
 from tracked.records.text import qualified_name
@@ -189,9 +188,7 @@ class Context:
 
 
 def _picklable_backend(backend: object) -> bool:
-    from tracked.backends.memory import MemoryBackend
-
-    return not isinstance(backend, MemoryBackend)
+    return capabilities(backend).picklable
 
 
 def context_for(instance: object) -> Context:
@@ -243,7 +240,7 @@ def build_session(
                 outer = group.run_id
                 experiment = experiment or group.experiment
             else:
-                outer = outer_run_id(instance, backend)
+                outer = _outer_run_id(instance, backend)
         params = flatten(instance.get_params(deep=True)) if attached is None else {}
     except TrackingError:
         raise
@@ -253,7 +250,7 @@ def build_session(
     if experiment is None and outer is None:
         experiment = type(instance).__name__
     tags = {
-        "tracked.pipeline": qualified_name(instance),
+        PIPELINE_TAG: qualified_name(instance),
         "tracked.version": __version__,
         **_library_versions(),
     }
@@ -272,6 +269,14 @@ def build_session(
         synchronous=bool(getattr(instance, "synchronous", False)),
         composer=composer,
     )
+
+
+def _outer_run_id(instance: object, backend: object) -> str | None:
+    """The run the caller has open in the backend's store (``nest_under_active_run``)."""
+    if not getattr(instance, "nest_under_active_run", True):
+        return None
+    find = capabilities(backend).outer_run_id
+    return find() if find is not None else None
 
 
 def _trusted_names(instance: object) -> tuple[str, ...]:

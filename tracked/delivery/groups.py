@@ -7,6 +7,8 @@ from typing import Any
 
 from attrs import frozen
 
+from tracked.backends.base import capabilities
+
 _local = threading.local()
 
 
@@ -28,9 +30,7 @@ class GroupRef:
         return shared_backend(self.tracking_uri)
 
     def __getstate__(self) -> dict[str, Any]:
-        from tracked.backends.memory import MemoryBackend
-
-        backend = None if isinstance(self.backend, MemoryBackend) else self.backend
+        backend = self.backend if capabilities(self.backend).picklable else None
         return {
             **{f: getattr(self, f) for f in ("run_id", "experiment", "tracking_uri")},
             "backend": backend,

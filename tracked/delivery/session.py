@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tracked.backends.base import Backend
+from tracked.backends.base import Backend, capabilities
 from tracked.delivery import runtime
 from tracked.delivery.registry import REGISTRY
 from tracked.delivery.writer import writer
@@ -99,7 +99,7 @@ class Session:
         # A forked worker (multiprocessing's fork pools) ends through os._exit, without exit
         # handlers or a writer that finishes: its records are written before its calls return.
         self.synchronous = (
-            synchronous or REGISTRY.forked_child or bool(getattr(backend, "synchronous", False))
+            synchronous or REGISTRY.forked_child or capabilities(backend).synchronous
         )
         #: A process was forked while this session was open (its stages are not this one's).
         self.forked = False
@@ -756,17 +756,16 @@ def _unpickled(data: bytes) -> Any:
 
 
 def _source_tags(backend: object) -> dict[str, str]:
-    tags = getattr(backend, "source_tags", None)
+    tags = capabilities(backend).source_tags
     try:
-        return dict(tags()) if callable(tags) else {}
+        return dict(tags()) if tags is not None else {}
     except Exception:
         return {}
 
 
 def spool_uri(backend: object) -> str | None:
     """The tracking URI of a backend whose records can be spooled and synced later."""
-    uri = getattr(backend, "spool_uri", None)
-    return uri if isinstance(uri, str) else None
+    return capabilities(backend).spool_uri
 
 
 def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tuple[Metric, ...]:

@@ -23,3 +23,7 @@ class PipelineDefinitionError(TypeError):
 
     Raised when the class statement runs, so mistakes surface before any data flows.
     """
+
+
+class CliError(Exception):
+    """A failure the user can fix (wrong name, store away): one line on stderr, exit 1."""

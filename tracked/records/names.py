@@ -35,3 +35,6 @@ GROUP_TAG = "tracked.group"
 
 
 DEFAULT_EXPERIMENT = "Default"
+
+#: On every parent run: the pipeline class (``module.Name``) that made it.
+PIPELINE_TAG = "tracked.pipeline"

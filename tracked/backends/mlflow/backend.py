@@ -18,14 +18,15 @@ from tracked.backends.mlflow import needs
 from tracked.backends.mlflow.client import (
     GuardedClient,
     _bound_requests,
-    _check_reachable,
     _open_client,
     absolute_store_uri,
+    check_reachable,
     default_artifact_root,
     default_tracking_uri,
     source_tags,
 )
 from tracked.backends.mlflow.errors import is_store_away
+from tracked.backends.mlflow.fluent import outer_run_id
 from tracked.backends.mlflow.keys import (
     MAX_DATASET_DIGEST_LENGTH,
     MAX_PARAM_VALUE_LENGTH,
@@ -100,7 +101,7 @@ class MlflowBackend:
                     store_library_loaded()  # mlflow's exit handlers were just registered
                     _bound_requests()
                     uri = self._requested_uri
-                    _check_reachable(uri)
+                    check_reachable(uri)
                     self._client = GuardedClient(
                         _open_client(mlflow, uri, self._artifact_root),
                         serialize=uri.startswith("sqlite:"),
@@ -112,6 +113,10 @@ class MlflowBackend:
     def tracking_uri(self) -> str:
         """The resolved tracking URI."""
         return self._requested_uri
+
+    def outer_run_id(self) -> str | None:
+        """The run the caller has open in this store (a fluent run, ``MLFLOW_RUN_ID``)."""
+        return outer_run_id(self.spool_uri)
 
     def experiment_id(self, name: str) -> str:
         """Id of experiment ``name``, created when missing (safe against concurrent creators)."""

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 
-def _check_reachable(uri: str, timeout: float = 3.0) -> None:
+def check_reachable(uri: str, timeout: float = 3.0) -> None:
     """Fail fast when an HTTP tracking server does not accept connections.
 
     MLflow's client retries a refused connection with backoff for minutes; a stage call

@@ -13,24 +13,17 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from tracked.backends.mlflow.client import mlflow_imported
+from tracked.backends.mlflow.client import absolute_store_uri, mlflow_imported
 
 
-def outer_run_id(instance: Any, backend: object) -> str | None:
-    """The run that ``instance``'s parent run should nest under, or None."""
-    if not getattr(instance, "nest_under_active_run", True):
-        return None
-    from tracked.backends.mlflow.backend import MlflowBackend
-    from tracked.backends.mlflow.client import absolute_store_uri
-
-    if not isinstance(backend, MlflowBackend):
-        return None
+def outer_run_id(store_uri: str) -> str | None:
+    """The run open in the calling thread (or ``MLFLOW_RUN_ID``) in store ``store_uri``."""
     if not mlflow_imported() and "MLFLOW_RUN_ID" not in os.environ:
         return None
     import mlflow  # imported already, or needed to resolve MLFLOW_RUN_ID's store
 
     # The outer run lives in MLflow's own store: nesting across stores would dangle.
-    if backend.spool_uri != absolute_store_uri(mlflow.get_tracking_uri()):
+    if store_uri != absolute_store_uri(mlflow.get_tracking_uri()):
         return None
     active = mlflow.active_run()
     if active is not None:
