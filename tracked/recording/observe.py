@@ -11,18 +11,12 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracked.delivery.session import Session, evaluation_metrics
+from tracked.delivery.session import Session
 from tracked.recording.compose import Composed, NotComposable
 from tracked.recording.data import PREVIEW_BYTES, preview, summarize, to_csv
+from tracked.recording.evaluate import evaluate, guarded
 from tracked.recording.fitted import fitted_state
 from tracked.recording.phase import BASIS_UNKNOWN, decide_phase
-from tracked.recording.scoring import (
-    Predictor,
-    positive_class,
-    returned_predictions,
-    scored,
-    task_of,
-)
 from tracked.records.names import (
     ERROR_TAG_LIMIT,
     OPERATOR_ATTRIBUTE,
@@ -39,13 +33,10 @@ from tracked.records.values import (
     Metric,
     NestedRun,
     StageRecord,
-    now_ms,
     status_for,
 )
 
 if TYPE_CHECKING:
-    from tracked.recording.deferred import Scores
-    from tracked.recording.plots import Pictures
     from tracked.recording.search import SearchSummary
     from tracked.recording.spec import Call, StageSpec
 
@@ -116,7 +107,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
             # Fits log their params; so does the first call of an operator that was never
             # fitted in this session (made in ``__init__``, a callable object, a function).
             what = f"read the params of stage {spec.name!r}"
-            params = _guarded(session, what, operator_params, operator, may_raise=error is None)
+            params = guarded(session, what, operator_params, operator, may_raise=error is None)
             session.params_logged[spec.name] = id(operator)
     if error is not None:
         tags["tracked.error"] = describe(error, ERROR_TAG_LIMIT)
@@ -144,7 +135,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
             )
             metrics.extend(_fitted(operator, artifacts, call.start_ms))
             if spec.kind == "estimator":
-                search = _guarded(
+                search = guarded(
                     session, f"read the search results of {spec.name!r}", _search, call, operator
                 )
                 if search is not None:
@@ -155,7 +146,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         else:
             session.composer.note_inference(spec.name, X)
         if spec.kind == "estimator":
-            evaluation, pictures, scores = _evaluate(call, operator, X, y, phase, result)
+            evaluation, pictures, scores = evaluate(call, operator, X, y, phase, result)
             metrics.extend(evaluation)
             if phase == FIT:
                 model = _loggable_model(spec, operator)
@@ -287,147 +278,6 @@ def _stateless(operator: Any) -> bool:
     )
 
 
-def _evaluate(
-    call: Call, operator: Any, X: Any, y: Any, phase: str, result: Any
-) -> tuple[tuple[Metric, ...], Pictures | None, Scores | None]:
-    """Evaluation of an estimator stage given ground truth (``training_`` on fit): the
-    metrics, computed now for a ``scoring`` of the user's and later (``Scores``) for the
-    default set; on inference also what the evaluation pictures are drawn from.
-
-    What is scored: the predictions the stage returned, when it returned predictions for
-    its ``X``; else those of a copy of the operator. The user's objects never predict again
-    here, so the random generators they hold draw as in an untracked run.
-    """
-    if y is None:
-        return (), None, None
-    spec, session = call.spec, call.session
-    scoring = getattr(call.instance, "scoring", None)
-    pos_label = getattr(call.instance, "pos_label", None)
-    predictor = Predictor(operator)
-    y_pred = returned_predictions(result, operator, X, y)
-    try:
-        if y_pred is None:
-            y_pred = predictor.call("predict", X)
-        if scoring is not None:
-            predictor.get()
-    except Exception as exc:
-        # Usually the stage reshapes its input before the operator sees it, so the operator
-        # cannot predict on what the stage received: a fact about the pipeline, not a failure.
-        notice(
-            f"stage {spec.owner}.{spec.name} is not evaluated: its operator could not score "
-            f"the stage's own input ({describe(exc, 300)})",
-            key=f"no-evaluation:{spec.owner}.{spec.name}",
-        )
-        return (), None, None
-    import numpy as np
-
-    task = task_of(operator, y, y_pred)
-    proba = decision = None
-    classes: tuple[Any, ...] = ()
-    if task == "probability":  # the probability of class 1: labels, and both columns
-        p = np.asarray(y_pred, dtype=float)
-        proba = np.column_stack([1.0 - p, p])
-        labels = np.array([0, 1]).astype(np.asarray(y).dtype)
-        classes, y_pred = tuple(labels.tolist()), labels[(p >= 0.5).astype(int)]
-    elif task == "classifier" and np.ndim(y) == 1:
-        classes = _classes(operator)
-        if len(classes) == 2 and positive_class(classes, pos_label) is None:
-            notice(
-                f"pos_label {pos_label!r} of {spec.owner} is not a class of stage {spec.name!r} "
-                f"(its classes are {list(classes)}): its roc_auc, log_loss and curves are left out",
-                key=f"pos-label:{spec.owner}.{spec.name}:{pos_label!r}",
-            )
-        if len(classes) == 2 or phase != FIT:  # binary metrics; curves on inference
-            proba, decision = _scores(spec, predictor, X, binary=len(classes) == 2)
-    prefix = "training_" if phase == FIT else ""
-    pictures = None
-    if phase != FIT and y_pred is not None and task is not None:
-        pictures = _guarded(
-            session,
-            f"prepare the evaluation pictures of {spec.name!r}",
-            _pictures,
-            "classifier" if task == "probability" else task,
-            y,
-            y_pred,
-            proba,
-            classes,
-            pos_label,
-        )
-    if scoring is None:
-        if task is None or y_pred is None:
-            return (), pictures, None
-        from tracked.recording.deferred import Scores
-
-        step = session.next_step(prefix or "evaluation")
-        scores = Scores(
-            task=task,
-            y_true=np.array(y, copy=True),
-            y_pred=np.array(y_pred, copy=True),
-            prefix=prefix,
-            step=step,
-            timestamp=now_ms(),
-            proba=proba,
-            decision=decision,
-            classes=classes,
-            pos_label=pos_label,
-        )
-        return (), pictures, scores
-    # Each scorer on its own, with the copy: one that fails loses only its own metric.
-    values, failed = scored(scoring, predictor.get(), X, y)
-    for name, exc in failed.items():
-        notice(
-            f"metric {prefix}{name} of stage {spec.owner}.{spec.name} is dropped: its scorer "
-            f"failed ({describe(exc, 300)}); the other metrics are recorded",
-            key=f"scorer:{spec.owner}.{spec.name}:{prefix}{name}",
-        )
-    if not values:
-        return (), pictures, None
-    step = session.next_step(prefix or "evaluation")
-    return evaluation_metrics(values, prefix, step), pictures, None
-
-
-def _classes(operator: Any) -> tuple[Any, ...]:
-    """A single-output classifier's ``classes_`` as plain values; () when it has none."""
-    import numpy as np
-
-    try:
-        classes = np.asarray(operator.classes_)
-    except Exception:
-        return ()
-    return tuple(classes.tolist()) if classes.ndim == 1 else ()
-
-
-def _scores(spec: StageSpec, predictor: Predictor, X: Any, binary: bool) -> tuple[Any, Any]:
-    """``predict_proba`` of the copy (or, for a binary classifier without it,
-    ``decision_function``); what cannot be had only leaves out the metrics it would give."""
-    import numpy as np
-
-    for method in ("predict_proba", "decision_function") if binary else ("predict_proba",):
-        try:
-            values = predictor.call(method, X)
-        except Exception as exc:
-            notice(
-                f"stage {spec.owner}.{spec.name}: {method} failed on the stage's input "
-                f"({describe(exc, 300)}); the metrics and curves it gives are left out",
-                key=f"no-{method}:{spec.owner}.{spec.name}",
-                warn=False,
-            )
-            continue
-        if values is not None:
-            values = np.asarray(values)
-            return (values, None) if method == "predict_proba" else (None, values)
-    return None, None
-
-
-def _pictures(
-    task: str, y: Any, y_pred: Any, proba: Any, classes: tuple[Any, ...], pos_label: Any
-) -> Pictures | None:
-    """What the writer draws the evaluation pictures from."""
-    from tracked.recording.plots import Pictures
-
-    return Pictures.of(task, y, y_pred, proba, classes, pos_label)
-
-
 def _search(call: Call, operator: Any) -> SearchSummary | None:
     """A fitted search CV's best params and score, results and best candidates."""
     from tracked.recording.search import MAX_TUNING_RUNS, is_search, summarize_search
@@ -490,14 +340,3 @@ def _verify_composed(spec: StageSpec, session: Session, X: Any, result: Any) -> 
         )
         return {VERIFIED_TAG: "false", VERIFIED_REASON_TAG: reason or ""}
     return {VERIFIED_TAG: "true", VERIFIED_REASON_TAG: ""}
-
-
-def _guarded(session: Session, what: str, call: Any, *args: Any, may_raise: bool = True) -> Any:
-    """``call(*args)``, with a failure reported (and None returned) instead of raised."""
-    try:
-        return call(*args)
-    except Warning:
-        raise  # a warning turned into an error by the user's filters: not a tracking failure
-    except Exception as exc:
-        report_failure(what, exc, strict=session.strict, may_raise=may_raise)
-        return None

@@ -1,0 +1,176 @@
+"""Evaluation of an estimator stage given ground truth: metrics now (a user's ``scoring``)
+or later (``Scores``, finished by the writer), and the pictures drawn from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracked.delivery.session import Session, evaluation_metrics
+from tracked.recording.deferred import Scores
+from tracked.recording.plots import Pictures
+from tracked.recording.scoring import (
+    Predictor,
+    positive_class,
+    returned_predictions,
+    scored,
+    task_of,
+)
+from tracked.recording.spec import Call, StageSpec
+from tracked.records.report import describe, notice, report_failure
+from tracked.records.values import (
+    FIT,
+    Metric,
+    now_ms,
+)
+
+
+def evaluate(
+    call: Call, operator: Any, X: Any, y: Any, phase: str, result: Any
+) -> tuple[tuple[Metric, ...], Pictures | None, Scores | None]:
+    """Evaluation of an estimator stage given ground truth (``training_`` on fit): the
+    metrics, computed now for a ``scoring`` of the user's and later (``Scores``) for the
+    default set; on inference also what the evaluation pictures are drawn from.
+
+    What is scored: the predictions the stage returned, when it returned predictions for
+    its ``X``; else those of a copy of the operator. The user's objects never predict again
+    here, so the random generators they hold draw as in an untracked run.
+    """
+    if y is None:
+        return (), None, None
+    spec, session = call.spec, call.session
+    scoring = getattr(call.instance, "scoring", None)
+    pos_label = getattr(call.instance, "pos_label", None)
+    predictor = Predictor(operator)
+    y_pred = returned_predictions(result, operator, X, y)
+    try:
+        if y_pred is None:
+            y_pred = predictor.call("predict", X)
+        if scoring is not None:
+            predictor.get()
+    except Exception as exc:
+        # Usually the stage reshapes its input before the operator sees it, so the operator
+        # cannot predict on what the stage received: a fact about the pipeline, not a failure.
+        notice(
+            f"stage {spec.owner}.{spec.name} is not evaluated: its operator could not score "
+            f"the stage's own input ({describe(exc, 300)})",
+            key=f"no-evaluation:{spec.owner}.{spec.name}",
+        )
+        return (), None, None
+    import numpy as np
+
+    task = task_of(operator, y, y_pred)
+    proba = decision = None
+    classes: tuple[Any, ...] = ()
+    if task == "probability":  # the probability of class 1: labels, and both columns
+        p = np.asarray(y_pred, dtype=float)
+        proba = np.column_stack([1.0 - p, p])
+        labels = np.array([0, 1]).astype(np.asarray(y).dtype)
+        classes, y_pred = tuple(labels.tolist()), labels[(p >= 0.5).astype(int)]
+    elif task == "classifier" and np.ndim(y) == 1:
+        classes = _classes(operator)
+        if len(classes) == 2 and positive_class(classes, pos_label) is None:
+            notice(
+                f"pos_label {pos_label!r} of {spec.owner} is not a class of stage {spec.name!r} "
+                f"(its classes are {list(classes)}): its roc_auc, log_loss and curves are left out",
+                key=f"pos-label:{spec.owner}.{spec.name}:{pos_label!r}",
+            )
+        if len(classes) == 2 or phase != FIT:  # binary metrics; curves on inference
+            proba, decision = _scores(spec, predictor, X, binary=len(classes) == 2)
+    prefix = "training_" if phase == FIT else ""
+    pictures = None
+    if phase != FIT and y_pred is not None and task is not None:
+        pictures = guarded(
+            session,
+            f"prepare the evaluation pictures of {spec.name!r}",
+            _pictures,
+            "classifier" if task == "probability" else task,
+            y,
+            y_pred,
+            proba,
+            classes,
+            pos_label,
+        )
+    if scoring is None:
+        if task is None or y_pred is None:
+            return (), pictures, None
+        from tracked.recording.deferred import Scores
+
+        step = session.next_step(prefix or "evaluation")
+        scores = Scores(
+            task=task,
+            y_true=np.array(y, copy=True),
+            y_pred=np.array(y_pred, copy=True),
+            prefix=prefix,
+            step=step,
+            timestamp=now_ms(),
+            proba=proba,
+            decision=decision,
+            classes=classes,
+            pos_label=pos_label,
+        )
+        return (), pictures, scores
+    # Each scorer on its own, with the copy: one that fails loses only its own metric.
+    values, failed = scored(scoring, predictor.get(), X, y)
+    for name, exc in failed.items():
+        notice(
+            f"metric {prefix}{name} of stage {spec.owner}.{spec.name} is dropped: its scorer "
+            f"failed ({describe(exc, 300)}); the other metrics are recorded",
+            key=f"scorer:{spec.owner}.{spec.name}:{prefix}{name}",
+        )
+    if not values:
+        return (), pictures, None
+    step = session.next_step(prefix or "evaluation")
+    return evaluation_metrics(values, prefix, step), pictures, None
+
+
+def _classes(operator: Any) -> tuple[Any, ...]:
+    """A single-output classifier's ``classes_`` as plain values; () when it has none."""
+    import numpy as np
+
+    try:
+        classes = np.asarray(operator.classes_)
+    except Exception:
+        return ()
+    return tuple(classes.tolist()) if classes.ndim == 1 else ()
+
+
+def _scores(spec: StageSpec, predictor: Predictor, X: Any, binary: bool) -> tuple[Any, Any]:
+    """``predict_proba`` of the copy (or, for a binary classifier without it,
+    ``decision_function``); what cannot be had only leaves out the metrics it would give."""
+    import numpy as np
+
+    for method in ("predict_proba", "decision_function") if binary else ("predict_proba",):
+        try:
+            values = predictor.call(method, X)
+        except Exception as exc:
+            notice(
+                f"stage {spec.owner}.{spec.name}: {method} failed on the stage's input "
+                f"({describe(exc, 300)}); the metrics and curves it gives are left out",
+                key=f"no-{method}:{spec.owner}.{spec.name}",
+                warn=False,
+            )
+            continue
+        if values is not None:
+            values = np.asarray(values)
+            return (values, None) if method == "predict_proba" else (None, values)
+    return None, None
+
+
+def _pictures(
+    task: str, y: Any, y_pred: Any, proba: Any, classes: tuple[Any, ...], pos_label: Any
+) -> Pictures | None:
+    """What the writer draws the evaluation pictures from."""
+    from tracked.recording.plots import Pictures
+
+    return Pictures.of(task, y, y_pred, proba, classes, pos_label)
+
+
+def guarded(session: Session, what: str, call: Any, *args: Any, may_raise: bool = True) -> Any:
+    """``call(*args)``, with a failure reported (and None returned) instead of raised."""
+    try:
+        return call(*args)
+    except Warning:
+        raise  # a warning turned into an error by the user's filters: not a tracking failure
+    except Exception as exc:
+        report_failure(what, exc, strict=session.strict, may_raise=may_raise)
+        return None
