@@ -13,7 +13,7 @@ from imblearn.pipeline import Pipeline as ImbPipeline
 from sklearn.linear_model import LogisticRegression
 
 from tracked import TrackedPipeline
-from tracked.backends import needs
+from tracked.backends.mlflow import needs
 
 
 class Balanced(TrackedPipeline):
