@@ -135,7 +135,7 @@ def test_a_model_of_script_defined_classes_loads_and_predicts_in_a_fresh_process
 
 
 def test_script_and_side_modules_are_told_apart_from_installed_ones():
-    from tracked.backends import needs
+    from tracked.backends.mlflow import needs
 
     local = needs.local_modules({"__main__", "sklearn.base", "numpy", "json", "my_helpers"})
     assert {"__main__", "my_helpers"} == local
@@ -159,7 +159,7 @@ def test_classes_of_a_module_beside_the_script_are_stored_by_value(module_name, 
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from tracked.backends import needs
+    from tracked.backends.mlflow import needs
 
     module = types.ModuleType(module_name)
     exec(
