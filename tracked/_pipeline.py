@@ -52,9 +52,9 @@ class TrackedPipeline(metaclass=TrackedMeta):
         tracking_uri: the MLflow store; None lets MLflow resolve it (``MLFLOW_TRACKING_URI``,
             else ``sqlite:///mlflow.db`` in the current directory).
         backend: None for MLflow, or another backend such as
-            :class:`tracked.testing.MemoryBackend`.
-        strict: raise :class:`tracked.TrackingError` on tracking failures instead of warning
-            (``TRACKED_STRICT=1`` sets it for every pipeline).
+            [`tracked.testing.MemoryBackend`][tracked.testing.MemoryBackend].
+        strict: raise [`tracked.TrackingError`][tracked.TrackingError] on tracking failures
+            instead of warning (``TRACKED_STRICT=1`` sets it for every pipeline).
         scoring: evaluation metrics, in scikit-learn's ``scoring`` convention (a scorer name,
             a list of names, or a dict of name to scorer); None means accuracy, f1_macro,
             precision_macro and recall_macro for classifiers, r2, rmse and mae for regressors.

@@ -74,7 +74,7 @@ def sweep(
 
     Returns:
         ``fn``'s results in grid order, a list with attributes ``run_id`` (the group run),
-        ``best_run_id``, ``best_params`` and ``best_metric``.
+            ``best_run_id``, ``best_params`` and ``best_metric``.
     """
     from joblib import Parallel, delayed
     from sklearn.model_selection import ParameterGrid

@@ -1,15 +1,17 @@
 """Helpers for users' own tests of their pipelines.
 
-``MemoryBackend`` records runs in memory::
+``MemoryBackend`` records runs in memory:
 
-    from tracked.testing import MemoryBackend
+```python
+from tracked.testing import MemoryBackend
 
-    def test_my_pipeline():
-        backend = MemoryBackend()
-        MyPipeline.backend = backend          # or a subclass with `backend = backend`
-        ...
-        [parent] = backend.parents()
-        assert len(backend.children(parent.run_id)) == 6
+def test_my_pipeline():
+    backend = MemoryBackend()
+    MyPipeline.backend = backend          # or a subclass with `backend = backend`
+    ...
+    [parent] = backend.parents()
+    assert len(backend.children(parent.run_id)) == 6
+```
 
 ``strict()`` makes tracking failures raise inside a block, so that a test sees them.
 """

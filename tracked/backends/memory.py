@@ -14,7 +14,19 @@ from tracked.records.values import DataSummary, Metric, now_ms
 
 @define
 class MemoryRun:
-    """One run as the memory backend holds it."""
+    """One run as the memory backend holds it.
+
+    Attributes:
+        run_id: the run's id.
+        name: the run's name (``IrisPipeline``, ``preprocessing:fit``, ...).
+        parent_run_id: the id of the run it is nested under, or None.
+        status: ``RUNNING``, then ``FINISHED``, ``FAILED`` or ``KILLED``.
+        tags: tag name to value.
+        params: param name to value, as text.
+        metrics: metric name to its logged points (``value``, ``step``, ...), in order;
+            ``metric(key)`` is the latest value.
+        artifacts: artifact path to its bytes.
+    """
 
     run_id: str
     experiment: str
@@ -55,6 +67,9 @@ class MemoryBackend:
         synchronous: write each stage's records before the stage call returns (default),
             so that a test can look at ``runs`` right after a call; False goes through the
             background writer, as an MLflow store does.
+
+    Attributes:
+        runs: every run, by run id, in creation order.
 
     Example:
         >>> backend = MemoryBackend()

@@ -6,7 +6,7 @@ from __future__ import annotations
 class TrackingWarning(UserWarning):
     """Tracking itself failed or had nothing to record; the workflow was not affected.
 
-    Raised as :class:`TrackingError` instead when strict mode is on
+    Raised as [`TrackingError`][tracked.TrackingError] instead when strict mode is on
     (``TRACKED_STRICT=1`` or ``strict = True`` on the pipeline class).
     """
 
@@ -14,7 +14,7 @@ class TrackingWarning(UserWarning):
 class TrackingError(RuntimeError):
     """A tracking failure, raised only in strict mode.
 
-    Outside strict mode the same failure is a :class:`TrackingWarning`.
+    Outside strict mode the same failure is a [`TrackingWarning`][tracked.TrackingWarning].
     """
 
 
