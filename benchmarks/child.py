@@ -1,7 +1,7 @@
 """One job of one benchmark case, in a fresh process (started by run.py, not by hand).
 
     python benchmarks/child.py CASE MODE --store sqlite:///<tmp>/mlflow.db [--rows N]
-        [--passes P]
+        [--passes P] [--quick]
 
 Runs ``cases.<module>.run(MODE, options)`` and prints its figures as one JSON object on the
 last line of stdout. Anything the case prints goes to stderr, so stdout stays parseable.
@@ -26,13 +26,21 @@ from cases.common import Options  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=sorted(CASES))
-    parser.add_argument("mode", choices=("workflow", "overhead", "import"))
+    parser.add_argument("mode", choices=("workflow", "overhead", "import", "loop"))
     parser.add_argument("--store", required=True, help="the child's MLflow tracking URI")
     parser.add_argument("--rows", type=int, help="synthetic rows instead of iris")
     parser.add_argument("--passes", type=int, help="timed passes in overhead mode")
+    parser.add_argument("--quick", action="store_true", help="loop cases: small counts")
     args = parser.parse_args(argv)
 
-    options = Options(store=args.store, rows=args.rows, passes=args.passes, started=STARTED)
+    options = Options(
+        store=args.store,
+        rows=args.rows,
+        passes=args.passes,
+        started=STARTED,
+        case=args.case,
+        quick=args.quick,
+    )
     module = importlib.import_module(f"cases.{CASES[args.case].module}")
     with contextlib.redirect_stdout(sys.stderr):
         figures = module.run(args.mode, options)

@@ -36,6 +36,7 @@ class Job:
     mode: str
     rows: int | None = None
     passes: int | None = None
+    quick: bool = False
 
     def argv(self, store: str) -> list[str]:
         argv = [str(CHILD), self.case, self.mode, "--store", store]
@@ -43,6 +44,8 @@ class Job:
             argv += ["--rows", str(self.rows)]
         if self.passes is not None:
             argv += ["--passes", str(self.passes)]
+        if self.quick:
+            argv.append("--quick")
         return argv
 
     def label(self) -> str:
@@ -58,6 +61,10 @@ def child_env(store: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
     # Anything that falls back to MLflow's default store lands in the child's folder too.
     env["MLFLOW_TRACKING_URI"] = store
+    if store.startswith("sqlite:///"):
+        # So does the spool: records a child leaves there (a `with` exit that reached its
+        # bound) go with its folder, not into the user's cache for `tracked sync`.
+        env["TRACKED_SPOOL_DIR"] = str(Path(store.removeprefix("sqlite:///")).parent / "spool")
     return env
 
 

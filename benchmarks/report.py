@@ -12,6 +12,7 @@ from typing import Any
 
 from cases import CASES
 from cases.common import STAGE_CALLS
+from report_loops import loop_targets, loops_table
 
 WORKFLOW_CASES = ("untracked", "tracked", "tracked_sync", "client", "autolog")
 
@@ -140,6 +141,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             1.10,
         ),
         target("workflow time at 1e6 rows: tracked / untracked", scaling, 1.10),
+        *loop_targets(results, target),
     ]
 
 
@@ -161,12 +163,15 @@ def markdown(results: dict[str, Any]) -> str:
         exit_line(results),
         off_table(results),
         scaling_table(results),
+        loops_table(results, cell),
         targets_table(results["targets"]),
     ]
     return "\n\n".join(part for part in parts if part) + "\n"
 
 
 def cases_table(results: dict[str, Any]) -> str:
+    if not any(name in results["cases"] for name in WORKFLOW_CASES):
+        return ""
     repeats = results["options"]["repeats"]
     lines = [
         f"### Cases (median (min-max) over {repeats} fresh processes each)",
@@ -318,7 +323,7 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _unit(unit: str) -> str:
-    return "x" if unit == "x" else f" {unit}"
+    return "x" if unit == "x" else f" {unit}" if unit else ""
 
 
 def failures_note(failures: list[dict[str, Any]]) -> str:

@@ -3,6 +3,7 @@
     python benchmarks/run.py                                  # everything (~15 min here)
     python benchmarks/run.py --cases untracked,tracked --repeats 3 --skip-scaling
     python benchmarks/run.py --scaling-sizes 1e3,1e5 --scaling-repeats 2 --json out.json
+    python benchmarks/run.py --cases partial_fit,predict_loop,knn_fit --repeats 1 --skip-scaling
 
 Every job runs in a fresh process with its own temporary sqlite store; the jobs of one
 repetition run one after another, case after case (A B C A B C ...), so that the drift of a
@@ -61,6 +62,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-scaling", action="store_true", help="do not run the scaling case")
     parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="loop cases with small counts (a smoke test, not a measurement)",
+    )
+    parser.add_argument(
         "--prepared-store",
         action="store_true",
         help="give each child a copy of a store whose tables exist (a store used before) "
@@ -102,8 +108,13 @@ def unavailable(case: str) -> str | None:
 def schedule(args: argparse.Namespace, runnable: list[str]) -> list[tuple[int, Job]]:
     """(repetition, job) in running order: each repetition runs every case once, in turn."""
     per_round = [
-        Job(case, mode, passes=args.passes if mode == "overhead" else None)
-        for mode in ("workflow", "overhead", "import")
+        Job(
+            case,
+            mode,
+            passes=args.passes if mode == "overhead" else None,
+            quick=args.quick and mode == "loop",
+        )
+        for mode in ("workflow", "overhead", "import", "loop")
         for case in runnable
         if mode in CASES[case].modes
     ]
@@ -149,7 +160,7 @@ def run_jobs(
 
 
 def progress(figures: dict[str, Any]) -> str:
-    shown = ("wall_s", "workflow_s", "peak_rss_mb", "overhead_ms", "off_ns", "import_ms")
+    shown = ("wall_s", "workflow_s", "peak_rss_mb", "overhead_ms", "off_ns", "import_ms", "ratio")
     return ", ".join(f"{key} {figures[key]:.4g}" for key in shown if key in figures)
 
 
@@ -272,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             "scaling_sizes": [] if args.skip_scaling else args.scaling_sizes,
             "scaling_repeats": args.scaling_repeats,
             "prepared_store": args.prepared_store,
+            "quick": args.quick,
         },
         **collect(args, records, failures),
     }

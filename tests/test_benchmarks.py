@@ -30,3 +30,31 @@ def test_untracked_and_tracked_cases_report_positive_figures(tmp_path):
     assert results["cases"]["untracked"]["overhead"]["off_ns"]["median"] > 0
     assert "| 2. tracked, default settings |" in done.stdout
     assert "### Targets" in done.stdout
+
+
+@pytest.mark.slow
+def test_loop_cases_in_quick_mode_report_a_row_and_ratio_per_case(tmp_path):
+    """The three loop cases with --quick counts: each child reports its loop's calls, both
+    totals and their ratio, per-call figures, and what the store holds; the report has a
+    row per case and no loop targets (quick counts measure nothing)."""
+    out = tmp_path / "results.json"
+    cases = ("partial_fit", "predict_loop", "knn_fit")
+    command = [sys.executable, str(RUN), "--cases", ",".join(cases), "--repeats", "1"]
+    command += ["--skip-scaling", "--quick", "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert 0 == done.returncode, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    expected_calls = {"partial_fit": 8, "predict_loop": 30, "knn_fit": 1}
+    for case, calls in expected_calls.items():
+        loop = results["cases"][case]["loop"]
+        assert calls == loop["loop_calls"]["median"], case
+        for figure in ("untracked_s", "tracked_s", "ratio", "exit_s", "call_ms.tracked_p99"):
+            assert loop[figure]["median"] > 0, (case, figure)
+        assert 1 == loop["ratio"]["n"], case
+        assert loop["runs"]["median"] >= 2, case  # the parent run and at least one stage run
+        assert loop["models"]["median"] >= 1, case
+        assert loop["artifact_mb"]["median"] > 0, case
+    table = [line for line in done.stdout.splitlines() if line.startswith(("| 7.", "| 8.", "| 9."))]
+    assert 3 == len(table), done.stdout
+    assert "QUICK counts" in done.stdout
+    assert "predict x2000: caller overhead" not in done.stdout  # no targets from quick counts

@@ -8,6 +8,8 @@ calls it in a fresh process and prints the dict as JSON. A mode is one kind of j
 - ``overhead``: many passes in one process, each stage call timed with tracking on and off;
   the figure is the median difference per call, on the caller's thread.
 - ``import``: the cost of ``import tracked`` on top of scikit-learn.
+- ``loop``: one stage called many times (``cases/loops.py``), tracked and untracked in one
+  process; the figures are totals, per-call times and what the store holds afterwards.
 """
 
 from __future__ import annotations
@@ -39,8 +41,14 @@ CASES: dict[str, Case] = {
         Case("client", "client", "4. hand-written MlflowClient", ("workflow", "overhead")),
         Case("autolog", "autolog", "5. mlflow.sklearn.autolog", ("workflow", "overhead")),
         Case("import", "import_time", "import tracked after scikit-learn", ("import",)),
+        Case("partial_fit", "loops", "7. partial_fit x200 (SGDClassifier)", ("loop",)),
+        Case("predict_loop", "loops", "8. single-row predict x2000", ("loop",)),
+        Case("knn_fit", "loops", "9. KNN (brute) fit, 40k x 30", ("loop",)),
     )
 }
 
 #: The cases whose workflow is repeated on synthetic data of growing size.
 SCALING_CASES = ("untracked", "tracked")
+
+#: The loop cases (mode ``loop``).
+LOOP_CASES = ("partial_fit", "predict_loop", "knn_fit")

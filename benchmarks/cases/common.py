@@ -37,6 +37,8 @@ class Options:
     rows: int | None = None  # None: iris; else make_classification rows
     passes: int | None = None  # overhead mode: timed passes (None: the case's default)
     started: float = 0.0  # time.perf_counter() when the child process began
+    case: str = ""  # the case's name (a module may run several cases)
+    quick: bool = False  # loop cases: small counts, for a smoke test
 
 
 @dataclass(frozen=True)
