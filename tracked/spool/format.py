@@ -1,49 +1,45 @@
-"""The spool: every session's records on local disk, written before the store sees them.
+"""The spool's folders and files, and the checks made before anything in them is read.
 
-A session's records go to its own folder first, then to the tracking store (by the
-background writer, or later by ``tracked sync``). A folder is removed once everything in it
-reached the store; what remains is what the store has not seen::
+::
 
-    <spool>/<session id>/header.json        who wrote it: pid, host, store (URI masked), when
-    <spool>/<session id>/entries.jsonl      one JSON line per entry: start_run, stage, end_run
-    <spool>/<session id>/payloads.bin       the binary parts of the entries (models, artifacts,
-                                            dataset samples), pickled with cloudpickle, one
-                                            after the other; an entry names its [offset, size]
-    <spool>/<session id>/progress.jsonl     what reached the store: one line per step done,
-                                            with the run ids the store gave
-    <spool>/<session id>/released           the writer is done with the folder: ``tracked
-                                            sync`` may take it over
-    <spool>/<session id>/incomplete         the spool could not take every record (a full
-                                            disk): what follows is not here; the reason inside
+    <spool>/<session id>/header.json     who wrote it: the format number, the session's
+                                         store (URI masked), experiment, pid, host, when
+    <spool>/<session id>/entries.jsonl   one line per entry: start_run, stage, end_run, detach
+    <spool>/<session id>/payloads.bin    the binary parts of stage entries (models, artifacts,
+                                         pictures, dataset samples), one after the other
+    <spool>/<session id>/progress.jsonl  what reached the session's store: one line per step
+    <spool>/<session id>/lock            held (flock) by the process writing the folder, and
+                                         by the ``tracked sync`` replaying it
+    <spool>/<session id>/released        the writer is done with the folder
+    <spool>/<session id>/incomplete      the spool could not take every record (a full
+                                         disk): what follows is not here; the reason inside
+    <spool>/sync.lock                    held by the ``tracked sync`` working on the spool
 
-Entries are appended with one ``write`` each, so a killed process leaves whole lines; a
-session whose store is away is fsynced, so that a machine crash afterwards loses nothing.
-Payloads are pickles: ``tracked sync`` loads them, so sync only reads folders that can only
-be yours: the root and every session folder are created 0700 and their files 0600, whatever
-the umask, and sync and status refuse (without reading it) a folder that another user owns,
-that group or others may write, whose name is not a session id, or that holds a symbolic
-link; files are opened with ``O_NOFOLLOW``.
+The root and every session folder are created 0700 and their files 0600, whatever the
+umask; sync and status refuse (without reading it) a folder that another user owns, that
+group or others may write, whose name is not a session id, or that holds a symbolic link;
+files are opened with ``O_NOFOLLOW``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import stat
-import time
-from collections.abc import Iterator
+import warnings
 from pathlib import Path
-from typing import Any
-
-from attrs import define, field
 
 SPOOL_ENV = "TRACKED_SPOOL_DIR"
+#: The cap on the spool's size in bytes (see ``tracked.spool.folder.SessionSpool``).
+MAX_BYTES_ENV = "TRACKED_SPOOL_MAX_BYTES"
+DEFAULT_MAX_BYTES = 1 << 30
 HEADER = "header.json"
 ENTRIES = "entries.jsonl"
 PROGRESS = "progress.jsonl"
 PAYLOADS = "payloads.bin"
+LOCK = "lock"
+SPOOL_LOCK = "sync.lock"
 #: Written by the writer once it is done with a folder it leaves for ``tracked sync``.
 RELEASED = "released"
 #: Written when the spool could not take a record (a full disk): the folder is kept, and
@@ -51,9 +47,9 @@ RELEASED = "released"
 INCOMPLETE = "incomplete"
 #: The names of session folders: ``tracked._session.new_local_id`` makes them.
 SESSION_NAME = re.compile(r"local-[0-9a-f]{32}\Z")
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_PRIVATE_FILE = 0o600
-_PRIVATE_DIR = 0o700
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 
 def spool_root() -> Path:
@@ -66,100 +62,69 @@ def spool_root() -> Path:
     return Path(platformdirs.user_cache_dir("tracked")) / "spool"
 
 
-def _dumps(document: dict[str, Any]) -> bytes:
-    # NaN and infinities are kept (as JSON's common NaN/Infinity extension): metrics may be.
-    return (json.dumps(document, separators=(",", ":"), allow_nan=True) + "\n").encode()
+def max_bytes() -> int:
+    """``TRACKED_SPOOL_MAX_BYTES`` (default 1 GiB); a value that is no size warns once and
+    counts as the default."""
+    text = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(text)
+        if value < 0:
+            raise ValueError(text)
+    except ValueError:
+        from tracked._errors import TrackingWarning
+
+        warnings.warn(
+            f"{MAX_BYTES_ENV}={text!r} is not a size in bytes (a whole number, e.g. "
+            f"1073741824): the default, {DEFAULT_MAX_BYTES} (1 GiB), applies",
+            TrackingWarning,
+            stacklevel=2,
+        )
+        return DEFAULT_MAX_BYTES
+    return value
 
 
-class SessionSpool:
-    """The folder of one session, written by the process that runs it."""
-
-    def __init__(self, root: Path, session_id: str, header: dict[str, Any]) -> None:
-        self.path = root / session_id
-        make_private_root(root)
-        os.mkdir(self.path, _PRIVATE_DIR)
-        os.chmod(self.path, _PRIVATE_DIR)  # whatever the umask
-        document = {**header, "pid": os.getpid(), "host": _hostname()}
-        document.setdefault("created_ms", time.time_ns() // 1_000_000)
-        write_private(self.path / HEADER, _dumps(document))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        self._entries = open_private(self.path / ENTRIES, flags)
-        self._progress = open_private(self.path / PROGRESS, flags)
-        self._payloads = open_private(self.path / PAYLOADS, flags)
-        self._payload_size = 0
-
-    def append(self, entry: dict[str, Any], payload: bytes | None) -> None:
-        """Add an entry (and its payload, written first so that the line never dangles)."""
-        if payload is not None:
-            entry = {**entry, "payload": [self._payload_size, len(payload)]}
-            _write_all(self._payloads, payload)
-            self._payload_size += len(payload)
-        os.write(self._entries, _dumps(entry))
-
-    def progress(self, event: dict[str, Any]) -> None:
-        """Note that a step reached the store."""
-        os.write(self._progress, _dumps(event))
-
-    def make_durable(self) -> None:
-        """fsync everything written so far: the session's records stay here for a while."""
-        for fd in (self._payloads, self._entries, self._progress):
+def spool_size(root: Path) -> int:
+    """The bytes held by the files of the session folders under ``root`` (links not followed)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for folder in os.scandir(root):
+            if not folder.is_dir(follow_symlinks=False):
+                continue
             with contextlib.suppress(OSError):
-                os.fsync(fd)
-        for folder in (self.path, self.path.parent):
-            _fsync_directory(folder)
-
-    def release(self) -> None:
-        """The writer is done with this folder: it is ``tracked sync``'s now."""
-        self.close()
-        write_private(self.path / RELEASED, b"")
-        _fsync_directory(self.path)
-
-    def mark_incomplete(self, reason: str) -> None:
-        """The spool cannot take more records: keep what it has, and say that it is not all
-        (best effort: the disk that refused a record may refuse this too; sync then sees
-        the folder without its end, as a run whose process died)."""
-        self.close()
-        with contextlib.suppress(OSError):
-            write_private(self.path / INCOMPLETE, reason.encode())
-        _fsync_directory(self.path)
-
-    def close(self) -> None:
-        for fd in (self._entries, self._progress, self._payloads):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._entries = self._progress = self._payloads = -1
-
-    def remove(self) -> None:
-        """Everything reached the store: the folder goes."""
-        import shutil
-
-        self.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+                for child in os.scandir(folder.path):
+                    if child.is_file(follow_symlinks=False):
+                        total += child.stat(follow_symlinks=False).st_size
+    return total
 
 
-def make_private_root(root: Path) -> None:
-    """Create the spool root 0700 (its parents as usual), whatever the umask."""
-    if root.is_dir():
+def make_private_dir(folder: Path) -> None:
+    """Create ``folder`` 0700 (its parents as usual), whatever the umask."""
+    if folder.is_dir():
         return
     try:
-        os.mkdir(root, _PRIVATE_DIR)
+        os.mkdir(folder, PRIVATE_DIR)
     except FileNotFoundError:
-        root.parent.mkdir(parents=True, exist_ok=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.mkdir(root, _PRIVATE_DIR)
+            os.mkdir(folder, PRIVATE_DIR)
         except FileExistsError:  # another process was first
             return
     except FileExistsError:
         return
-    os.chmod(root, _PRIVATE_DIR)  # whatever the umask
+    os.chmod(folder, PRIVATE_DIR)  # whatever the umask
+
+
+make_private_root = make_private_dir
 
 
 def open_private(path: Path, flags: int) -> int:
     """``os.open`` of a spool file: 0600 when created, never through a symbolic link."""
-    fd = os.open(path, flags | _NOFOLLOW, _PRIVATE_FILE)
+    fd = os.open(path, flags | NOFOLLOW, PRIVATE_FILE)
     if flags & os.O_CREAT:
         try:
-            os.fchmod(fd, _PRIVATE_FILE)  # whatever the umask
+            os.fchmod(fd, PRIVATE_FILE)  # whatever the umask
         except OSError:
             os.close(fd)
             raise
@@ -170,20 +135,47 @@ def write_private(path: Path, data: bytes) -> None:
     """Write a small spool file (0600, no symbolic link followed)."""
     fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
     finally:
         os.close(fd)
 
 
 def read_private(path: Path) -> bytes:
     """The bytes of a spool file, never through a symbolic link."""
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY | NOFOLLOW)
     with os.fdopen(fd, "rb") as handle:
         return handle.read()
 
 
-def _unsafe(path: Path, what: str, st: os.stat_result) -> str | None:
-    """Why a folder (the root or a session's) cannot be trusted, or None."""
+def read_range(path: Path, offset: int, size: int) -> bytes:
+    """``size`` bytes of a spool file from ``offset`` (fewer when the file is shorter)."""
+    fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def fsync_directory(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def hostname() -> str:
+    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
+
+
+def unsafe(path: Path, what: str, st: os.stat_result) -> str | None:
+    """Why a folder (the root, a session's, the key's) cannot be trusted, or None."""
     if stat.S_ISLNK(st.st_mode):
         return f"{what} {path} is a symbolic link: point the spool at the real folder"
     if not stat.S_ISDIR(st.st_mode):
@@ -205,7 +197,7 @@ def _unsafe(path: Path, what: str, st: os.stat_result) -> str | None:
 def root_refusal(root: Path) -> str | None:
     """Why the spool root cannot be read (another user's, writable by others), or None."""
     try:
-        return _unsafe(root, "the spool", os.lstat(root))
+        return unsafe(root, "the spool", os.lstat(root))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -220,7 +212,7 @@ def folder_refusal(folder: Path) -> str | None:
             "move it out of the spool"
         )
     try:
-        why = _unsafe(folder, "the session folder", os.lstat(folder))
+        why = unsafe(folder, "the session folder", os.lstat(folder))
         if why is not None:
             return why
         for child in os.scandir(folder):
@@ -234,155 +226,26 @@ def folder_refusal(folder: Path) -> str | None:
     return None
 
 
-def _hostname() -> str:
-    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_directory(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """The whole JSON lines of a file; a torn last line (a killed writer) is ignored."""
-    try:
-        data = read_private(path)
-    except FileNotFoundError:
-        return []
-    lines = []
-    for raw in data.splitlines():
-        with contextlib.suppress(ValueError):
-            lines.append(json.loads(raw))
-    return lines
-
-
-@define
-class SpooledSession:
-    """A session folder as ``tracked sync`` and ``tracked status`` read it."""
-
-    path: Path
-    header: dict[str, Any]
-    entries: list[dict[str, Any]]
-    progress: list[dict[str, Any]] = field(factory=list)
-
-    def progress_for(self, name: str) -> list[dict[str, Any]]:
-        """The progress noted in ``name`` (another store's file: see ``tracked._sync``)."""
-        return self.progress if name == PROGRESS else _read_lines(self.path / name)
-
-    @classmethod
-    def read(cls, path: Path) -> SpooledSession | None:
-        header = _read_lines(path / HEADER)
-        if not header:
-            return None
-        return cls(path, header[0], _read_lines(path / ENTRIES), _read_lines(path / PROGRESS))
-
-    @property
-    def session_id(self) -> str:
-        return self.path.name
-
-    def payload(self, entry: dict[str, Any]) -> Any:
-        """The unpickled payload of ``entry``, or None if it has none."""
-        where = entry.get("payload")
-        if not where:
-            return None
-        import cloudpickle
-
-        offset, size = where
-        fd = os.open(self.path / PAYLOADS, os.O_RDONLY | _NOFOLLOW)
-        with os.fdopen(fd, "rb") as handle:
-            handle.seek(offset)
-            return cloudpickle.loads(handle.read(size))
-
-    @property
-    def closed(self) -> bool:
-        """Whether the session ended (its last entry ends the parent run, or it was attached
-        to another session's run and said it was done)."""
-        return any(entry["kind"] in ("end_run", "detach") for entry in self.entries)
-
-    @property
-    def released(self) -> bool:
-        """Whether its writer is done with it (see ``SessionSpool.release``)."""
-        return (self.path / RELEASED).exists()
-
-    @property
-    def incomplete(self) -> str | None:
-        """Why the spool could not take all of its records (see ``SessionSpool.mark_incomplete``),
-        or None when it holds them all."""
-        try:
-            return read_private(self.path / INCOMPLETE).decode(errors="replace") or "incomplete"
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            return f"incomplete ({exc.strerror})"
-
-    def writer_alive(self) -> bool:
-        """Whether the process that writes this session is still running on this host."""
-        if self.header.get("host") != _hostname():
-            return True  # cannot tell: assume it is, and leave its runs alone
-        pid = self.header.get("pid")
-        if not isinstance(pid, int):
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return not _is_zombie(pid)
-
-    def size_bytes(self) -> int:
-        return sum(p.lstat().st_size for p in self.path.iterdir() if p.is_file())
-
-    def remove(self) -> None:
-        import shutil
-
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def _is_zombie(pid: int) -> bool:
-    """A killed child not yet reaped by its parent still answers ``kill(pid, 0)``."""
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return status.rsplit(")", 1)[-1].split()[0] == "Z"
-
-
-def spooled_sessions(root: Path, refused: dict[str, str] | None = None) -> Iterator[SpooledSession]:
-    """The session folders under ``root``, oldest first.
-
-    A folder that fails the checks of ``folder_refusal`` (or every folder, when the root
-    fails them) is not read: it goes into ``refused`` (its path -> why and what to do).
-    """
-    refused = {} if refused is None else refused
+def session_folders(root: Path, refused: dict[str, str]) -> list[Path]:
+    """The session folders under ``root`` that pass the checks, oldest first; the others
+    (every one, when the root fails them) go into ``refused`` (path -> why, what to do)."""
     if not root.is_dir():
-        return
+        return []
     why = root_refusal(root)
     if why is not None:
         refused[str(root)] = why
-        return
+        return []
     folders = []
     for path in sorted(root.iterdir()):
         if not path.is_symlink() and not path.is_dir():
-            continue  # a stray file is no session, and is not read
+            continue  # a stray file (sync.lock) is no session, and is not read
         why = folder_refusal(path)
         if why is not None:
             refused[str(path)] = why
             continue
-        with contextlib.suppress(FileNotFoundError):
-            folders.append((os.lstat(path / HEADER).st_mtime, path))
+        for stamped in (path / HEADER, path):  # a folder without a header is read too
+            with contextlib.suppress(OSError):
+                folders.append((os.lstat(stamped).st_mtime, path))
+                break
     folders.sort(key=lambda item: item[0])
-    for _, folder in folders:
-        session = SpooledSession.read(folder)
-        if session is not None:
-            yield session
+    return [folder for _, folder in folders]
