@@ -51,7 +51,7 @@ def canonical(document: Any) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
 
 
-def _line(document: dict[str, Any], key: bytes, purpose: bytes, session: str) -> bytes:
+def signed_line(document: dict[str, Any], key: bytes, purpose: bytes, session: str) -> bytes:
     signed = {**document, "mac": mac(key, purpose, session.encode(), canonical(document))}
     return canonical(signed) + b"\n"
 
@@ -79,7 +79,7 @@ def _verified(raw: bytes, key: bytes, purpose: bytes, session: str, what: str) -
 
 def encode_header(header: Header, key: bytes) -> bytes:
     document = {"format": FORMAT, "header": converter.unstructure(header)}
-    return _line(document, key, b"header", header.session)
+    return signed_line(document, key, b"header", header.session)
 
 
 def decode_header(raw: bytes, key: bytes, session: str) -> Header:
@@ -128,7 +128,7 @@ def encode_entry(entry: Entry, payload: PayloadRef | None, key: bytes, session: 
     document: dict[str, Any] = {"entry": body}
     if payload is not None:
         document["payload"] = converter.unstructure(payload)
-    return _line(document, key, b"entry", session)
+    return signed_line(document, key, b"entry", session)
 
 
 def claimed(raw: bytes) -> str:
@@ -209,7 +209,7 @@ def check_payload(data: bytes, ref: PayloadRef, key: bytes, session: str, seq: i
 
 
 def encode_progress(event: Progress, key: bytes, session: str) -> bytes:
-    return _line({"progress": converter.unstructure(event)}, key, b"progress", session)
+    return signed_line({"progress": converter.unstructure(event)}, key, b"progress", session)
 
 
 def decode_progress(raw: bytes, key: bytes, session: str, what: str) -> Progress:

@@ -88,7 +88,7 @@ class SessionSpool:
             self._payload_size += len(data)
             self._size += len(data)
         line = codec.encode_entry(entry, ref, self._key, self.session)
-        os.write(self._entries, line)
+        write_all(self._entries, line)
         self._size += len(line)
 
     def _without_heavy(self, entry: Entry, payload: StagePayload) -> Entry:
@@ -101,7 +101,7 @@ class SessionSpool:
 
     def progress(self, event: Progress) -> None:
         """Note that a step reached the store."""
-        os.write(self._progress, codec.encode_progress(event, self._key, self.session))
+        write_all(self._progress, codec.encode_progress(event, self._key, self.session))
 
     def make_durable(self) -> None:
         """fsync everything written so far: the session's records stay here for a while."""

@@ -59,7 +59,7 @@ class SpooledSession:
             raise Damaged("it has no header.json") from None
         header = codec.decode_header(raw, key, path.name)
         session = cls(path, header, key=key)
-        for number, line in enumerate(_lines(path / ENTRIES), 1):
+        for number, line in enumerate(session._whole_lines(ENTRIES), 1):
             what = f"line {number} of entries.jsonl"
             try:
                 entry, ref = codec.decode_entry(line, key, path.name, what)
@@ -76,13 +76,21 @@ class SpooledSession:
         """The progress noted in ``name`` (another store's file: see ``tracked.spool.sync``);
         a damaged note is said (its steps may be written again)."""
         events = []
-        for number, line in enumerate(_lines(self.path / name), 1):
+        for number, line in enumerate(self._whole_lines(name), 1):
             what = f"line {number} of {name}"
             try:
                 events.append(codec.decode_progress(line, self._key, self.path.name, what))
             except Damaged as exc:
                 self.damage.append(f"{exc}: the step it noted may be written again")
         return events
+
+    def _whole_lines(self, name: str) -> list[bytes]:
+        """The lines of ``name``; in a folder marked incomplete (a full disk), a last line
+        cut short is the record the disk refused, which the mark accounts for: left out."""
+        lines = _lines(self.path / name)
+        if lines and not lines[-1].endswith(b"\n") and self.incomplete is not None:
+            lines.pop()
+        return lines
 
     @property
     def session_id(self) -> str:
