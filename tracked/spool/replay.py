@@ -148,6 +148,8 @@ class Replayer:
         for index, step in enumerate(self.steps.of(entry, payload)):
             if (seq, step.name) in self.state.done:
                 continue
+            if step.needs is not None and (seq, step.needs) not in self.state.done:
+                continue  # its failure is reported: this step is done when that one is
             if self.between_steps is not None and index:
                 self.between_steps()
             try:

@@ -40,6 +40,9 @@ class Step:
     #: What it does, in words (for a failure's message).
     what: str
     run: Callable[[], dict[str, Any] | None]
+    #: A step of the same entry that must be done first (else this one waits for a replay
+    #: in which it is): registering needs the composed model logged.
+    needs: str | None = None
 
 
 def _bytes(content: Any) -> bytes:
@@ -300,7 +303,12 @@ class StepBuilder:
             )
             if registered:
                 steps.append(
-                    Step("register", f"register the model as {registered!r}", self._register)
+                    Step(
+                        "register",
+                        f"register the model as {registered!r}",
+                        self._register,
+                        needs="composed",
+                    )
                 )
         elif parent_metrics and not entry.training and registered:
             steps.append(
