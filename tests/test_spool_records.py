@@ -327,6 +327,8 @@ def test_a_store_failure_at_any_step_is_resumed_to_what_an_undisturbed_run_write
             # tag that a later stage set again (last writer wins) may hold the earlier value.
             for store in (expected, written):
                 store[SESSION] = (
-                    store[SESSION][:3] + (sorted(store[SESSION][3]),) + store[SESSION][4:]
+                    *store[SESSION][:3],
+                    sorted(store[SESSION][3]),
+                    *store[SESSION][4:],
                 )
         assert expected == written
