@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import socket
 import subprocess
 import sys
@@ -73,7 +72,7 @@ def test_bytes_flipped_in_a_payload_are_reported_and_the_rest_is_written(iris, t
     with open(folder / "payloads.bin", "r+b") as handle:
         handle.seek(offset + size // 2)
         handle.write(b"\xff" * 16)
-    code, out, err = sync_to(spool_dir, target)
+    code, _out, err = sync_to(spool_dir, target)
     assert 1 == code
     assert "stage 'classification' (entry" in err
     assert "does not verify" in err
@@ -112,7 +111,7 @@ def test_a_cut_end_line_ends_the_parent_killed_with_the_reason(iris, target, spo
     folder = spooled(iris)
     data = (folder / "entries.jsonl").read_bytes()
     (folder / "entries.jsonl").write_bytes(data[: len(data) - 40])  # half of the end_run line
-    code, out, err = sync_to(spool_dir, target)
+    code, _out, err = sync_to(spool_dir, target)
     assert 1 == code
     assert "not JSON (cut short)" in err
     [parent] = [r for r in runs_of(target) if "mlflow.parentRunId" not in r.data.tags]
@@ -125,7 +124,7 @@ def test_a_truncated_payloads_file_never_leaves_the_parent_running(iris, target,
     folder = spooled(iris)
     size = (folder / "payloads.bin").stat().st_size
     os.truncate(folder / "payloads.bin", size // 3)
-    code, out, err = sync_to(spool_dir, target)
+    code, _out, err = sync_to(spool_dir, target)
     assert 1 == code
     assert "cut short" in err and "payloads.bin" in err
     [parent] = [r for r in runs_of(target) if "mlflow.parentRunId" not in r.data.tags]
@@ -174,7 +173,7 @@ def test_a_planted_folder_with_a_wrong_mac_runs_nothing(iris, target, spool_dir,
     healthy = spooled(iris)
     marker = tmp_path / "executed"
     planted = planted_v2(spool_dir, marker, target)
-    code, out, err = sync_to(spool_dir, target)
+    code, _out, err = sync_to(spool_dir, target)
     assert 1 == code
     assert "header.json does not verify" in err
     assert not marker.exists()
@@ -198,7 +197,7 @@ def test_a_newer_format_is_refused_and_kept(target, spool_dir):
     folder = spool_dir / f"local-{os.urandom(16).hex()}"
     folder.mkdir(mode=0o700)
     (folder / "header.json").write_text(json.dumps({"format": 99}) + "\n")
-    code, out, err = sync_to(spool_dir, target)
+    code, _out, err = sync_to(spool_dir, target)
     assert 1 == code
     assert "spool format 99" in err and "upgrade tracked" in err
     assert folder.is_dir()
@@ -253,7 +252,7 @@ def test_a_capped_spool_keeps_runs_params_and_metrics_and_drops_heavy_parts(
     iris, target, spool_dir, monkeypatch
 ):
     monkeypatch.setenv("TRACKED_SPOOL_MAX_BYTES", "30000")
-    X_train, X_test, y_train, y_test = iris
+    X_train, _X_test, y_train, _y_test = iris
     pipe = Loop()
     pipe.tracking_uri = unreachable()
     with warnings.catch_warnings(record=True) as caught:
@@ -266,7 +265,7 @@ def test_a_capped_spool_keeps_runs_params_and_metrics_and_drops_heavy_parts(
     assert "TRACKED_SPOOL_MAX_BYTES=30000" in messages[0]
     dropped = int(messages[0].split(": ", 1)[1].split(" records")[0])
     assert 0 < dropped < 12
-    code, out, err = sync_to(spool_dir, target)
+    code, _out, err = sync_to(spool_dir, target)
     assert 0 == code, err
     children = [r for r in runs_of(target) if "mlflow.parentRunId" in r.data.tags]
     assert 12 == len(children)
