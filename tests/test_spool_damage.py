@@ -20,8 +20,11 @@ from spooling import entry_documents
 from test_spool_safety import cli, plant
 
 from tracked import TrackingWarning
+from tracked.backends.memory import MemoryBackend
 from tracked.spool import codec
 from tracked.spool.key import mac
+from tracked.spool.sync import sync
+from tracked.testing import strict
 
 LOCAL_ID_TAG = "tracked.local_run_id"
 END_REASON_TAG = "tracked.end_reason"
@@ -284,3 +287,36 @@ def test_a_cap_that_is_no_size_warns_and_the_default_applies(monkeypatch):
     monkeypatch.setenv("TRACKED_SPOOL_MAX_BYTES", "1 GB")
     with pytest.warns(TrackingWarning, match="is not a size in bytes"):
         assert DEFAULT_MAX_BYTES == max_bytes()
+
+
+class RefusingBackend(MemoryBackend):
+    """A memory store that has a spool, and refuses the reduction stage's params."""
+
+    spool_uri = "memory://refusing"
+
+    def __init__(self) -> None:
+        super().__init__(synchronous=False)
+        self.refusing = True
+
+    def log(self, run_id, **kwargs):
+        if self.refusing and "n_components" in (kwargs.get("params") or {}):
+            raise ValueError("refused by the store")
+        return super().log(run_id, **kwargs)
+
+
+def test_a_record_the_store_refused_keeps_its_folder_until_sync_sends_it(iris, spool_dir):
+    backend = RefusingBackend()
+    with strict(False), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe, _ = run_iris(iris, backend=backend)
+    assert any("refused by the store" in str(w.message) for w in caught)
+    [folder] = [p for p in spool_dir.iterdir() if p.is_dir()]
+    assert (folder / "released").exists()  # kept: the store has not acknowledged it all
+    [reduction] = [r for r in backend.runs.values() if r.name == "reduction:fit"]
+    assert {} == reduction.params
+    backend.refusing = False
+    result = sync(spool_dir, backend_for=lambda uri: backend)
+    assert result.ok, result
+    assert "2" == reduction.params["n_components"]
+    assert not folder.exists()
+    assert 7 == len(backend.runs)  # nothing twice
