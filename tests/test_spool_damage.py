@@ -308,7 +308,7 @@ def test_a_record_the_store_refused_keeps_its_folder_until_sync_sends_it(iris, s
     backend = RefusingBackend()
     with strict(False), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pipe, _ = run_iris(iris, backend=backend)
+        run_iris(iris, backend=backend)
     assert any("refused by the store" in str(w.message) for w in caught)
     [folder] = [p for p in spool_dir.iterdir() if p.is_dir()]
     assert (folder / "released").exists()  # kept: the store has not acknowledged it all
