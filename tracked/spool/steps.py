@@ -54,8 +54,9 @@ def _raise(error: BaseException) -> None:
     raise error
 
 
-class StepBuilder:
-    """Makes the steps of an entry; each step resolves the run ids it needs when it runs."""
+class _RunSteps:
+    """The steps that create, log on and end runs; each resolves the run ids it needs
+    when it runs."""
 
     def __init__(
         self, backend: Any, header: Header, state: ReplayState, *, find_existing: bool
@@ -66,15 +67,6 @@ class StepBuilder:
         self.find_existing = find_existing
         #: Runs created in the store (not found there again).
         self.created = 0
-
-    def of(self, entry: Entry, payload: StagePayload | None) -> list[Step]:
-        if isinstance(entry, StartRun):
-            return self._start(entry)
-        if isinstance(entry, StageEntry):
-            return self._stage(entry, payload or StagePayload())
-        if isinstance(entry, EndRun):
-            return self._end(entry)
-        return []  # detach: nothing to write
 
     def _id(self, ref: str | None) -> str:
         run_id = self.state.resolve(ref)
@@ -158,6 +150,74 @@ class StepBuilder:
                 lambda: backend.end_run(self._id(entry.run), entry.status, entry.end_ms),
             ),
         ]
+
+    def _nested(self, entry: StageEntry, nested: NestedRun, prefix: str) -> list[Step]:
+        """Create a run nested under the stage's run, log its params and metrics, end it."""
+        name, backend = nested.run_name, self.backend
+        return [
+            Step(
+                f"{prefix}{CREATE_RUN}",
+                f"record run {name!r}",
+                lambda: self._create_run(nested, entry.experiment),
+            ),
+            Step(
+                f"{prefix}log",
+                f"log params and metrics of run {name!r}",
+                lambda: backend.log(
+                    self._id(nested.run), params=nested.params, metrics=list(nested.metrics)
+                ),
+            ),
+            Step(
+                f"{prefix}end_run",
+                f"end run {name!r}",
+                lambda: backend.end_run(self._id(nested.run), "FINISHED", entry.end_ms),
+            ),
+        ]
+
+    def _parent_tags(self, entry: StageEntry) -> dict[str, str]:
+        """The entry's parent tags; a pass verified against a composed model that never
+        reached the store verified nothing that can be loaded: it is tagged false."""
+        tags = dict(entry.parent_tags)
+        if tags.get(VERIFIED_TAG) == "true" and entry.composed_step not in self.state.composed:
+            tags[VERIFIED_TAG] = "false"
+            tags[VERIFIED_REASON_TAG] = (
+                "the composed model this pass agrees with could not be logged (see the warning "
+                "about logging the composed `pipeline` model)"
+            )
+        return tags
+
+    def _log_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        for name, content in files.items():
+            self.backend.log_artifact(run_id, name, content)
+
+    def _register(self) -> dict[str, Any] | None:
+        uri = self.state.model_uri
+        if uri is None:
+            return None  # the model was not logged: its failure is reported already
+        name = self.header.registered_model_name
+        run_id = self.state.resolve(self.header.parent)
+        version = self.backend.register_model(name, uri, run_id)
+        return {"version": (name, version)}
+
+    def _tag_version(self, parent_metrics: list[Metric]) -> None:
+        if self.state.model_version is None:
+            return
+        name, version = self.state.model_version
+        tags = {m.key: repr(m.value) for m in parent_metrics}
+        self.backend.tag_model_version(name, version, tags)
+
+
+class StepBuilder(_RunSteps):
+    """Makes the steps of an entry."""
+
+    def of(self, entry: Entry, payload: StagePayload | None) -> list[Step]:
+        if isinstance(entry, StartRun):
+            return self._start(entry)
+        if isinstance(entry, StageEntry):
+            return self._stage(entry, payload or StagePayload())
+        if isinstance(entry, EndRun):
+            return self._end(entry)
+        return []  # detach: nothing to write
 
     def _stage(self, entry: StageEntry, payload: StagePayload) -> list[Step]:
         stage, backend = entry.stage, self.backend
@@ -278,38 +338,9 @@ class StepBuilder:
                     lambda: backend.log(owner(), tags=self._parent_tags(entry)),
                 )
             )
-        composed = payload.composed
         registered = None if entry.copy else self.header.registered_model_name
-        if composed is not None:
-            steps.append(
-                Step(
-                    "composed",
-                    "log the composed `pipeline` model",
-                    lambda: {
-                        "composed_step": entry.composed_step,
-                        "model_uri": backend.log_model(
-                            owner(),
-                            COMPOSED_MODEL_NAME,
-                            composed.model,
-                            # getattr: a payload pickled by an earlier version has none
-                            input_example=getattr(composed, "logged_example", None),
-                            signature_example=composed.input_example,
-                            output_example=getattr(composed, "output_example", None),
-                            step=entry.composed_step,
-                            **self._model_options(),
-                        ),
-                    },
-                )
-            )
-            if registered:
-                steps.append(
-                    Step(
-                        "register",
-                        f"register the model as {registered!r}",
-                        self._register,
-                        needs="composed",
-                    )
-                )
+        if payload.composed is not None:
+            steps.extend(self._composed(entry, payload.composed, owner, registered))
         elif parent_metrics and not entry.training and registered:
             steps.append(
                 Step(
@@ -320,57 +351,35 @@ class StepBuilder:
             )
         return steps
 
-    def _nested(self, entry: StageEntry, nested: NestedRun, prefix: str) -> list[Step]:
-        """Create a run nested under the stage's run, log its params and metrics, end it."""
-        name, backend = nested.run_name, self.backend
-        return [
+    def _composed(self, entry: StageEntry, composed: Any, owner, registered) -> list[Step]:
+        backend, steps = self.backend, []
+        steps.append(
             Step(
-                f"{prefix}{CREATE_RUN}",
-                f"record run {name!r}",
-                lambda: self._create_run(nested, entry.experiment),
-            ),
-            Step(
-                f"{prefix}log",
-                f"log params and metrics of run {name!r}",
-                lambda: backend.log(
-                    self._id(nested.run), params=nested.params, metrics=list(nested.metrics)
-                ),
-            ),
-            Step(
-                f"{prefix}end_run",
-                f"end run {name!r}",
-                lambda: backend.end_run(self._id(nested.run), "FINISHED", entry.end_ms),
-            ),
-        ]
-
-    def _parent_tags(self, entry: StageEntry) -> dict[str, str]:
-        """The entry's parent tags; a pass verified against a composed model that never
-        reached the store verified nothing that can be loaded: it is tagged false."""
-        tags = dict(entry.parent_tags)
-        if tags.get(VERIFIED_TAG) == "true" and entry.composed_step not in self.state.composed:
-            tags[VERIFIED_TAG] = "false"
-            tags[VERIFIED_REASON_TAG] = (
-                "the composed model this pass agrees with could not be logged (see the warning "
-                "about logging the composed `pipeline` model)"
+                "composed",
+                "log the composed `pipeline` model",
+                lambda: {
+                    "composed_step": entry.composed_step,
+                    "model_uri": backend.log_model(
+                        owner(),
+                        COMPOSED_MODEL_NAME,
+                        composed.model,
+                        # getattr: a payload pickled by an earlier version has none
+                        input_example=getattr(composed, "logged_example", None),
+                        signature_example=composed.input_example,
+                        output_example=getattr(composed, "output_example", None),
+                        step=entry.composed_step,
+                        **self._model_options(),
+                    ),
+                },
             )
-        return tags
-
-    def _log_files(self, run_id: str, files: dict[str, bytes]) -> None:
-        for name, content in files.items():
-            self.backend.log_artifact(run_id, name, content)
-
-    def _register(self) -> dict[str, Any] | None:
-        uri = self.state.model_uri
-        if uri is None:
-            return None  # the model was not logged: its failure is reported already
-        name = self.header.registered_model_name
-        run_id = self.state.resolve(self.header.parent)
-        version = self.backend.register_model(name, uri, run_id)
-        return {"version": (name, version)}
-
-    def _tag_version(self, parent_metrics: list[Metric]) -> None:
-        if self.state.model_version is None:
-            return
-        name, version = self.state.model_version
-        tags = {m.key: repr(m.value) for m in parent_metrics}
-        self.backend.tag_model_version(name, version, tags)
+        )
+        if registered:
+            steps.append(
+                Step(
+                    "register",
+                    f"register the model as {registered!r}",
+                    self._register,
+                    needs="composed",
+                )
+            )
+        return steps
