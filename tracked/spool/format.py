@@ -30,6 +30,8 @@ import stat
 import warnings
 from pathlib import Path
 
+from tracked._errors import TrackingWarning
+
 SPOOL_ENV = "TRACKED_SPOOL_DIR"
 #: The cap on the spool's size in bytes (see ``tracked.spool.folder.SessionSpool``).
 MAX_BYTES_ENV = "TRACKED_SPOOL_MAX_BYTES"
@@ -73,8 +75,6 @@ def max_bytes() -> int:
         if value < 0:
             raise ValueError(text)
     except ValueError:
-        from tracked._errors import TrackingWarning
-
         warnings.warn(
             f"{MAX_BYTES_ENV}={text!r} is not a size in bytes (a whole number, e.g. "
             f"1073741824): the default, {DEFAULT_MAX_BYTES} (1 GiB), applies",
@@ -114,9 +114,6 @@ def make_private_dir(folder: Path) -> None:
     except FileExistsError:
         return
     os.chmod(folder, PRIVATE_DIR)  # whatever the umask
-
-
-make_private_root = make_private_dir
 
 
 def open_private(path: Path, flags: int) -> int:
