@@ -26,7 +26,6 @@ from tracked._records import (
 from tracked._report import describe, notice, report_failure
 from tracked._writer import EXIT_TIMEOUT_ENV, wait_bound, writer
 from tracked.backends.base import Backend
-from tracked.spool.codec import decode_payload, encode_payload
 from tracked.spool.records import (
     Detach,
     EndRun,
@@ -232,7 +231,8 @@ class Session:
         if uri is None:
             return
         header = self._header(tracking_uri=mask_uri(uri), source_tags=_source_tags(self.backend))
-        from tracked.spool import SessionSpool, spool_root
+        from tracked.spool.folder import SessionSpool
+        from tracked.spool.format import spool_root
 
         root = spool_root()
         try:
@@ -484,6 +484,7 @@ class Session:
                 self._idle.notify_all()
 
     def _process(self, entry: Entry, data: Any) -> None:
+        from tracked.spool.codec import decode_payload
         from tracked.spool.replay import StoreAway
 
         kind = entry.kind
@@ -752,6 +753,8 @@ class _Job:
 
 
 def _pickled(payload: StagePayload, entry: Entry, session: Session) -> Any:
+    from tracked.spool.codec import encode_payload
+
     stage = getattr(entry, "stage", None)
     try:
         return encode_payload(payload)

@@ -34,38 +34,7 @@ Imports: the spool layer stands on the library's floor only: ``tracked._records`
 and ``tracked.backends.base``; never on the session, the writer, the stage wrapper, phase or
 params code, nor on mlflow (``sync`` asks ``tracked.backends.mlflow`` for a backend only when
 none is given).
+
+Nothing is imported here: ``import tracked`` (which knows the records' classes) does not pay
+for the codec, cattrs or the replay until a session spools or writes.
 """
-
-from tracked.spool.codec import FORMAT, Damaged, Unreadable
-from tracked.spool.folder import SessionSpool
-from tracked.spool.format import spool_root
-from tracked.spool.records import (
-    Detach,
-    EndRun,
-    Header,
-    NestedRun,
-    Progress,
-    StageEntry,
-    StagePayload,
-    StartRun,
-)
-from tracked.spool.replay import Replayer, ReplayState, StoreAway
-
-__all__ = [
-    "FORMAT",
-    "Damaged",
-    "Detach",
-    "EndRun",
-    "Header",
-    "NestedRun",
-    "Progress",
-    "ReplayState",
-    "Replayer",
-    "SessionSpool",
-    "StageEntry",
-    "StagePayload",
-    "StartRun",
-    "StoreAway",
-    "Unreadable",
-    "spool_root",
-]
