@@ -320,3 +320,23 @@ def test_a_record_the_store_refused_keeps_its_folder_until_sync_sends_it(iris, s
     assert "2" == reduction.params["n_components"]
     assert not folder.exists()
     assert 7 == len(backend.runs)  # nothing twice
+
+
+def test_a_folder_its_live_process_writes_is_skipped_by_sync_until_the_run_ends(
+    iris, target, spool_dir
+):
+    X_train, _, y_train, _ = iris
+    pipe = Iris()
+    pipe.tracking_uri = unreachable()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrackingWarning)
+        with pipe:
+            pipe.preprocessing(X_train, y_train)
+            code, _out, err = sync_to(spool_dir, target)
+            assert 1 == code
+            assert "in use" in err  # the writer holds the folder's lock
+            assert [] == runs_of(target)
+        code, out, err = sync_to(spool_dir, target)
+    assert 0 == code, err
+    assert "1 runs synced" in out
+    assert 2 == len(runs_of(target))
