@@ -40,6 +40,10 @@ def spool_dir(tmp_path_factory, monkeypatch):
 
     folder = tmp_path_factory.mktemp("spool")
     monkeypatch.setenv("TRACKED_SPOOL_DIR", str(folder))
+    # The spool's key (made on first use), one per test session, never the user's own.
+    monkeypatch.setenv(
+        "TRACKED_SPOOL_KEY_FILE", str(tmp_path_factory.getbasetemp() / "key" / "spool.key")
+    )
     yield folder
     tracked.delivery.writer.writer().flush(timeout=120)
     REGISTRY.away.clear()

@@ -711,8 +711,8 @@ class LosesAnAnswer:
 
 
 def test_sync_twice_and_after_a_crash_creates_no_duplicates(iris, new_store, spool_dir, tmp_path):
-    from tracked._sync import sync as sync_spool
-    from tracked.backends.mlflow.backend import shared_backend
+    from tracked.backends.mlflow import shared_backend
+    from tracked.spool.sync import sync as sync_spool
 
     healthy_uri = new_store("healthy")
     healthy_pipe, _ = run_iris(iris, tracking_uri=healthy_uri)

@@ -108,7 +108,7 @@ print(pipe.run_id)
 def test_sync_dry_run_and_sync_agree_on_a_forked_workers_records_and_name_the_run(tmp_path):
     from servers import free_port
 
-    from tracked._sync import sync
+    from tracked.spool.sync import sync
 
     spool = tmp_path / "spool"
     env = {

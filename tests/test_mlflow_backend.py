@@ -133,7 +133,7 @@ def test_in_strict_mode_a_spooled_run_is_a_warning_not_an_error(iris):
 def test_a_deleted_experiment_is_reported_with_the_fix(
     tracking_uri, client, iris, monkeypatch, spool_dir
 ):
-    from tracked._sync import sync
+    from tracked.spool.sync import sync
 
     client.delete_experiment(client.create_experiment("tests"))
     X_train, _, y_train, _ = iris

@@ -25,8 +25,7 @@ from pipelines import Iris
 
 import tracked
 from tracked import TrackingWarning
-from tracked._spool import spooled_sessions
-from tracked._sync import pending_entries
+from tracked.spool.sync import pending_entries, spooled_sessions
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from pipelines import run_iris
 from servers import free_port
+from spooling import entry_documents, write_entry_documents
 
 from tracked import TrackingWarning
 from tracked.backends.mlflow.errors import is_store_away
@@ -126,10 +127,11 @@ def test_sync_reports_a_refused_record_with_its_run_and_never_calls_the_store_aw
         pipe, _ = run_iris(iris, tracking_uri=f"http://127.0.0.1:{free_port()}")
     folder = spool_dir / pipe.run_id
     # One record holds a value the store cannot hold (a step beyond SQLite's integers).
-    entries = [json.loads(line) for line in (folder / "entries.jsonl").read_text().splitlines()]
+    documents = entry_documents(folder)
+    entries = [d["entry"] for d in documents]
     [bad] = [e for e in entries if e["kind"] == "stage" and e["stage"] == "reduction"][:1]
-    bad["metrics"][0][2] = 2**70
-    (folder / "entries.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    bad["metrics"][0]["step"] = 2**70
+    write_entry_documents(folder, documents)  # signed: an edit of the spool's owner
 
     target = f"sqlite:///{tmp_path / 'target.db'}"
     outputs = [cli("sync", "--spool", str(spool_dir), "--tracking-uri", target) for _ in "12"]

@@ -142,8 +142,8 @@ def _add_spool(parser: argparse.ArgumentParser) -> None:
 
 def sync_command(args: argparse.Namespace) -> int:
     """``tracked sync``: replay the spool; 0 when it is empty afterwards, else 1."""
-    from tracked._spool import spool_root
-    from tracked._sync import sync
+    from tracked.spool.format import spool_root
+    from tracked.spool.sync import sync
 
     spool = args.spool or spool_root()
     if not spool.is_dir():
@@ -174,8 +174,8 @@ def status_command(args: argparse.Namespace) -> int:
     """``tracked status``: one line per spooled session, and the totals."""
     import time
 
-    from tracked._spool import spool_root
-    from tracked._sync import status
+    from tracked.spool.format import spool_root
+    from tracked.spool.status import status
 
     spool = args.spool or spool_root()
     if not spool.is_dir():
@@ -186,6 +186,9 @@ def status_command(args: argparse.Namespace) -> int:
     rows = status(spool, refused)
     for reason in refused.values():
         print(f"refused (not read): {_scrub(reason)}", file=sys.stderr)
+    for row in rows:
+        for damage in row.damage:
+            print(f"damaged: {row.session_id}: {_scrub(damage)}", file=sys.stderr)
     if not rows:
         if refused:
             print(f"the spool at {spool} holds {len(refused)} folders that were not read")
@@ -206,7 +209,7 @@ def status_command(args: argparse.Namespace) -> int:
         f"{sum(r.bytes for r in rows)} bytes, oldest {age_h:.1f} h ago, in {spool}; "
         "`tracked sync` writes them"
     )
-    return 1 if refused else 0
+    return 1 if refused or any(row.damage for row in rows) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
+
 from tracked.backends.base import Backend, capabilities
 from tracked.delivery import runtime
 from tracked.delivery.registry import REGISTRY
@@ -19,10 +21,21 @@ from tracked.records.params import params_text
 from tracked.records.report import describe, notice, report_failure
 from tracked.records.text import mask_secrets, mask_uri, masked, shorten
 from tracked.records.values import FINISHED, KILLED, Metric, StageRecord, now_ms
+from tracked.spool.records import (
+    Detach,
+    EndRun,
+    Entry,
+    Header,
+    NestedRun,
+    StageEntry,
+    StagePayload,
+    StartRun,
+)
 
 if TYPE_CHECKING:
-    from tracked._replay import Replayer
-    from tracked._spool import SessionSpool
+    from tracked.spool.folder import SessionSpool
+    from tracked.spool.records import Progress
+    from tracked.spool.replay import Replayer
 
 
 class Composition(Protocol):
@@ -124,7 +137,7 @@ class Session:
         #: The store is away: entries stay in the spool for ``tracked sync``.
         self.spooling = False
         # The writer's modules are imported with the first session, not with tracked.
-        from tracked._replay import ReplayState
+        from tracked.spool.replay import ReplayState
 
         self.state = ReplayState()
         #: The caller's side (numbering, spooling, queueing entries in order). The writer
@@ -145,6 +158,8 @@ class Session:
         #: A wait for the writer ended (bound reached, Ctrl-C): what is left is the spool's.
         self.gave_up = False
         self._replayer: Replayer | None = None
+        #: The store refused some of its records: the spool folder stays for `tracked sync`.
+        self._unacknowledged = False
 
     @property
     def usable(self) -> bool:
@@ -196,19 +211,16 @@ class Session:
             runtime.watch_cells()
             self._open_spool()
             if self.owned:
-                self._submit(
-                    {
-                        "kind": "start_run",
-                        "run": self.local_id,
-                        "parent": self.outer_run_id,
-                        "experiment": self.experiment,
-                        "run_name": self.run_name,
-                        "tags": self.tags,
-                        "params": self.params,
-                        "start_ms": now_ms(),
-                    },
-                    None,
+                start = StartRun(
+                    run=self.local_id,
+                    parent=self.outer_run_id,
+                    experiment=self.experiment,
+                    run_name=self.run_name,
+                    tags=self.tags,
+                    params=self.params,
+                    start_ms=now_ms(),
                 )
+                self._submit(start, None)
             else:
                 self._created.set()
                 if self.parent_ref.startswith(LOCAL_PREFIX) and self.spool is not None:
@@ -221,23 +233,13 @@ class Session:
         uri = spool_uri(self.backend)
         if uri is None:
             return
-        header = {
-            "session": self.local_id,
-            "tracking_uri": mask_uri(uri),
-            # The recording process's (user, script, git commit): not `tracked sync`'s.
-            "source_tags": _source_tags(self.backend),
-            "experiment": self.experiment,
-            "run_name": self.run_name,
-            "parent": self.parent_ref,
-            "registered_model_name": self.registered_model_name,
-            "serialization_format": self.serialization_format,
-            "trusted_types": list(self.trusted_types),
-        }
-        from tracked._spool import SessionSpool, spool_root
+        header = self._header(tracking_uri=mask_uri(uri), source_tags=_source_tags(self.backend))
+        from tracked.spool.folder import SessionSpool
+        from tracked.spool.format import spool_root
 
         root = spool_root()
         try:
-            self.spool = SessionSpool(root, self.local_id, header)
+            self.spool = SessionSpool(root, header)
         except Exception as exc:
             self._note(
                 f"could not write the spool at {root} ({describe(exc)}): records wait in "
@@ -248,6 +250,18 @@ class Session:
         if self.spool is not None and REGISTRY.store_recently_away(uri):
             # The store failed moments ago: straight to the spool, without a 3 s wait.
             self.spooling = True
+
+    def _header(self, **fields: Any) -> Header:
+        return Header(
+            session=self.local_id,
+            experiment=self.experiment,
+            run_name=self.run_name,
+            parent=self.parent_ref,
+            registered_model_name=self.registered_model_name,
+            serialization_format=self.serialization_format,
+            trusted_types=tuple(self.trusted_types),
+            **fields,
+        )
 
     def next_step(self, series: str) -> int:
         """0, 1, 2, ... per ``series``: the step of repeated evaluations on the parent."""
@@ -273,8 +287,6 @@ class Session:
         """
         if not self.usable:
             return None
-        from tracked._replay import metric_rows
-
         if record.status == KILLED:
             self.interrupted = True
         tags = dict(record.tags)
@@ -284,63 +296,59 @@ class Session:
             if nested_under is None:  # a nested run's time is inside its caller's already
                 self.total_duration_s += record.duration_s
             run = f"{self.local_id}-{self._seq}"
-            entry = {
-                "kind": "stage",
-                "run": run,
-                "parent": self.parent_ref,
-                "nested_under": nested_under[0] if nested_under is not None else None,
-                "experiment": self.experiment,
-                "stage": record.stage,
-                "run_name": record.run_name,
-                "start_ms": record.start_ms,
-                "end_ms": record.end_ms,
-                "status": record.status,
-                "training": record.training,
-                # Credential-like params are masked already, where they are read (flatten).
-                "params": dict(record.params),
-                "tags": tags,
-                "metrics": metric_rows(record.metrics),
-                "parent_metrics": metric_rows(record.parent_metrics),
-                "parent_tags": dict(record.parent_tags),
-                "composed_step": (
-                    self.composer.count - 1 if composed_step is None else composed_step
-                ),
-                # Logs under a parent run someone else owns (a copy, a forked child).
-                "copy": not self.owned,
-            }
             if not self.owned:
-                entry["tags"][COPY_TAG] = "true"
-            if record.nested_runs:
-                entry["nested"] = [
-                    {
-                        "run": f"{entry['run']}-{index}",
-                        "parent": entry["run"],
-                        "run_name": nested.run_name,
-                        "start_ms": record.start_ms,
-                        "params": dict(nested.params),
-                        "metrics": metric_rows(nested.metrics),
-                        "tags": dict(nested.tags),
-                    }
+                tags[COPY_TAG] = "true"
+            entry = StageEntry(
+                run=run,
+                parent=self.parent_ref,
+                nested_under=nested_under[0] if nested_under is not None else None,
+                experiment=self.experiment,
+                stage=record.stage,
+                run_name=record.run_name,
+                start_ms=record.start_ms,
+                end_ms=record.end_ms,
+                status=record.status,
+                training=record.training,
+                # Credential-like params are masked already, where they are read (flatten).
+                params=dict(record.params),
+                tags=tags,
+                metrics=record.metrics,
+                parent_metrics=record.parent_metrics,
+                parent_tags=dict(record.parent_tags),
+                composed_step=self.composer.count - 1 if composed_step is None else composed_step,
+                # Logs under a parent run someone else owns (a copy, a forked child).
+                copy=not self.owned,
+                nested=tuple(
+                    NestedRun(
+                        run=f"{run}-{index}",
+                        parent=run,
+                        run_name=nested.run_name,
+                        start_ms=record.start_ms,
+                        params=dict(nested.params),
+                        metrics=nested.metrics,
+                        tags=dict(nested.tags),
+                    )
                     for index, nested in enumerate(record.nested_runs)
-                ]
-            payload = {
-                "model": record.model,
-                "composed": record.composed,
-                "artifacts": dict(record.artifacts),
-                "datasets": record.datasets,
-                "pictures": record.pictures,
-                "scores": record.scores,
-            }
+                ),
+            )
+            payload = StagePayload(
+                model=record.model,
+                composed=record.composed,
+                artifacts=dict(record.artifacts),
+                datasets=record.datasets,
+                pictures=record.pictures,
+                scores=record.scores,
+            )
             self._submit(entry, payload)
         self.deliver(may_raise=may_raise)
         return run
 
-    def _submit(self, entry: dict[str, Any], payload: dict[str, Any] | None) -> None:
+    def _submit(self, entry: Entry, payload: StagePayload | None) -> None:
         """Number the entry, spool it and queue it (or write it now, when synchronous)."""
         if self.spool is None and self._respool:
             self._respool = False
             self._open_spool()
-        entry["seq"] = self._seq
+        entry = attrs.evolve(entry, seq=self._seq)
         self._seq += 1
         data: Any = payload
         if payload is not None and (self.spool is not None or not self.synchronous):
@@ -350,10 +358,10 @@ class Session:
         spool = self.spool
         if spool is not None:
             try:
-                spool.append(entry, data if isinstance(data, bytes) else None)
+                spool.append(entry, payload, data if isinstance(data, bytes) else None)
             except Exception as exc:
                 self._drop_spool(spool, exc)
-        if entry["kind"] == "stage" and self.spooling and self.spool is not None:
+        if entry.kind == "stage" and self.spooling and self.spool is not None:
             # The store is away: the spool holds the record, and the writer would only skip
             # it; so a stage call never waits for room behind a store that stalls.
             self._spooled += 1
@@ -379,6 +387,8 @@ class Session:
         spool = self.spool
         if self.owned or self.spooling or spool is None or self._outstanding:
             return
+        if self._unacknowledged:
+            return  # it holds records the store refused: kept for `tracked sync`
         self.spool = None
         self._respool = True
         spool.remove()
@@ -405,7 +415,22 @@ class Session:
         self._dropped_spool = spool
         spool.mark_incomplete(describe(exc))
 
-    def _progress(self, event: dict[str, Any]) -> None:
+    def _note_spool_cap(self) -> None:
+        """Once, at the run's end: the records the full spool kept without their heavy parts."""
+        spool = self.spool or self._dropped_spool
+        if spool is None or not spool.dropped:
+            return
+        self._note(
+            f"the spool at {spool.path.parent} passed its cap (TRACKED_SPOOL_MAX_BYTES="
+            f"{spool.max_bytes} bytes): {spool.dropped} records of run {self.run_name!r} were "
+            "kept there without their models, artifacts, pictures and dataset samples (their "
+            "runs, params, tags and metrics are kept; `tracked sync` tags those runs "
+            "tracked.spool_dropped); run `tracked sync` to make room, or raise the cap",
+            None,
+            key=f"spool-cap:{self.local_id}",
+        )
+
+    def _progress(self, event: Progress) -> None:
         """Note a step done in the spool; a spool that cannot take it is dropped."""
         spool = self.spool
         if spool is None:
@@ -421,9 +446,13 @@ class Session:
         self.owned = False
         self.pid = os.getpid()
         self.local_id = new_local_id()
+        for inherited in (self.spool, self._dropped_spool):
+            if inherited is not None:
+                inherited.forget()  # the parent's folders: the parent's lock and files
         self._lock = threading.RLock()
         self._idle = threading.Condition()
         self._outstanding = 0
+        self._unacknowledged = False
         self._seq = 0
         self._reports = []
         self._reports_lock = threading.Lock()
@@ -441,12 +470,12 @@ class Session:
 
     # -- on the writer's thread ----------------------------------------------------------
 
-    def process(self, entry: dict[str, Any], data: Any) -> None:
+    def process(self, entry: Entry, data: Any) -> None:
         """Write one entry to the store (the writer's side of ``_submit``)."""
         try:
             self._process(entry, data)
         finally:
-            if entry["kind"] == "start_run":
+            if entry.kind == "start_run":
                 self._created.set()
             self._job_done()
 
@@ -457,12 +486,13 @@ class Session:
                 REGISTRY.busy.discard(self)
                 self._idle.notify_all()
 
-    def _process(self, entry: dict[str, Any], data: Any) -> None:
-        from tracked._replay import StoreAway
+    def _process(self, entry: Entry, data: Any) -> None:
+        from tracked.spool.codec import decode_payload
+        from tracked.spool.replay import StoreAway
 
-        kind = entry["kind"]
+        kind = entry.kind
         if not (self.broken or self.spooling or self.refused):
-            payload = _unpickled(data) if isinstance(data, bytes) else data
+            payload = decode_payload(data) if isinstance(data, bytes) else data
             try:
                 failures = self._replayer_for().replay(entry, payload)
             except StoreAway as away:
@@ -485,13 +515,16 @@ class Session:
                         self.broken = True
                         where = "nothing more is recorded for this run"
                     failures = [(f"{what} ({where})", exc) for what, exc in failures]
+                if failures:
+                    # What the store refused is kept in the spool for `tracked sync`.
+                    self._unacknowledged = True
                 self._report(failures)
         if self.spooling and kind != "detach":
             self._spooled += 1
         dropped = self._dropped_spool
         if dropped is not None and kind in ("end_run", "detach"):
             self._dropped_spool = None
-            if self.spooling or self.broken:
+            if self.spooling or self.broken or self._unacknowledged:
                 # `tracked sync` may take it: it ends the run, saying what is missing.
                 with contextlib.suppress(OSError):
                     dropped.release()
@@ -503,24 +536,18 @@ class Session:
         if self.spooling:
             spool.make_durable()
         if kind in ("end_run", "detach"):
-            if self.spooling:
+            if self.spooling or self._unacknowledged:
                 spool.release()  # the writer is done with it: `tracked sync` may take over
             else:
                 spool.remove()
 
     def _replayer_for(self) -> Replayer:
         if self._replayer is None:
-            from tracked._replay import Replayer
+            from tracked.spool.replay import Replayer
 
-            header = {
-                "parent": self.parent_ref,
-                "registered_model_name": self.registered_model_name,
-                "serialization_format": self.serialization_format,
-                "trusted_types": list(self.trusted_types),
-            }
             self._replayer = Replayer(
                 self.backend,
-                header,
+                self._header(),
                 self.state,
                 self._progress,
                 between_steps=None if self.synchronous else writer().pause_for_callers,
@@ -680,18 +707,13 @@ class Session:
                         key=f"no-composed:{self.local_id}",
                         warn=False,
                     )
-                from tracked._replay import metric_rows
-
                 total = Metric(key="total_stage_duration_s", value=self.total_duration_s)
-                entry = {
-                    "kind": "end_run",
-                    "run": self.local_id,
-                    "status": status,
-                    "end_ms": now_ms(),
-                    "metrics": metric_rows([total]),
-                }
+                entry: Entry = EndRun(
+                    run=self.local_id, status=status, end_ms=now_ms(), metrics=(total,)
+                )
             else:
-                entry = {"kind": "detach"}
+                entry = Detach()
+            self._note_spool_cap()
             self._submit(entry, None)
         if deadline is None:
             deadline = time.monotonic() + wait_bound()
@@ -726,33 +748,28 @@ class _Notice:
 class _Job:
     __slots__ = ("data", "entry", "session")
 
-    def __init__(self, session: Session, entry: dict[str, Any], data: Any) -> None:
+    def __init__(self, session: Session, entry: Entry, data: Any) -> None:
         self.session, self.entry, self.data = session, entry, data
 
     def run(self) -> None:
         self.session.process(self.entry, self.data)
 
 
-def _pickled(payload: dict[str, Any], entry: dict[str, Any], session: Session) -> Any:
-    import cloudpickle
+def _pickled(payload: StagePayload, entry: Entry, session: Session) -> Any:
+    from tracked.spool.codec import encode_payload
 
+    stage = getattr(entry, "stage", None)
     try:
-        return cloudpickle.dumps(payload, protocol=5)
+        return encode_payload(payload)
     except Exception as exc:
         session._note(
-            f"the record of stage {entry.get('stage')!r} cannot be pickled ({describe(exc)}): it "
+            f"the record of stage {stage!r} cannot be pickled ({describe(exc)}): it "
             "is written from memory, so its model is the operator as it is then, and it is not "
             "kept in the spool",
             exc,
-            key=f"unpicklable:{entry.get('stage')}",
+            key=f"unpicklable:{stage}",
         )
         return payload
-
-
-def _unpickled(data: bytes) -> Any:
-    import cloudpickle
-
-    return cloudpickle.loads(data)
 
 
 def _source_tags(backend: object) -> dict[str, str]:

@@ -1,0 +1,154 @@
+"""A session's folder as the process that runs the session writes it."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+import attrs
+
+from tracked.spool import codec
+from tracked.spool.format import (
+    ENTRIES,
+    HEADER,
+    INCOMPLETE,
+    LOCK,
+    PAYLOADS,
+    PRIVATE_DIR,
+    PROGRESS,
+    RELEASED,
+    fsync_directory,
+    make_private_dir,
+    max_bytes,
+    open_private,
+    spool_size,
+    write_all,
+    write_private,
+)
+from tracked.spool.key import spool_key
+from tracked.spool.lock import unlock
+from tracked.spool.records import (
+    SPOOL_DROPPED_TAG,
+    Entry,
+    Header,
+    PayloadRef,
+    Progress,
+    StageEntry,
+    StagePayload,
+)
+
+
+class SessionSpool:
+    """The folder of one session, written by the process that runs it.
+
+    It holds the folder's lock from its creation until ``release`` or ``remove`` (or its
+    process ends): ``tracked sync`` never takes a folder that is still being written.
+
+    The spool is capped (``TRACKED_SPOOL_MAX_BYTES``, counted over every session folder of
+    the spool when this one opens, plus what this one adds): past the cap, a stage entry is
+    kept with its light payload only (the scores its metrics are computed from), tagged
+    ``tracked.spool_dropped``; ``dropped`` counts them.
+    """
+
+    def __init__(self, root: Path, header: Header) -> None:
+        key = spool_key(create=True)
+        self._key = key
+        self.session = header.session
+        self.path = root / header.session
+        make_private_dir(root)
+        os.mkdir(self.path, PRIVATE_DIR)
+        os.chmod(self.path, PRIVATE_DIR)  # whatever the umask
+        self._lock = open_private(self.path / LOCK, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new folder: never held
+        write_private(self.path / HEADER, codec.encode_header(header, key))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self._entries = open_private(self.path / ENTRIES, flags)
+        self._progress = open_private(self.path / PROGRESS, flags)
+        self._payloads = open_private(self.path / PAYLOADS, flags)
+        self._payload_size = 0
+        self.max_bytes = max_bytes()
+        self._size = spool_size(root)
+        #: Stage entries kept without their heavy parts (the cap was reached).
+        self.dropped = 0
+
+    def append(self, entry: Entry, payload: StagePayload | None, data: bytes | None) -> None:
+        """Add an entry, with its payload (``data``: its pickle) written first, so that the
+        line never names bytes that are not there."""
+        ref = None
+        if data is not None and payload is not None:
+            if self._size + len(data) > self.max_bytes and payload.parts():
+                entry = self._without_heavy(entry, payload)
+                data = codec.encode_payload(payload.light())
+            mac = codec.payload_mac(data, self._key, self.session, entry.seq)
+            ref = PayloadRef(offset=self._payload_size, size=len(data), mac=mac)
+            write_all(self._payloads, data)
+            self._payload_size += len(data)
+            self._size += len(data)
+        line = codec.encode_entry(entry, ref, self._key, self.session)
+        write_all(self._entries, line)
+        self._size += len(line)
+
+    def _without_heavy(self, entry: Entry, payload: StagePayload) -> Entry:
+        self.dropped += 1
+        if not isinstance(entry, StageEntry):
+            return entry
+        what = ", ".join(payload.parts())
+        note = f"{what} not kept: the spool passed TRACKED_SPOOL_MAX_BYTES={self.max_bytes}"
+        return attrs.evolve(entry, tags={**entry.tags, SPOOL_DROPPED_TAG: note})
+
+    def progress(self, event: Progress) -> None:
+        """Note that a step reached the store."""
+        write_all(self._progress, codec.encode_progress(event, self._key, self.session))
+
+    def make_durable(self) -> None:
+        """fsync everything written so far: the session's records stay here for a while."""
+        for fd in (self._payloads, self._entries, self._progress):
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+        for folder in (self.path, self.path.parent):
+            fsync_directory(folder)
+
+    def release(self) -> None:
+        """The writer is done with this folder: it is ``tracked sync``'s now."""
+        self.close()
+        with contextlib.suppress(OSError):
+            write_private(self.path / RELEASED, b"")
+        fsync_directory(self.path)
+        self._unlock()
+
+    def mark_incomplete(self, reason: str) -> None:
+        """The spool cannot take more records: keep what it has, and say that it is not all
+        (best effort: the disk that refused a record may refuse this too; sync then sees
+        the folder without its end, as a run whose process died). The lock stays held until
+        ``release`` or ``remove``: the process still writes the run to the store."""
+        self.close()
+        with contextlib.suppress(OSError):
+            write_private(self.path / INCOMPLETE, reason.encode())
+        fsync_directory(self.path)
+
+    def close(self) -> None:
+        """Close the files written (the lock stays held)."""
+        for fd in (self._entries, self._progress, self._payloads):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._entries = self._progress = self._payloads = -1
+
+    def forget(self) -> None:
+        """In a forked child: close the inherited descriptors, leaving the parent's lock."""
+        self.close()
+        with contextlib.suppress(OSError):
+            os.close(self._lock)  # the parent's descriptor keeps the lock
+        self._lock = -1
+
+    def remove(self) -> None:
+        """Everything reached the store: the folder goes."""
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        unlock(self._lock)
+        self._lock = -1

@@ -1,0 +1,248 @@
+"""The spool's folders and files, and the checks made before anything in them is read.
+
+::
+
+    <spool>/<session id>/header.json     who wrote it: the format number, the session's
+                                         store (URI masked), experiment, pid, host, when
+    <spool>/<session id>/entries.jsonl   one line per entry: start_run, stage, end_run, detach
+    <spool>/<session id>/payloads.bin    the binary parts of stage entries (models, artifacts,
+                                         pictures, dataset samples), one after the other
+    <spool>/<session id>/progress.jsonl  what reached the session's store: one line per step
+    <spool>/<session id>/lock            held (flock) by the process writing the folder, and
+                                         by the ``tracked sync`` replaying it
+    <spool>/<session id>/released        the writer is done with the folder
+    <spool>/<session id>/incomplete      the spool could not take every record (a full
+                                         disk): what follows is not here; the reason inside
+    <spool>/sync.lock                    held by the ``tracked sync`` working on the spool
+
+The root and every session folder are created 0700 and their files 0600, whatever the
+umask; sync and status refuse (without reading it) a folder that another user owns, that
+group or others may write, whose name is not a session id, or that holds a symbolic link;
+files are opened with ``O_NOFOLLOW``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+import warnings
+from pathlib import Path
+
+from tracked.records.errors import TrackingWarning
+
+SPOOL_ENV = "TRACKED_SPOOL_DIR"
+#: The cap on the spool's size in bytes (see ``tracked.spool.folder.SessionSpool``).
+MAX_BYTES_ENV = "TRACKED_SPOOL_MAX_BYTES"
+DEFAULT_MAX_BYTES = 1 << 30
+HEADER = "header.json"
+ENTRIES = "entries.jsonl"
+PROGRESS = "progress.jsonl"
+PAYLOADS = "payloads.bin"
+LOCK = "lock"
+SPOOL_LOCK = "sync.lock"
+#: Written by the writer once it is done with a folder it leaves for ``tracked sync``.
+RELEASED = "released"
+#: Written when the spool could not take a record (a full disk): the folder is kept, and
+#: what came after it is not in it.
+INCOMPLETE = "incomplete"
+#: The names of session folders: ``tracked._session.new_local_id`` makes them.
+SESSION_NAME = re.compile(r"local-[0-9a-f]{32}\Z")
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def spool_root() -> Path:
+    """``TRACKED_SPOOL_DIR``, else the user cache directory's ``tracked/spool``."""
+    configured = os.environ.get(SPOOL_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("tracked")) / "spool"
+
+
+def max_bytes() -> int:
+    """``TRACKED_SPOOL_MAX_BYTES`` (default 1 GiB); a value that is no size warns once and
+    counts as the default."""
+    text = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(text)
+        if value < 0:
+            raise ValueError(text)
+    except ValueError:
+        warnings.warn(
+            f"{MAX_BYTES_ENV}={text!r} is not a size in bytes (a whole number, e.g. "
+            f"1073741824): the default, {DEFAULT_MAX_BYTES} (1 GiB), applies",
+            TrackingWarning,
+            stacklevel=2,
+        )
+        return DEFAULT_MAX_BYTES
+    return value
+
+
+def spool_size(root: Path) -> int:
+    """The bytes held by the files of the session folders under ``root`` (links not followed)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for folder in os.scandir(root):
+            if not folder.is_dir(follow_symlinks=False):
+                continue
+            with contextlib.suppress(OSError):
+                for child in os.scandir(folder.path):
+                    if child.is_file(follow_symlinks=False):
+                        total += child.stat(follow_symlinks=False).st_size
+    return total
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create ``folder`` 0700 (its parents as usual), whatever the umask."""
+    if folder.is_dir():
+        return
+    try:
+        os.mkdir(folder, PRIVATE_DIR)
+    except FileNotFoundError:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(folder, PRIVATE_DIR)
+        except FileExistsError:  # another process was first
+            return
+    except FileExistsError:
+        return
+    os.chmod(folder, PRIVATE_DIR)  # whatever the umask
+
+
+def open_private(path: Path, flags: int) -> int:
+    """``os.open`` of a spool file: 0600 when created, never through a symbolic link."""
+    fd = os.open(path, flags | NOFOLLOW, PRIVATE_FILE)
+    if flags & os.O_CREAT:
+        try:
+            os.fchmod(fd, PRIVATE_FILE)  # whatever the umask
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a small spool file (0600, no symbolic link followed)."""
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_private(path: Path) -> bytes:
+    """The bytes of a spool file, never through a symbolic link."""
+    fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def read_range(path: Path, offset: int, size: int) -> bytes:
+    """``size`` bytes of a spool file from ``offset`` (fewer when the file is shorter)."""
+    fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def fsync_directory(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def hostname() -> str:
+    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
+
+
+def unsafe(path: Path, what: str, st: os.stat_result) -> str | None:
+    """Why a folder (the root, a session's, the key's) cannot be trusted, or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return f"{what} {path} is a symbolic link: point the spool at the real folder"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{what} {path} is not a folder: remove it"
+    uid = os.geteuid() if hasattr(os, "geteuid") else st.st_uid
+    if st.st_uid != uid:
+        return (
+            f"{what} {path} belongs to user id {st.st_uid}, not to you ({uid}): another "
+            "user's spool is never read; remove it (or sync it as its owner)"
+        )
+    if st.st_mode & 0o022:
+        return (
+            f"{what} {path} may be written by others (mode {stat.filemode(st.st_mode)}): "
+            f"check what is in it, then `chmod 700 {path}`"
+        )
+    return None
+
+
+def root_refusal(root: Path) -> str | None:
+    """Why the spool root cannot be read (another user's, writable by others), or None."""
+    try:
+        return unsafe(root, "the spool", os.lstat(root))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"the spool {root} cannot be read ({exc.strerror})"
+
+
+def folder_refusal(folder: Path) -> str | None:
+    """Why a session folder cannot be read, or None: checked before anything in it is."""
+    if not SESSION_NAME.match(folder.name):
+        return (
+            f"{folder} is not a session folder (their names are local- and 32 hex digits): "
+            "move it out of the spool"
+        )
+    try:
+        why = unsafe(folder, "the session folder", os.lstat(folder))
+        if why is not None:
+            return why
+        for child in os.scandir(folder):
+            if child.is_symlink():
+                return (
+                    f"{Path(child.path)} is a symbolic link, which a spool never holds: "
+                    f"remove it (`rm {Path(child.path)}`), or the folder"
+                )
+    except OSError as exc:
+        return f"the session folder {folder} cannot be read ({exc.strerror})"
+    return None
+
+
+def session_folders(root: Path, refused: dict[str, str]) -> list[Path]:
+    """The session folders under ``root`` that pass the checks, oldest first; the others
+    (every one, when the root fails them) go into ``refused`` (path -> why, what to do)."""
+    if not root.is_dir():
+        return []
+    why = root_refusal(root)
+    if why is not None:
+        refused[str(root)] = why
+        return []
+    folders = []
+    for path in sorted(root.iterdir()):
+        if not path.is_symlink() and not path.is_dir():
+            continue  # a stray file (sync.lock) is no session, and is not read
+        why = folder_refusal(path)
+        if why is not None:
+            refused[str(path)] = why
+            continue
+        for stamped in (path / HEADER, path):  # a folder without a header is read too
+            with contextlib.suppress(OSError):
+                folders.append((os.lstat(stamped).st_mtime, path))
+                break
+    folders.sort(key=lambda item: item[0])
+    return [folder for _, folder in folders]
