@@ -11,6 +11,7 @@ from typing import Any
 
 import wrapt
 
+from tracked._settings import check_attributes
 from tracked.recording.spec import SPEC_ATTRIBUTE, StageSpec
 from tracked.recording.stage import make_stage_wrapper
 from tracked.records.errors import PipelineDefinitionError
@@ -18,8 +19,6 @@ from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.values import STAGE_KINDS
 
 _NO_DEFAULT = object()
-SERIALIZATION_FORMATS = ("skops", "cloudpickle")
-LOG_OUTPUTS = ("preview", "full", "none")
 
 
 class BoundStage(wrapt.BoundFunctionWrapper):
@@ -159,116 +158,6 @@ def discover(cls: type, namespace: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-# -- class attributes ---------------------------------------------------------------------------
-
-
-def _check_trusted_types(name: str, value: Any) -> None:
-    """``trusted_types``: a tuple or list of classes (or functions) or ``"module.Name"``
-    strings, none from a module that is never trusted (``os``, ``subprocess``, ...)."""
-    from tracked.records.trust import never_trusted, type_name
-
-    if isinstance(value, str) or not isinstance(value, (tuple, list)):
-        msg = (
-            f"{name}.trusted_types must be a tuple of classes or 'module.Name' strings, "
-            f"not {type(value).__name__}: e.g. trusted_types = (MyEstimator,)"
-        )
-        raise PipelineDefinitionError(msg)
-    for item in value:
-        try:
-            dotted = type_name(item)
-        except TypeError as exc:
-            msg = f"{name}.trusted_types: {exc}"
-            raise PipelineDefinitionError(msg) from None
-        if "." not in dotted.strip(".") or " " in dotted:
-            msg = f"{name}.trusted_types: {dotted!r} is not a 'module.Name' type name"
-            raise PipelineDefinitionError(msg)
-        if never_trusted(dotted):
-            msg = (
-                f"{name}.trusted_types: {dotted} is never trusted (loading a model that holds "
-                "it could run any command); keep such functions out of models, or use "
-                "serialization_format = 'cloudpickle' knowingly"
-            )
-            raise PipelineDefinitionError(msg)
-
-
-def _check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
-    """Type-check the configuration attributes a class sets, naming the class and the fix."""
-    name = cls.__name__
-    checks = {
-        "tracking": (bool,),
-        "strict": (bool,),
-        "nest_under_active_run": (bool,),
-        "synchronous": (bool,),
-        "log_input_example": (bool,),
-        "experiment": (str, type(None)),
-        "tracking_uri": (str, type(None)),
-        "run_name": (str, type(None)),
-        "registered_model_name": (str, type(None)),
-    }
-    for attribute, types in checks.items():
-        if attribute in namespace and not isinstance(namespace[attribute], types):
-            expected = " or ".join("None" if t is type(None) else t.__name__ for t in types)
-            msg = (
-                f"{name}.{attribute} must be {expected}, not {type(namespace[attribute]).__name__}"
-            )
-            raise PipelineDefinitionError(msg)
-    if namespace.get("experiment") == "":
-        msg = f"{name}.experiment must not be empty; use None for the class name"
-        raise PipelineDefinitionError(msg)
-    if namespace.get("log_outputs", "preview") not in LOG_OUTPUTS:
-        msg = f"{name}.log_outputs must be one of {LOG_OUTPUTS}, not {namespace['log_outputs']!r}"
-        raise PipelineDefinitionError(msg)
-    if "trusted_types" in namespace:
-        _check_trusted_types(name, namespace["trusted_types"])
-    if namespace.get("serialization_format", "skops") not in SERIALIZATION_FORMATS:
-        msg = (
-            f"{name}.serialization_format must be one of {SERIALIZATION_FORMATS}, "
-            f"not {namespace['serialization_format']!r}"
-        )
-        raise PipelineDefinitionError(msg)
-    if namespace.get("backend") is not None:
-        from tracked.backends.base import is_backend
-
-        if not is_backend(namespace["backend"]):
-            msg = (
-                f"{name}.backend must be None (MLflow) or a backend such as "
-                f"tracked.testing.MemoryBackend(), not {namespace['backend']!r}"
-            )
-            raise PipelineDefinitionError(msg)
-    if "target" in namespace:
-        target = namespace["target"]
-        if not (isinstance(target, str) and target.isidentifier()):
-            msg = (
-                f"{name}.target must name the stages' ground-truth parameter (a str such as "
-                f'"labels"), not {target!r}'
-            )
-            raise PipelineDefinitionError(msg)
-    if "pos_label" in namespace:
-        label = namespace["pos_label"]
-        if label is not None and not isinstance(label, (str, int, float, bool)):
-            msg = (
-                f"{name}.pos_label must be one class label (a str, int, float or bool) or None "
-                f"for scikit-learn's default (the second class), not {type(label).__name__}"
-            )
-            raise PipelineDefinitionError(msg)
-    if "max_tuning_runs" in namespace:
-        runs = namespace["max_tuning_runs"]
-        if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 0):
-            msg = (
-                f"{name}.max_tuning_runs must be a count (an int >= 0) or None for every "
-                f"candidate of a search, not {runs!r}"
-            )
-            raise PipelineDefinitionError(msg)
-    if namespace.get("scoring") is not None:
-        from tracked.recording.scoring import scorers
-
-        try:
-            scorers(namespace["scoring"])
-        except (ValueError, TypeError) as exc:
-            msg = f"{name}.scoring is not valid scikit-learn scoring: {exc}"
-            raise PipelineDefinitionError(msg) from None
-
-
 # -- instrumenting through the MRO ------------------------------------------------------------
 
 #: Classes whose stages are all wrapped. Not a class attribute: cloudpickle would copy it.
@@ -387,7 +276,7 @@ class TrackedMeta(ABCMeta):
 
     def __new__(mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any):
         cls = super().__new__(mcls, name, bases, namespace, **kwargs)
-        _check_attributes(cls, namespace)
+        check_attributes(cls, namespace)
         for method, kind in discover(cls, namespace).items():
             raw = namespace.get(method)
             if raw is None:

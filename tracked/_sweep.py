@@ -76,33 +76,65 @@ def sweep(
         ``fn``'s results in grid order, a list with attributes ``run_id`` (the group run),
             ``best_run_id``, ``best_params`` and ``best_metric``.
     """
-    from joblib import Parallel, delayed
     from sklearn.model_selection import ParameterGrid
 
     grid = list(ParameterGrid(param_grid))
     if not getattr(pipeline_class, "tracking", True):  # untracked: the same work, no group
-        with _parallel(backend, n_jobs):
-            outcomes = Parallel()(delayed(_run_one)(fn, pipeline_class(**p)) for p in grid)
-        return SweepResults(outcome.result for outcome in outcomes)
-    experiment = getattr(pipeline_class, "experiment", None) or pipeline_class.__name__
-    with group(
-        name or f"{pipeline_class.__name__} sweep",
-        experiment=experiment,
-        tracking_uri=getattr(pipeline_class, "tracking_uri", None),
-        backend=getattr(pipeline_class, "backend", None),
-    ) as run:
+        return _sweep_untracked(pipeline_class, grid, fn, n_jobs, backend)
+    with _group_of(pipeline_class, name) as run:
         pipelines = [pipeline_class(**params) for params in grid]
-        # parallel_config, unlike Parallel(backend=...), also knows the backends registered
-        # on demand: dask (with a distributed client) and ray.
-        with _parallel(backend, n_jobs):
-            outcomes = Parallel(return_as="generator")(
-                delayed(_run_one)(fn, pipeline) for pipeline in pipelines
-            )
-            collected = list(_with_progress(outcomes, len(grid), progress))
+        collected = _run_all(pipelines, fn, n_jobs, backend, progress)
         results = SweepResults(outcome.result for outcome in collected)
         results.run_id = run.run_id
         _tag_best(run, grid, collected, results)
     return results
+
+
+def _sweep_untracked(
+    pipeline_class: type,
+    grid: list[dict[str, Any]],
+    fn: Callable[[Any], Any],
+    n_jobs: int | None,
+    backend: str | None,
+) -> SweepResults:
+    """The sweep of a class with ``tracking = False``: the same calls, no group run, no best
+    configuration (nothing was evaluated on record), no progress bar."""
+    from joblib import Parallel, delayed
+
+    with _parallel(backend, n_jobs):
+        outcomes = Parallel()(delayed(_run_one)(fn, pipeline_class(**p)) for p in grid)
+    return SweepResults(outcome.result for outcome in outcomes)
+
+
+def _group_of(pipeline_class: type, name: str | None) -> group:
+    """The group run a sweep's pipelines nest under: in the class's experiment and store, so
+    the sweep sits beside the pipelines' own runs."""
+    experiment = getattr(pipeline_class, "experiment", None) or pipeline_class.__name__
+    return group(
+        name or f"{pipeline_class.__name__} sweep",
+        experiment=experiment,
+        tracking_uri=getattr(pipeline_class, "tracking_uri", None),
+        backend=getattr(pipeline_class, "backend", None),
+    )
+
+
+def _run_all(
+    pipelines: list[Any],
+    fn: Callable[[Any], Any],
+    n_jobs: int | None,
+    backend: str | None,
+    progress: bool | None,
+) -> list[Outcome]:
+    """``fn`` on every pipeline in joblib's workers, outcomes in grid order."""
+    from joblib import Parallel, delayed
+
+    # parallel_config, unlike Parallel(backend=...), also knows the backends registered
+    # on demand: dask (with a distributed client) and ray.
+    with _parallel(backend, n_jobs):
+        outcomes = Parallel(return_as="generator")(
+            delayed(_run_one)(fn, pipeline) for pipeline in pipelines
+        )
+        return list(_with_progress(outcomes, len(pipelines), progress))
 
 
 def _parallel(backend: str | None, n_jobs: int | None) -> Any:

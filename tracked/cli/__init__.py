@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tracked._version import __version__
 from tracked.backends.mlflow import reading
@@ -71,7 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tracked {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_compare(commands)
+    _add_sync(commands)
+    _add_status(commands)
+    return parser
 
+
+def _add_compare(commands: Any) -> None:
+    """``tracked compare``: the parent runs of an experiment side by side, best first."""
     compare = commands.add_parser(
         "compare",
         help="the pipeline runs of an experiment side by side, best first",
@@ -100,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.set_defaults(handler=compare_command)
 
+
+def _add_sync(commands: Any) -> None:
+    """``tracked sync``: replay the spool into the tracking stores."""
     sync = commands.add_parser(
         "sync",
         help="write the spooled records to their tracking store",
@@ -121,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.set_defaults(handler=sync_command)
 
+
+def _add_status(commands: Any) -> None:
+    """``tracked status``: what the spool holds, without touching a store."""
     status = commands.add_parser(
         "status",
         help="what the spool holds: runs not yet written to their store",
@@ -128,7 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_spool(status)
     status.set_defaults(handler=status_command)
-    return parser
 
 
 def _add_spool(parser: argparse.ArgumentParser) -> None:

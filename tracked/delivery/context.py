@@ -231,16 +231,7 @@ def build_session(
             experiment = attached["experiment"]
             backend = attached["backend"] or _resolve_backend(instance, group)
         else:
-            backend = _resolve_backend(instance, group)
-            nest = _clone_parent(origin, backend)
-            if nest is not None:
-                outer = nest
-                experiment = experiment or origin.experiment  # type: ignore[union-attr]
-            elif group is not None and backend is group.resolve_backend():
-                outer = group.run_id
-                experiment = experiment or group.experiment
-            else:
-                outer = _outer_run_id(instance, backend)
+            backend, outer, experiment = _placement(instance, group, origin, experiment)
         params = flatten(instance.get_params(deep=True)) if attached is None else {}
     except TrackingError:
         raise
@@ -249,17 +240,12 @@ def build_session(
         backend, params = None, {}
     if experiment is None and outer is None:
         experiment = type(instance).__name__
-    tags = {
-        PIPELINE_TAG: qualified_name(instance),
-        "tracked.version": __version__,
-        **_library_versions(),
-    }
     return Session(
         backend=backend,
         experiment=experiment,
         run_name=run_name,
         params=params,
-        tags=tags,
+        tags=_parent_tags(instance),
         strict=strict,
         run_id=attached["run_id"] if attached is not None else None,
         outer_run_id=outer,
@@ -269,6 +255,30 @@ def build_session(
         synchronous=bool(getattr(instance, "synchronous", False)),
         composer=composer,
     )
+
+
+def _placement(
+    instance: Any, group: GroupRef | None, origin: Session | None, experiment: str | None
+) -> tuple[Any, str | None, str | None]:
+    """The backend of an instance's own parent run, the run it nests under and its
+    experiment (``experiment`` when the class sets one, else the outer run's)."""
+    backend = _resolve_backend(instance, group)
+    nest = _clone_parent(origin, backend)
+    if nest is not None:
+        return backend, nest, experiment or origin.experiment  # type: ignore[union-attr]
+    if group is not None and backend is group.resolve_backend():
+        return backend, group.run_id, experiment or group.experiment
+    return backend, _outer_run_id(instance, backend), experiment
+
+
+def _parent_tags(instance: object) -> dict[str, str]:
+    """The tags of every parent run: the pipeline class, tracked's version and those of the
+    libraries a fitted model depends on."""
+    return {
+        PIPELINE_TAG: qualified_name(instance),
+        "tracked.version": __version__,
+        **_library_versions(),
+    }
 
 
 def _outer_run_id(instance: object, backend: object) -> str | None:

@@ -54,9 +54,6 @@ BASIS_NESTED = "nested_stages"
 BASIS_STATELESS = "stateless_function"
 
 
-LOG_OUTPUTS = ("preview", "full", "none")
-
-
 #: On a stage run whose output_preview.csv was cut beyond its rows: what it holds.
 PREVIEW_TAG = "tracked.output_preview"
 

@@ -38,3 +38,6 @@ DEFAULT_EXPERIMENT = "Default"
 
 #: On every parent run: the pipeline class (``module.Name``) that made it.
 PIPELINE_TAG = "tracked.pipeline"
+
+#: What a stage run records of the stage's output (``log_outputs``): a preview, all, nothing.
+LOG_OUTPUTS = ("preview", "full", "none")

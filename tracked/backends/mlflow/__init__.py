@@ -2,9 +2,10 @@
 
 Lives here: the backend (``backend.MlflowBackend``, ``shared_backend``), the bounded and
 retried client (``client``), MLflow's errors mapped to the store's state (``errors``), key
-and value limits (``keys``), model flavours, signatures and skops trust (``models``),
-requirements from the modules a model holds (``needs``), fluent-run nesting and the
-autologging pause (``fluent``) and what ``tracked compare`` reads (``reading``).
+and value limits (``keys``), model logging, signatures and skops trust (``models``),
+dataset inputs (``datasets``), requirements from the modules a model holds (``needs``),
+fluent-run nesting and the autologging pause (``fluent``) and what ``tracked compare``
+reads (``reading``).
 
 mlflow itself is imported on first use, never at import: ``import tracked`` stays quick.
 May import: ``tracked.backends.base`` and ``tracked.records``.

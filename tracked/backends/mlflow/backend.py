@@ -1,12 +1,12 @@
-"""The MLflow backend: the only module that imports mlflow, and only when first used.
+"""The MLflow backend: runs, params, metrics, tags, artifacts and dataset inputs written
+with an explicit client and run ids, never through MLflow's fluent state.
 
-Everything MLflow-specific lives here: tag names, store limits, the model flavour and the
-call sequence that makes ``runs:/<run>/<name>`` resolve without MLflow's fluent state.
+The models half (``log_model``, ``register_model``, ``tag_model_version``) is the
+``models.ModelLogging`` mixin; mlflow is imported on first use, not at import.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import threading
@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracked.backends.base import store_library_loaded
-from tracked.backends.mlflow import needs
 from tracked.backends.mlflow.client import (
     GuardedClient,
     _bound_requests,
@@ -25,31 +24,24 @@ from tracked.backends.mlflow.client import (
     default_tracking_uri,
     source_tags,
 )
+from tracked.backends.mlflow.datasets import dataset_input
 from tracked.backends.mlflow.errors import is_store_away
 from tracked.backends.mlflow.fluent import outer_run_id
 from tracked.backends.mlflow.keys import (
-    MAX_DATASET_DIGEST_LENGTH,
     MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
     PARENT_RUN_TAG,
     KeyNotes,
     ParamConflict,
-    sanitize_key,
     sanitize_keys,
     unique_keys,
 )
-from tracked.backends.mlflow.models import (
-    _mlflow_example,
-    _product,
-    _signature,
-    _skops_trusted_types,
-    model_format,
-)
+from tracked.backends.mlflow.models import ModelLogging
 from tracked.records.text import mask_secrets, mask_uri
 from tracked.records.values import DataSummary, Metric
 
 
-class MlflowBackend:
+class MlflowBackend(ModelLogging):
     """Writes runs to an MLflow tracking store through ``MlflowClient`` and explicit run ids.
 
     Args:
@@ -96,16 +88,7 @@ class MlflowBackend:
         if self._client is None or self._pid != os.getpid():
             with self._lock:
                 if self._client is None or self._pid != os.getpid():
-                    import mlflow
-
-                    store_library_loaded()  # mlflow's exit handlers were just registered
-                    _bound_requests()
-                    uri = self._requested_uri
-                    check_reachable(uri)
-                    self._client = GuardedClient(
-                        _open_client(mlflow, uri, self._artifact_root),
-                        serialize=uri.startswith("sqlite:"),
-                    )
+                    self._client = _connect(self._requested_uri, self._artifact_root)
                     self._pid = os.getpid()
         return self._client
 
@@ -121,32 +104,9 @@ class MlflowBackend:
     def experiment_id(self, name: str) -> str:
         """Id of experiment ``name``, created when missing (safe against concurrent creators)."""
         cached = self._experiments.get(name)
-        if cached is not None:
-            return cached
-        from mlflow.exceptions import MlflowException
-
-        client = self.client
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            try:
-                experiment_id = client.create_experiment(name)
-            except MlflowException:
-                # Another thread or process created it in the meantime.
-                experiment = client.get_experiment_by_name(name)
-                if experiment is None:
-                    raise
-                experiment_id = experiment.experiment_id
-        else:
-            if experiment.lifecycle_stage == "deleted":
-                msg = (
-                    f"MLflow experiment {name!r} is deleted; restore it "
-                    f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) "
-                    "or set another `experiment` on the pipeline class"
-                )
-                raise ValueError(msg)
-            experiment_id = experiment.experiment_id
-        self._experiments[name] = experiment_id
-        return experiment_id
+        if cached is None:
+            cached = self._experiments[name] = _get_or_create_experiment(self.client, name)
+        return cached
 
     def source_tags(self) -> dict[str, str]:
         """MLflow's standard source tags, resolved once per process (see ``source_tags``)."""
@@ -249,94 +209,6 @@ class MlflowBackend:
             )
             raise ParamConflict(msg)
 
-    def log_model(
-        self,
-        run_id: str,
-        name: str,
-        model: object,
-        *,
-        input_example: object = None,
-        signature_example: object = None,
-        output_example: object = None,
-        serialization_format: str = "skops",
-        step: int = 0,
-        trusted_types: Sequence[str] = (),
-    ) -> str:
-        """Log ``model`` (sklearn flavour) as ``runs:/<run>/<name>``; return ``models:/<id>``.
-
-        The signature is inferred from ``signature_example`` (not stored) and
-        ``output_example``, else from ``input_example``. The requirements are mlflow,
-        scikit-learn, the format's library and the installed distributions (pinned) of every
-        module whose classes or functions the model holds (``needs.requirements``): MLflow's
-        own inference costs seconds (it reloads the model in a subprocess), this one
-        in-memory pickle. The format is ``model_format``'s.
-
-        ``mlflow.sklearn.log_model`` would resolve the store from MLflow's global tracking
-        URI and, without an active run, create the logged model in the default experiment,
-        where ``runs:/`` does not find it. So the steps are done here with this client.
-        ``runs:/<run>/<name>`` resolves to the newest model of that name on the run.
-        """
-        import mlflow.sklearn
-        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
-        from mlflow.models import Model, infer_signature
-
-        client = self.client
-        experiment_id = self.experiment_of(run_id)
-        modules = needs.held_modules(model)
-        local = needs.local_modules(modules)
-        serialization_format = model_format(model, serialization_format, local)
-        requirements = needs.requirements(modules, ("mlflow", "scikit-learn", serialization_format))
-        trusted = (
-            _skops_trusted_types(model, trusted_types) if serialization_format == "skops" else None
-        )
-        signature = None
-        # The signature comes from the whole example the composer kept (the logged one may be
-        # cut), with what the model predicted on it there: predicting here would draw from
-        # the global random state.
-        source = signature_example if signature_example is not None else input_example
-        if source is not None:
-            given = output_example if source is signature_example else None
-            source = _mlflow_example(source)
-            output = given if given is not None else model.predict(source)
-            signature = _signature(infer_signature, source, output)
-        if input_example is not None:
-            input_example = _mlflow_example(input_example)
-        logged = client.create_logged_model(
-            experiment_id=experiment_id, name=name, source_run_id=run_id
-        )
-        try:
-            client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
-            with tempfile.TemporaryDirectory(prefix="tracked-model-") as tmp:
-                path = os.path.join(tmp, name)
-                mlflow_model = Model(
-                    artifact_path=logged.artifact_location,
-                    model_uuid=logged.model_id,
-                    run_id=run_id,
-                    model_id=logged.model_id,
-                )
-                by_value = (
-                    needs.pickled_by_value(local)
-                    if serialization_format == "cloudpickle"
-                    else contextlib.nullcontext()
-                )
-                with by_value:
-                    mlflow.sklearn.save_model(
-                        model,
-                        path,
-                        mlflow_model=mlflow_model,
-                        serialization_format=serialization_format,
-                        skops_trusted_types=trusted,
-                        signature=signature,
-                        input_example=input_example,
-                        pip_requirements=requirements,
-                    )
-                client.log_model_artifacts(logged.model_id, path)
-        except BaseException:
-            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
-            raise
-        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-        return f"models:/{logged.model_id}"
-
     def log_artifact(self, run_id: str, path: str, content: bytes) -> None:
         with tempfile.TemporaryDirectory(prefix="tracked-artifact-") as tmp:
             local = os.path.join(tmp, os.path.basename(path))
@@ -348,66 +220,57 @@ class MlflowBackend:
     def log_dataset(self, run_id: str, summary: DataSummary, *, context: str, name: str) -> None:
         """Log a dataset input built from the summary: MLflow's schema of its first rows,
         the digest and the profile (shape, size, bytes) of the whole data."""
-        import json
-
-        import mlflow.data
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
-        if summary.kind == "pandas":
-            sample = mlflow.data.from_pandas(summary.head, name=name)
-            profile = {"num_rows": summary.shape[0], "num_elements": _product(summary.shape)}
-        elif summary.kind == "sparse":
-            # The schema (a tensor of the matrix's width and dtype) from one densified row:
-            # a text matrix has tens of thousands of columns.
-            sample = mlflow.data.from_numpy(summary.head.tocsr()[:1].toarray(), name=name)
-            profile = {
-                "features_shape": list(summary.shape),
-                "features_size": _product(summary.shape),
-                "features_nbytes": summary.nbytes,
-                "sparse": True,
-            }
-        else:
-            sample = mlflow.data.from_numpy(summary.head, name=name)
-            profile = {
-                "features_shape": list(summary.shape),
-                "features_size": _product(summary.shape),
-                "features_nbytes": summary.nbytes,
-            }
-        entity = sample._to_mlflow_entity()
-        dataset = Dataset(
-            name=name,
-            digest=summary.digest[:MAX_DATASET_DIGEST_LENGTH],
-            source_type=entity.source_type,
-            source=entity.source,
-            schema=entity.schema,
-            profile=json.dumps(profile),
-        )
-        tags = [InputTag(key="mlflow.data.context", value=context)]
-        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset=dataset, tags=tags)])
-
-    def register_model(self, name: str, model_uri: str, run_id: str) -> str:
-        from mlflow.exceptions import MlflowException
-
-        client = self.client
-        try:
-            client.create_registered_model(name)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        model_id = model_uri.removeprefix("models:/")
-        version = client.create_model_version(
-            name=name, source=model_uri, run_id=run_id, model_id=model_id
-        )
-        return str(version.version)
-
-    def tag_model_version(self, name: str, version: str, tags: Mapping[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_model_version_tag(name, version, sanitize_key(key), value)
+        inputs = [dataset_input(summary, context=context, name=name)]
+        self.client.log_inputs(run_id, datasets=inputs)
 
     def end_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
         self.client.terminate(run_id, status, end_time)
         self._run_experiment.pop(run_id, None)
         self._notes.pop(run_id, None)
+
+
+def _connect(uri: str, artifact_root: str | None) -> GuardedClient:
+    """A client of the store at ``uri``, after a quick check that the store answers: mlflow
+    is imported here, the first time a process needs the store."""
+    import mlflow
+
+    store_library_loaded()  # mlflow's exit handlers were just registered
+    _bound_requests()
+    check_reachable(uri)
+    return GuardedClient(
+        _open_client(mlflow, uri, artifact_root), serialize=uri.startswith("sqlite:")
+    )
+
+
+def _get_or_create_experiment(client: Any, name: str) -> str:
+    """Id of experiment ``name``, created when missing: a creator that loses the race to
+    another thread or process takes the winner's experiment.
+
+    Raises:
+        ValueError: the experiment is deleted (MLflow keeps the name taken).
+    """
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            experiment_id = client.create_experiment(name)
+        except MlflowException:
+            # Another thread or process created it in the meantime.
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            experiment_id = experiment.experiment_id
+    else:
+        if experiment.lifecycle_stage == "deleted":
+            msg = (
+                f"MLflow experiment {name!r} is deleted; restore it "
+                f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) "
+                "or set another `experiment` on the pipeline class"
+            )
+            raise ValueError(msg)
+        experiment_id = experiment.experiment_id
+    return experiment_id
 
 
 _shared: dict[str, MlflowBackend] = {}

@@ -1,16 +1,187 @@
-"""TODO."""
+"""Models in MLflow: how a model is saved (format, trusted types, requirements, signature)
+and the calls that log, register and tag it with an explicit client and run id."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from attrs import frozen
+
+from tracked.backends.mlflow import needs
+from tracked.backends.mlflow.keys import sanitize_key
 
 
-def _product(shape: tuple[int, ...]) -> int:
-    size = 1
-    for n in shape:
-        size *= n
-    return size
+class ModelLogging:
+    """The model half of ``MlflowBackend``: ``log_model``, ``register_model`` and
+    ``tag_model_version``.
+
+    A mixin rather than a second object so that the backend keeps the one face the
+    ``Backend`` protocol describes; it works through the backend's ``client`` and
+    ``experiment_of``.
+    """
+
+    if TYPE_CHECKING:
+        client: Any
+
+        def experiment_of(self, run_id: str) -> str: ...
+
+    def log_model(
+        self,
+        run_id: str,
+        name: str,
+        model: object,
+        *,
+        input_example: object = None,
+        signature_example: object = None,
+        output_example: object = None,
+        serialization_format: str = "skops",
+        step: int = 0,
+        trusted_types: Sequence[str] = (),
+    ) -> str:
+        """Log ``model`` (sklearn flavour) as ``runs:/<run>/<name>``; return ``models:/<id>``.
+
+        The signature is inferred from ``signature_example`` (not stored) and
+        ``output_example``, else from ``input_example``. The requirements are mlflow,
+        scikit-learn, the format's library and the installed distributions (pinned) of every
+        module whose classes or functions the model holds (``needs.requirements``): MLflow's
+        own inference costs seconds (it reloads the model in a subprocess), this one
+        in-memory pickle. The format is ``model_format``'s.
+
+        ``mlflow.sklearn.log_model`` would resolve the store from MLflow's global tracking
+        URI and, without an active run, create the logged model in the default experiment,
+        where ``runs:/`` does not find it. So the steps are done here with this client.
+        ``runs:/<run>/<name>`` resolves to the newest model of that name on the run.
+        """
+        import mlflow.sklearn  # noqa: F401  (fails, if it must, before the store holds anything)
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+        client = self.client
+        experiment_id = self.experiment_of(run_id)
+        saving = Saving.of(model, serialization_format, trusted_types)
+        signature = _model_signature(model, input_example, signature_example, output_example)
+        if input_example is not None:
+            input_example = _mlflow_example(input_example)
+        logged = client.create_logged_model(
+            experiment_id=experiment_id, name=name, source_run_id=run_id
+        )
+        try:
+            client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
+            _save_and_upload(client, logged, run_id, name, model, saving, signature, input_example)
+        except BaseException:
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            raise
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        return f"models:/{logged.model_id}"
+
+    def register_model(self, name: str, model_uri: str, run_id: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        model_id = model_uri.removeprefix("models:/")
+        version = client.create_model_version(
+            name=name, source=model_uri, run_id=run_id, model_id=model_id
+        )
+        return str(version.version)
+
+    def tag_model_version(self, name: str, version: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, sanitize_key(key), value)
+
+
+@frozen
+class Saving:
+    """How one model is saved: decided (and refused, for untrusted types) before the store
+    holds a logged model for it."""
+
+    #: ``skops`` or ``cloudpickle`` (see ``model_format``).
+    serialization_format: str
+    #: Pinned pip requirements (see ``needs.requirements``).
+    requirements: list[str]
+    #: ``skops_trusted_types`` for the MLmodel file; None for cloudpickle.
+    trusted: list[str] | None
+    #: Modules of this process's script the model holds (pickled by value by cloudpickle).
+    local: set[str]
+
+    @classmethod
+    def of(cls, model: object, serialization_format: str, trusted_types: Sequence[str]) -> Saving:
+        """Raises ``UntrustedModel`` for a skops model holding types nobody declared."""
+        modules = needs.held_modules(model)
+        local = needs.local_modules(modules)
+        serialization_format = model_format(model, serialization_format, local)
+        requirements = needs.requirements(modules, ("mlflow", "scikit-learn", serialization_format))
+        trusted = (
+            _skops_trusted_types(model, trusted_types) if serialization_format == "skops" else None
+        )
+        return cls(serialization_format, requirements, trusted, local)
+
+
+def _model_signature(
+    model: Any, input_example: object, signature_example: object, output_example: object
+) -> Any:
+    """The model's signature, or None without an example to infer it from."""
+    from mlflow.models import infer_signature
+
+    # The signature comes from the whole example the composer kept (the logged one may be
+    # cut), with what the model predicted on it there: predicting here would draw from
+    # the global random state.
+    source = signature_example if signature_example is not None else input_example
+    if source is None:
+        return None
+    given = output_example if source is signature_example else None
+    source = _mlflow_example(source)
+    output = given if given is not None else model.predict(source)
+    return _signature(infer_signature, source, output)
+
+
+def _save_and_upload(
+    client: Any,
+    logged: Any,
+    run_id: str,
+    name: str,
+    model: object,
+    saving: Saving,
+    signature: Any,
+    input_example: Any,
+) -> None:
+    """Save the model's files in a temporary folder with MLflow's sklearn flavour, bound to
+    the logged model ``logged``, and upload them to its artifact location."""
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    with tempfile.TemporaryDirectory(prefix="tracked-model-") as tmp:
+        path = os.path.join(tmp, name)
+        mlflow_model = Model(
+            artifact_path=logged.artifact_location,
+            model_uuid=logged.model_id,
+            run_id=run_id,
+            model_id=logged.model_id,
+        )
+        by_value = (
+            needs.pickled_by_value(saving.local)
+            if saving.serialization_format == "cloudpickle"
+            else contextlib.nullcontext()
+        )
+        with by_value:
+            mlflow.sklearn.save_model(
+                model,
+                path,
+                mlflow_model=mlflow_model,
+                serialization_format=saving.serialization_format,
+                skops_trusted_types=saving.trusted,
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=saving.requirements,
+            )
+        client.log_model_artifacts(logged.model_id, path)
 
 
 def model_format(model: object, serialization_format: str, modules: set[str]) -> str:
