@@ -125,8 +125,10 @@ def test_table_uses_rich_on_a_terminal(two_runs):
         def isatty(self):
             return True
 
-    client, uri = cli.open_store(two_runs["uri"])
-    comparison = cli.compare_runs(cli.pipeline_runs(client, uri, "tests"), "tests")
+    from tracked.backends.mlflow import reading
+
+    client, uri = reading.open_store(two_runs["uri"])
+    comparison = cli.compare_runs(reading.pipeline_runs(client, uri, "tests"), "tests")
     out = Terminal()
     cli.write_table(comparison, out)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from tracked._version import __version__
-from tracked.delivery.groups import GroupRef, _local
+from tracked.delivery.context import outer_run_of
+from tracked.delivery.groups import GroupRef, enter_group, leave_group
 from tracked.records.config import is_strict, killed_by_env
 from tracked.records.errors import TrackingError
 from tracked.records.names import DEFAULT_EXPERIMENT, GROUP_TAG
@@ -66,10 +67,7 @@ class group:
     def __enter__(self) -> group:
         if not killed_by_env():
             self._start()
-        stack = getattr(_local, "stack", None)
-        if stack is None:
-            stack = _local.stack = []
-        stack.append(self.ref)
+        enter_group(self.ref)
         return self
 
     def _start(self) -> None:
@@ -82,12 +80,10 @@ class group:
 
                 backend = shared_backend(self.tracking_uri)
                 uri = backend.tracking_uri
-            from tracked.backends.mlflow.fluent import outer_run_id
-
             run_id = backend.start_run(
                 experiment=self.experiment,
                 run_name=self.name,
-                parent_run_id=outer_run_id(self, backend),
+                parent_run_id=outer_run_of(self, backend),
                 tags={GROUP_TAG: self.name, "tracked.version": __version__},
             )
         except TrackingError:
@@ -99,7 +95,7 @@ class group:
         self.ref = GroupRef(run_id, self.experiment, uri, self.backend)
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
-        _local.stack.pop()
+        leave_group()
         if self.ref is None:
             return
         status = status_for(exc_type)

@@ -268,7 +268,7 @@ def _placement(
         return backend, nest, experiment or origin.experiment  # type: ignore[union-attr]
     if group is not None and backend is group.resolve_backend():
         return backend, group.run_id, experiment or group.experiment
-    return backend, _outer_run_id(instance, backend), experiment
+    return backend, outer_run_of(instance, backend), experiment
 
 
 def _parent_tags(instance: object) -> dict[str, str]:
@@ -281,7 +281,7 @@ def _parent_tags(instance: object) -> dict[str, str]:
     }
 
 
-def _outer_run_id(instance: object, backend: object) -> str | None:
+def outer_run_of(instance: object, backend: object) -> str | None:
     """The run the caller has open in the backend's store (``nest_under_active_run``)."""
     if not getattr(instance, "nest_under_active_run", True):
         return None

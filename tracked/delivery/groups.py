@@ -45,3 +45,16 @@ def current_group() -> GroupRef | None:
     """The innermost open group of the calling thread."""
     stack = getattr(_local, "stack", None)
     return stack[-1] if stack else None
+
+
+def enter_group(ref: GroupRef | None) -> None:
+    """Make ``ref`` the calling thread's innermost group (None: a group that is off)."""
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(ref)
+
+
+def leave_group() -> None:
+    """Close the calling thread's innermost group."""
+    _local.stack.pop()

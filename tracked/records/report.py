@@ -73,7 +73,8 @@ def describe(exc: BaseException, limit: int = 500) -> str:
     return clean(f"{type(exc).__name__}: {exc}", limit)
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# The whole package: frames of any of its layers are the library's, not the user's.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 #: Frames of these files are not the user's line either (``with`` exits run through them).
