@@ -126,6 +126,7 @@ OPTIONAL_MEMBERS = {
     "outer_run_id": "() -> str | None: the run the caller has open in this store, if any",
     "is_store_away": "(exc) -> bool: whether an exception means the store is away",
     "picklable": "bool: the backend may travel with a pickled pipeline (default True)",
+    "prepare": "() -> None: import the store's library now, on the caller's thread",
 }
 
 
@@ -140,6 +141,7 @@ class Capabilities:
     outer_run_id: Callable[[], str | None] | None = None
     is_store_away: Callable[[BaseException], bool] | None = None
     picklable: bool = True
+    prepare: Callable[[], None] | None = None
 
 
 def capabilities(backend: object) -> Capabilities:
@@ -158,6 +160,7 @@ def capabilities(backend: object) -> Capabilities:
         outer_run_id=method("outer_run_id"),
         is_store_away=method("is_store_away"),
         picklable=bool(getattr(backend, "picklable", True)),
+        prepare=method("prepare"),
     )
 
 

@@ -43,9 +43,9 @@ class Composition(Protocol):
     made, and which stage kinds were fitted."""
 
     count: int
+
     @property
     def fitted_kinds(self) -> set[str]: ...
-
 
 
 def default_run_name(instance: object) -> str:
@@ -111,9 +111,7 @@ class Session:
         self.trusted_types = trusted_types
         # A forked worker (multiprocessing's fork pools) ends through os._exit, without exit
         # handlers or a writer that finishes: its records are written before its calls return.
-        self.synchronous = (
-            synchronous or REGISTRY.forked_child or capabilities(backend).synchronous
-        )
+        self.synchronous = synchronous or REGISTRY.forked_child or capabilities(backend).synchronous
         #: A process was forked while this session was open (its stages are not this one's).
         self.forked = False
         #: A Ctrl-C ended one of its stage calls, or the notebook cell that opened it: in an
@@ -209,6 +207,7 @@ class Session:
             runtime.install()
             self.cell = runtime.cells.count
             runtime.watch_cells()
+            self._prepare_backend()
             self._open_spool()
             if self.owned:
                 start = StartRun(
@@ -228,6 +227,15 @@ class Session:
                     # (`tracked sync` links them once it has created that run).
                     self.spooling = True
         self.deliver()
+
+    def _prepare_backend(self) -> None:
+        # The writer must import nothing while the caller's stages run: a module it is
+        # importing (MLflow pulls in pandas, polars) sits half-made in sys.modules, and
+        # scikit-learn's checks of the user's data find it there and fail in the user's call.
+        # The backend imports its store's library here, on the caller's thread, once.
+        prepare = capabilities(self.backend).prepare
+        if prepare is not None:
+            prepare()
 
     def _open_spool(self) -> None:
         uri = spool_uri(self.backend)
@@ -791,5 +799,3 @@ def evaluation_metrics(values: dict[str, float], prefix: str, step: int) -> tupl
         Metric(key=f"{prefix}{key}", value=value, step=step, timestamp=stamp)
         for key, value in values.items()
     )
-
-

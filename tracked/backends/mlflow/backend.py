@@ -22,6 +22,7 @@ from tracked.backends.mlflow.client import (
     check_reachable,
     default_artifact_root,
     default_tracking_uri,
+    import_mlflow,
     source_tags,
 )
 from tracked.backends.mlflow.datasets import dataset_input
@@ -96,6 +97,11 @@ class MlflowBackend(ModelLogging):
     def tracking_uri(self) -> str:
         """The resolved tracking URI."""
         return self._requested_uri
+
+    def prepare(self) -> None:
+        """Import every part of mlflow this backend uses (once per process), so that the
+        writer thread never imports while the caller's stages run."""
+        import_mlflow()
 
     def outer_run_id(self) -> str | None:
         """The run the caller has open in this store (a fluent run, ``MLFLOW_RUN_ID``)."""

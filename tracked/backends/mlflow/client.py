@@ -340,3 +340,29 @@ def mlflow_imported() -> bool:
         return False
     spec = getattr(module, "__spec__", None)
     return not getattr(spec, "_initializing", False)
+
+
+#: What the backend imports of mlflow, all of it: ``mlflow.data.dataset_registry`` imports
+#: polars when it is installed, ``import mlflow`` pandas and pyarrow.
+MLFLOW_MODULES = (
+    "mlflow",
+    "mlflow.entities",
+    "mlflow.exceptions",
+    "mlflow.models",
+    "mlflow.sklearn",
+    "mlflow.data",
+    "mlflow.data.dataset_registry",
+    "mlflow.utils.autologging_utils",
+    # skops (the default model format) walks every scikit-learn module when imported,
+    # importing dask and others on the way.
+    "skops.io",
+)
+
+
+def import_mlflow() -> None:
+    """Import ``MLFLOW_MODULES`` (quick once they are)."""
+    import importlib
+
+    for name in MLFLOW_MODULES:
+        if name not in sys.modules:
+            importlib.import_module(name)
