@@ -120,28 +120,9 @@ class Outbox:
                 composed_step=self.composer.count - 1 if composed_step is None else composed_step,
                 # Logs under a parent run someone else owns (a copy, a forked child).
                 copy=not self.owned,
-                nested=tuple(
-                    NestedRun(
-                        run=f"{run}-{index}",
-                        parent=run,
-                        run_name=nested.run_name,
-                        start_ms=record.start_ms,
-                        params=dict(nested.params),
-                        metrics=nested.metrics,
-                        tags=dict(nested.tags),
-                    )
-                    for index, nested in enumerate(record.nested_runs)
-                ),
+                nested=_nested_entries(run, record),
             )
-            payload = StagePayload(
-                model=record.model,
-                composed=record.composed,
-                artifacts=dict(record.artifacts),
-                datasets=record.datasets,
-                pictures=record.pictures,
-                scores=record.scores,
-            )
-            self._submit(entry, payload)
+            self._submit(entry, _payload_of(record))
         self.deliver(may_raise=may_raise)
         return run
 
@@ -181,3 +162,31 @@ class Outbox:
         except BaseException:  # Ctrl-C while waiting for room: the job was never queued
             self._job_done()
             raise
+
+
+def _nested_entries(run: str, record: StageRecord) -> tuple[NestedRun, ...]:
+    """The runs nested under stage run ``run`` (a search's best candidates)."""
+    return tuple(
+        NestedRun(
+            run=f"{run}-{index}",
+            parent=run,
+            run_name=nested.run_name,
+            start_ms=record.start_ms,
+            params=dict(nested.params),
+            metrics=nested.metrics,
+            tags=dict(nested.tags),
+        )
+        for index, nested in enumerate(record.nested_runs)
+    )
+
+
+def _payload_of(record: StageRecord) -> StagePayload:
+    """The binary parts of a stage's entry: what the spool keeps in its payload file."""
+    return StagePayload(
+        model=record.model,
+        composed=record.composed,
+        artifacts=dict(record.artifacts),
+        datasets=record.datasets,
+        pictures=record.pictures,
+        scores=record.scores,
+    )

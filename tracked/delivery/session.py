@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tracked.backends.base import Backend, capabilities
 from tracked.delivery import runtime
 from tracked.delivery.outbox import Outbox
 from tracked.delivery.registry import REGISTRY
 from tracked.delivery.reports import Reports
-from tracked.delivery.sink import Sink, _records, spool_uri
-from tracked.delivery.writer import writer
-from tracked.records.config import EXIT_TIMEOUT_ENV, wait_bound
+from tracked.delivery.sink import Sink
+from tracked.delivery.waiting import Waiting
+from tracked.records.config import wait_bound
 from tracked.records.names import LOCAL_PREFIX
 from tracked.records.params import params_text
 from tracked.records.report import notice
-from tracked.records.text import mask_secrets, mask_uri, masked, shorten
+from tracked.records.text import mask_secrets, masked, shorten
 from tracked.records.values import FINISHED, Metric, now_ms
 from tracked.spool.records import (
     Detach,
@@ -61,7 +60,14 @@ def default_run_name(instance: object) -> str:
     return shorten(f"{name}({inner})", 250) if inner else name
 
 
-class Session(Outbox, Sink, Reports):
+def _replay_state() -> Any:
+    # The writer's modules are imported with the first session, not with tracked.
+    from tracked.spool.replay import ReplayState
+
+    return ReplayState()
+
+
+class Session(Waiting, Outbox, Sink, Reports):
     """One parent run: opened once, given stage records, ended once.
 
     The caller's thread only builds entries: each goes to the session's spool folder and to
@@ -98,13 +104,7 @@ class Session(Outbox, Sink, Reports):
         self.params = {key: masked(key, value) for key, value in params.items()}
         self.tags = {key: masked(key, value) for key, value in tags.items()}
         self.strict = strict
-        #: False for a copy that logs under a parent run someone else opened and will end.
-        self.owned = run_id is None
-        #: A forked child inherits this object; only the process that opened the run ends it.
-        self.pid = os.getpid()
-        self.local_id = new_local_id()
-        #: The parent run of this session's stage runs: our own (local id), or the attached one.
-        self.parent_ref = self.local_id if run_id is None else run_id
+        self._take_identity(run_id)
         #: Its backend failed for good (or there is none): nothing more is recorded.
         self.broken = backend is None
         self.lifecycle = Lifecycle.NEW
@@ -135,10 +135,19 @@ class Session(Outbox, Sink, Reports):
         self.refused = False
         self._created = threading.Event()
         self._steps: dict[str, int] = {}
-        # The writer's modules are imported with the first session, not with tracked.
-        from tracked.spool.replay import ReplayState
+        self.state = _replay_state()
+        self._init_parts()
 
-        self.state = ReplayState()
+    def _take_identity(self, parent: str | None) -> None:
+        """A fresh local id; the parent run of this session's stage runs: its own, or
+        ``parent`` (the run it logs under as a copy, which someone else opened and ends)."""
+        self.owned = parent is None
+        #: A forked child inherits this object; only the process that opened the run ends it.
+        self.pid = os.getpid()
+        self.local_id = new_local_id()
+        self.parent_ref = self.local_id if parent is None else parent
+
+    def _init_parts(self) -> None:
         self._init_outbox()
         self._init_sink()
         self._init_reports()
@@ -155,40 +164,6 @@ class Session(Outbox, Sink, Reports):
     @property
     def usable(self) -> bool:
         return not self.broken and not self.ended
-
-    @property
-    def run_id(self) -> str | None:
-        """The parent run's id: the store's, or ``local-...`` while it is only in the spool.
-
-        Waits for the writer to create the run. ``local-...`` also when the store refused
-        the run and its records wait in the spool; None when they could not even be kept.
-        """
-        if not self.started:
-            return None
-        if not self.owned:
-            return self.state.runs.get(self.parent_ref, self.parent_ref)
-        if not self._created.is_set():
-            with writer().urgent():
-                bound = wait_bound()
-                created = self._created.wait(None if bound > threading.TIMEOUT_MAX else bound)
-            if not created:
-                self.give_up(_not_answered())
-        if self.local_id in self.state.runs:
-            return self.state.runs[self.local_id]
-        return None if self.broken else self.local_id
-
-    @property
-    def model_uri(self) -> str | None:
-        """URI of the newest composed model, once the writer logged it (waiting at most
-        ``TRACKED_EXIT_TIMEOUT``)."""
-        self.settle(time.monotonic() + wait_bound())
-        return self.state.model_uri
-
-    @property
-    def evaluation(self) -> dict[str, float]:
-        """The latest evaluation metrics on the parent run (a prediction pass given y)."""
-        self.settle(time.monotonic() + wait_bound())
-        return self.state.evaluation
 
     def start(self) -> None:
         """Open the parent run: its first entry goes to the writer (once; thread-safe)."""
@@ -221,29 +196,15 @@ class Session(Outbox, Sink, Reports):
                     self.spooling = True
         self.deliver()
 
-    def _prepare_backend(self) -> None:
-        # The writer must import nothing while the caller's stages run: a module it is
-        # importing (MLflow pulls in pandas, polars) sits half-made in sys.modules, and
-        # scikit-learn's checks of the user's data find it there and fail in the user's call.
-        # The backend imports its store's library here, on the caller's thread, once.
-        prepare = capabilities(self.backend).prepare
-        if prepare is not None:
-            prepare()
-
     def fork_copy(self) -> None:
         """Make this (a forked child's inherited) session a copy logging under the run."""
-        self.parent_ref = self.run_id or self.parent_ref
-        self.owned = False
-        self.pid = os.getpid()
-        self.local_id = new_local_id()
+        self._take_identity(self.run_id or self.parent_ref)
         for inherited in (self.spool, self._dropped_spool):
             if inherited is not None:
                 inherited.forget()  # the parent's folders: the parent's lock and files
         # Every lock, queue count and folder is made anew (the parent's may be held by a
         # thread that does not exist here); what the runs are called stays known.
-        self._init_outbox()
-        self._init_sink()
-        self._init_reports()
+        self._init_parts()
         # The composed models the parent logged stay known: the inherited composer verifies
         # the child's prediction passes against them.
         self.state = type(self.state)(runs=dict(self.state.runs), composed=set(self.state.composed))
@@ -253,64 +214,6 @@ class Session(Outbox, Sink, Reports):
     # -- on the writer's thread ----------------------------------------------------------
 
     # -- back on the caller's thread --------------------------------------------------------
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the writer is done with this session's entries."""
-        if timeout is not None and timeout > threading.TIMEOUT_MAX:
-            timeout = None  # TRACKED_EXIT_TIMEOUT=inf
-        with writer().urgent(), self._idle:
-            return self._idle.wait_for(lambda: self._outstanding == 0, timeout)
-
-    def settle(self, deadline: float, *, at_exit: bool = False) -> bool:
-        """Wait for the writer until ``deadline`` (``time.monotonic()``) at most.
-
-        When the wait ends first (the bound, or a Ctrl-C, which is raised again), the store
-        counts as away: the entries still waiting stay in the spool (``give_up``).
-        """
-        try:
-            done = self.wait(max(0.0, deadline - time.monotonic()))
-        except KeyboardInterrupt:
-            self.give_up("the wait for it was interrupted (Ctrl-C)", at_exit=at_exit)
-            raise
-        if not done:
-            self.give_up(_not_answered(), at_exit=at_exit)
-        return done
-
-    def give_up(self, why: str, *, at_exit: bool = False) -> None:
-        """Stop waiting for the writer: the entries it has not written stay in the spool.
-
-        The session goes on spooling (the writer skips the store for its remaining entries)
-        and the store counts as away for new sessions for a while. One warning says how many
-        records wait and that ``tracked sync`` sends them.
-        """
-        with self._idle:
-            waiting = self._outstanding
-        if self.gave_up or not waiting:
-            return
-        self.gave_up = True
-        spool = self.spool
-        uri = spool_uri(self.backend)
-        told = self.spooling and spool is not None  # the "is away" warning said it already
-        if spool is not None:
-            self.spooling = True
-            if uri is not None:
-                REGISTRY.store_away(uri)
-            with contextlib.suppress(OSError):
-                spool.make_durable()
-            message = (
-                f"the tracking store {mask_uri(uri or repr(self.backend))} is away: {why}; "
-                f"{_records(waiting)} of run {self.run_name!r} wait in the spool at "
-                f"{spool.path.parent}: `tracked sync` sends them"
-            )
-        else:
-            message = (
-                f"{_records(waiting)} of run {self.run_name!r} are not written yet: {why}; "
-                f"there is no spool for {self.backend!r}, so they are lost if the process ends"
-            )
-        if not told:
-            self._note(message, None, key=f"gave-up:{self.local_id}")
-        if at_exit:
-            self.deliver(may_raise=False)
 
     def end(
         self, status: str = FINISHED, *, may_raise: bool = True, deadline: float | None = None
@@ -354,10 +257,6 @@ class Session(Outbox, Sink, Reports):
             self.deliver(may_raise=False)
             raise
         self.deliver(may_raise=may_raise)
-
-
-def _not_answered() -> str:
-    return f"it did not take them within {wait_bound():g} s ({EXIT_TIMEOUT_ENV})"
 
 
 def new_local_id() -> str:

@@ -10,35 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 from tracked.backends.base import capabilities
 from tracked.delivery.registry import REGISTRY
+from tracked.delivery.spooling import SpoolFolder, spool_uri
 from tracked.delivery.writer import writer
 from tracked.records.report import describe
 from tracked.records.text import mask_uri
 from tracked.spool.records import (
     Entry,
-    Header,
 )
-
-
-def _source_tags(backend: object) -> dict[str, str]:
-    tags = capabilities(backend).source_tags
-    try:
-        return dict(tags()) if tags is not None else {}
-    except Exception:
-        return {}
-
-
-def spool_uri(backend: object) -> str | None:
-    """The tracking URI of a backend whose records can be spooled and synced later."""
-    return capabilities(backend).spool_uri
-
 
 if TYPE_CHECKING:
     from tracked.spool.folder import SessionSpool
-    from tracked.spool.records import Progress
     from tracked.spool.replay import Replayer
 
 
-class Sink:
+class Sink(SpoolFolder):
     """The writer's side of a session: entries reach the store, or wait in the spool."""
 
     def _init_sink(self) -> None:
@@ -56,99 +41,14 @@ class Sink:
         #: The store refused some of its records: the spool folder stays for `tracked sync`.
         self._unacknowledged = False
 
-    def _open_spool(self) -> None:
-        uri = spool_uri(self.backend)
-        if uri is None:
-            return
-        header = self._header(tracking_uri=mask_uri(uri), source_tags=_source_tags(self.backend))
-        from tracked.spool.folder import SessionSpool
-        from tracked.spool.format import spool_root
-
-        root = spool_root()
-        try:
-            self.spool = SessionSpool(root, header)
-        except Exception as exc:
-            self._note(
-                f"could not write the spool at {root} ({describe(exc)}): records wait in "
-                "memory only, and are lost if the tracking store is away",
-                exc,
-                key=f"spool-unwritable:{root}",
-            )
-        if self.spool is not None and REGISTRY.store_recently_away(uri):
-            # The store failed moments ago: straight to the spool, without a 3 s wait.
-            self.spooling = True
-
-    def _header(self, **fields: Any) -> Header:
-        return Header(
-            session=self.local_id,
-            experiment=self.experiment,
-            run_name=self.run_name,
-            parent=self.parent_ref,
-            registered_model_name=self.registered_model_name,
-            serialization_format=self.serialization_format,
-            trusted_types=tuple(self.trusted_types),
-            **fields,
-        )
-
-    def _tidy_spool(self) -> None:
-        """A copy writing synchronously (a forked worker) keeps no folder for what reached the
-        store: the worker may end any moment through os._exit, and a folder left behind would
-        look like an abandoned run. Its next entry opens a fresh one."""
-        spool = self.spool
-        if self.owned or self.spooling or spool is None or self._outstanding:
-            return
-        if self._unacknowledged:
-            return  # it holds records the store refused: kept for `tracked sync`
-        self.spool = None
-        self._respool = True
-        spool.remove()
-
-    def _drop_spool(self, spool: SessionSpool, exc: BaseException) -> None:
-        """Stop spooling after ``exc`` (a full disk). The folder is never removed: it may hold
-        records the store has not acknowledged (all of them, when the store is away). It is
-        marked incomplete, so that `tracked sync` knows that its end is missing; what follows
-        waits in memory only. A folder whose records all reach the store after all goes when
-        the run ends (see ``_process``)."""
-        lost = (
-            "they are lost unless the store comes back before this process ends"
-            if self.spooling
-            else "they are lost if the store goes away"
-        )
-        self._note(
-            f"could not write to the spool at {spool.path} ({describe(exc)}): it keeps the "
-            f"records it holds (marked incomplete; `tracked sync` sends them); records from "
-            f"now on wait in memory only: {lost}",
-            exc,
-            key=f"spool-unwritable:{spool.path.parent}",
-        )
-        self.spool = None
-        self._dropped_spool = spool
-        spool.mark_incomplete(describe(exc))
-
-    def _note_spool_cap(self) -> None:
-        """Once, at the run's end: the records the full spool kept without their heavy parts."""
-        spool = self.spool or self._dropped_spool
-        if spool is None or not spool.dropped:
-            return
-        self._note(
-            f"the spool at {spool.path.parent} passed its cap (TRACKED_SPOOL_MAX_BYTES="
-            f"{spool.max_bytes} bytes): {spool.dropped} records of run {self.run_name!r} were "
-            "kept there without their models, artifacts, pictures and dataset samples (their "
-            "runs, params, tags and metrics are kept; `tracked sync` tags those runs "
-            "tracked.spool_dropped); run `tracked sync` to make room, or raise the cap",
-            None,
-            key=f"spool-cap:{self.local_id}",
-        )
-
-    def _progress(self, event: Progress) -> None:
-        """Note a step done in the spool; a spool that cannot take it is dropped."""
-        spool = self.spool
-        if spool is None:
-            return
-        try:
-            spool.progress(event)
-        except OSError as exc:
-            self._drop_spool(spool, exc)
+    def _prepare_backend(self) -> None:
+        # The writer must import nothing while the caller's stages run: a module it is
+        # importing (MLflow pulls in pandas, polars) sits half-made in sys.modules, and
+        # scikit-learn's checks of the user's data find it there and fail in the user's call.
+        # The backend imports its store's library here, on the caller's thread, once.
+        prepare = capabilities(self.backend).prepare
+        if prepare is not None:
+            prepare()
 
     def process(self, entry: Entry, data: Any) -> None:
         """Write one entry to the store (the writer's side of ``_submit``)."""
