@@ -13,7 +13,7 @@
     <spool>/<session id>/released        the writer is done with the folder
     <spool>/<session id>/incomplete      the spool could not take every record (a full
                                          disk): what follows is not here; the reason inside
-    <spool>/sync.lock                    held by the ``tracked sync`` working on the spool
+    <spool>                              itself locked (flock) by the ``tracked sync`` at work
 
 The root and every session folder are created 0700 and their files 0600, whatever the
 umask; sync and status refuse (without reading it) a folder that another user owns, that
@@ -41,7 +41,6 @@ ENTRIES = "entries.jsonl"
 PROGRESS = "progress.jsonl"
 PAYLOADS = "payloads.bin"
 LOCK = "lock"
-SPOOL_LOCK = "sync.lock"
 #: Written by the writer once it is done with a folder it leaves for ``tracked sync``.
 RELEASED = "released"
 #: Written when the spool could not take a record (a full disk): the folder is kept, and
@@ -235,7 +234,7 @@ def session_folders(root: Path, refused: dict[str, str]) -> list[Path]:
     folders = []
     for path in sorted(root.iterdir()):
         if not path.is_symlink() and not path.is_dir():
-            continue  # a stray file (sync.lock) is no session, and is not read
+            continue  # a stray file is no session, and is not read
         why = folder_refusal(path)
         if why is not None:
             refused[str(path)] = why

@@ -4,7 +4,7 @@ The process that writes a session folder holds its ``lock`` from the folder's cr
 it is done with it (or dies: the kernel drops the lock). ``tracked sync`` takes the same lock
 without waiting before it reads a folder, and skips one whose lock is held: a folder is never
 replayed by two processes, nor while its writer may still append to it. ``tracked sync`` also
-holds ``sync.lock`` of the spool while it works (waiting for another sync to finish): runs
+locks the spool's folder itself while it works (waiting for another sync to finish): runs
 created by one session are known when a later one refers to them, and counts are right.
 """
 
@@ -16,13 +16,16 @@ import os
 import time
 from pathlib import Path
 
-from tracked.spool.format import open_private
+from tracked.spool.format import NOFOLLOW, open_private
 
 
 def try_lock(path: Path) -> int | None:
-    """The file descriptor holding an exclusive lock on ``path`` (created 0600 if missing),
-    or None when another process holds it. Close the descriptor to unlock."""
-    fd = open_private(path, os.O_RDWR | os.O_CREAT)
+    """The file descriptor holding an exclusive lock on ``path`` (a file created 0600 if
+    missing, or a folder), or None when another process holds it. Close it to unlock."""
+    if path.is_dir() and not path.is_symlink():
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | NOFOLLOW)
+    else:
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

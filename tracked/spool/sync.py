@@ -2,10 +2,11 @@
 
 Sessions are replayed oldest first, so that a run created by one session is known when a
 later one (a copy in another process, logging under it) refers to it. One sync works on a
-spool at a time (``sync.lock``); a folder whose lock is held (its writer is alive, or another
-sync has it) is skipped with a message. A session whose process died without ending its
-parent run is finished: its remaining records are written and the parent run ends KILLED,
-with the reason in the tag ``tracked.end_reason``; so does one whose end record is damaged.
+spool at a time (it locks the spool's folder); a session folder whose lock is held (its
+writer is alive, or another sync has it) is skipped with a message. A session whose
+process died without ending its parent run is finished: its remaining records are written
+and the parent run ends KILLED, with the reason in the tag ``tracked.end_reason``; so does
+one whose end record is damaged.
 
 Damage (a line or payload that does not verify, is cut short or is no record) is reported
 with the run and the step it belongs to; the records that verify are written; the folder is
@@ -30,7 +31,7 @@ from tracked.records.report import describe
 from tracked.records.text import mask_uri
 from tracked.records.values import KILLED, now_ms
 from tracked.spool.codec import Damaged, Unreadable
-from tracked.spool.format import LOCK, PROGRESS, SPOOL_LOCK, root_refusal, session_folders
+from tracked.spool.format import LOCK, PROGRESS, root_refusal, session_folders
 from tracked.spool.key import SpoolKeyError, spool_key
 from tracked.spool.lock import lock_waiting, try_lock, unlock
 from tracked.spool.reader import SpooledSession, describe_entry
@@ -123,7 +124,7 @@ def sync(
     result = SyncResult()
     spool_lock = None
     if not dry_run and spool.is_dir() and root_refusal(spool) is None:
-        spool_lock = lock_waiting(spool / SPOOL_LOCK, SYNC_WAIT_S, _say_waiting)
+        spool_lock = lock_waiting(spool, SYNC_WAIT_S, _say_waiting)
         if spool_lock is None:
             result.refused[str(spool)] = (
                 f"another `tracked sync` kept {spool} for {SYNC_WAIT_S:g} s"
