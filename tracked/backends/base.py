@@ -1,4 +1,9 @@
-"""The backend protocol: the few calls the tracker makes on a monitoring store."""
+"""The backend protocol: the few calls the tracker makes on a monitoring store.
+
+Backends raise ``StoreUnavailable`` (the store is away: try again later) or
+``StoreRejected`` (the request itself is refused), mapped from their library's own errors
+inside the backend.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,17 @@ from typing import Any, Protocol, runtime_checkable
 
 from attrs import frozen
 
+from tracked.records.errors import StoreError, StoreRejected, StoreUnavailable
 from tracked.records.values import DataSummary, Metric
+
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "StoreError",
+    "StoreRejected",
+    "StoreUnavailable",
+    "capabilities",
+]
 
 REQUIRED_METHODS = (
     "start_run",
@@ -100,20 +115,6 @@ class Backend(Protocol):
     def end_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
         """End a run with status ``FINISHED``, ``FAILED`` or ``KILLED``."""
         ...
-
-
-class StoreError(Exception):
-    """A store operation failed; backends raise one of the two kinds below, mapped from
-    their library's own errors inside the backend (callers check types, never text)."""
-
-
-class StoreUnavailable(StoreError):
-    """The store cannot be reached now (connection refused, timeout, HTTP 5xx, 429): the
-    same request may succeed later, so records wait in the spool."""
-
-
-class StoreRejected(StoreError):
-    """The store refused the request for its content: sending it again will not help."""
 
 
 #: Optional members a backend may have, beside the required methods. Each is looked up in

@@ -27,3 +27,17 @@ class PipelineDefinitionError(TypeError):
 
 class CliError(Exception):
     """A failure the user can fix (wrong name, store away): one line on stderr, exit 1."""
+
+
+class StoreError(Exception):
+    """A store operation failed; backends raise one of the two kinds below, mapped from
+    their library's own errors inside the backend (callers check types, never text)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now (connection refused, timeout, HTTP 5xx, 429): the
+    same request may succeed later, so records wait in the spool."""
+
+
+class StoreRejected(StoreError):
+    """The store refused the request for its content: sending it again will not help."""

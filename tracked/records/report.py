@@ -21,7 +21,7 @@ import sys
 import threading
 import warnings
 
-from tracked.records.errors import TrackingError, TrackingWarning
+from tracked.records.errors import StoreError, TrackingError, TrackingWarning
 from tracked.records.text import mask_uri, shorten
 
 logger = logging.getLogger("tracked")
@@ -69,7 +69,9 @@ def clean(text: str, limit: int | None = None) -> str:
 
 def describe(exc: BaseException, limit: int = 500) -> str:
     """``TypeName: message`` in one clean line, cut to ``limit`` characters, credentials in
-    URIs masked."""
+    URIs masked. A store error a backend mapped is described by what the store said."""
+    if isinstance(exc, StoreError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     return clean(f"{type(exc).__name__}: {exc}", limit)
 
 

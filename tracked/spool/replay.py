@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 from attrs import define, field
 
+from tracked.records.errors import StoreError, StoreUnavailable
 from tracked.records.names import LOCAL_PREFIX
 from tracked.records.report import foreign_logs_quieted
 from tracked.spool.records import Entry, Header, Progress, StagePayload
@@ -40,7 +41,10 @@ def is_store_away(exc: BaseException) -> bool:
     """Whether ``exc`` says the store is away rather than that the data is wrong, for a
     backend that does not say (``backend.is_store_away``): connection errors, timeouts and
     full or read-only disks are ``OSError``s (requests' errors are too); or an away code.
+    A backend's own ``StoreUnavailable`` / ``StoreRejected`` say it outright.
     """
+    if isinstance(exc, StoreError):
+        return isinstance(exc, StoreUnavailable)
     if isinstance(exc, OSError):
         return True
     if getattr(exc, "error_code", None) in _AWAY_CODES:

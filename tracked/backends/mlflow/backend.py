@@ -26,7 +26,7 @@ from tracked.backends.mlflow.client import (
     source_tags,
 )
 from tracked.backends.mlflow.datasets import dataset_input
-from tracked.backends.mlflow.errors import is_store_away
+from tracked.backends.mlflow.errors import is_store_away, sealed
 from tracked.backends.mlflow.fluent import outer_run_id
 from tracked.backends.mlflow.keys import (
     MAX_PARAM_VALUE_LENGTH,
@@ -42,6 +42,7 @@ from tracked.records.text import mask_secrets, mask_uri
 from tracked.records.values import DataSummary, Metric
 
 
+@sealed
 class MlflowBackend(ModelLogging):
     """Writes runs to an MLflow tracking store through ``MlflowClient`` and explicit run ids.
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from typing import Any
+
+from tracked.records.errors import StoreError, StoreRejected, StoreUnavailable
 
 #: What a store's own trouble says (its disk, its lock), as opposed to a record it refuses.
 _STORE_TROUBLE = (
@@ -39,6 +44,8 @@ def is_store_away(exc: BaseException) -> bool:
     link: BaseException | None = exc
     while link is not None and id(link) not in seen:
         seen.add(id(link))
+        if isinstance(link, StoreError):  # mapped already
+            return isinstance(link, StoreUnavailable)
         if _says_away(link):
             return True
         link = link.__cause__ or link.__context__
@@ -64,3 +71,43 @@ def _says_away(exc: BaseException) -> bool:
             return _away_status(exc.get_http_status_code())
     text = str(exc)
     return any(word in text for word in _STORE_TROUBLE)
+
+
+def mapped(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` raising only ``StoreUnavailable`` (the store is away) or ``StoreRejected``
+    (anything else), each from the error MLflow raised: callers check types, never text."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as exc:
+            kind = StoreUnavailable if is_store_away(exc) else StoreRejected
+            raise kind(str(exc)) from exc
+
+    return call
+
+
+#: The backend's calls that reach the store, each ``mapped``.
+STORE_CALLS = (
+    "start_run",
+    "log",
+    "log_model",
+    "log_artifact",
+    "log_dataset",
+    "end_run",
+    "register_model",
+    "tag_model_version",
+    "find_run",
+    "experiment_of",
+    "experiment_id",
+)
+
+
+def sealed(cls: type) -> type:
+    """Map the store errors of every ``STORE_CALLS`` method of backend class ``cls``."""
+    for name in STORE_CALLS:
+        setattr(cls, name, mapped(getattr(cls, name)))
+    return cls

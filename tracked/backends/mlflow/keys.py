@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from tracked.records.errors import StoreRejected
 from tracked.records.text import masked, shorten
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
@@ -107,5 +108,5 @@ class KeyNotes:
         return json.dumps(content, indent=1, sort_keys=True).encode()
 
 
-class ParamConflict(ValueError):
+class ParamConflict(StoreRejected, ValueError):
     """A param was logged again on a run with another value (MLflow refuses that)."""

@@ -13,6 +13,7 @@ from attrs import frozen
 
 from tracked.backends.mlflow import needs
 from tracked.backends.mlflow.keys import sanitize_key
+from tracked.records.errors import StoreRejected
 
 
 class ModelLogging:
@@ -204,7 +205,7 @@ def model_format(model: object, serialization_format: str, modules: set[str]) ->
     return "cloudpickle"
 
 
-class UntrustedModel(TypeError):
+class UntrustedModel(StoreRejected, TypeError):
     """A skops model holds types nobody declared trusted: it is not logged."""
 
 
