@@ -12,6 +12,7 @@ not against the live operators, which the workflow may refit in place.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 from attrs import evolve, frozen
@@ -138,123 +139,32 @@ class Composer:
                 kept, or the transformers do not reproduce what the estimator received.
         """
 
-        from sklearn.base import BaseEstimator
         from sklearn.pipeline import Pipeline
 
         estimator = self._fitted[estimator_stage]
-        transformers = self._feeding(estimator)
-        for fitted in [*transformers, estimator]:
-            if not isinstance(fitted.operator, BaseEstimator):
-                msg = (
-                    f"the operator of stage {fitted.stage!r} "
-                    f"({type(fitted.operator).__qualname__}) is not a scikit-learn estimator "
-                    "(sklearn.base.BaseEstimator), so it cannot be part of a scikit-learn Pipeline"
-                )
-                raise NotComposable(msg)
-        if not callable(getattr(estimator.operator, "predict", None)):
-            msg = f"the operator of stage {estimator_stage!r} has no predict()"
-            raise NotComposable(msg)
-        for fitted in transformers:
-            if not callable(getattr(fitted.operator, "transform", None)):
-                msg = f"the operator of stage {fitted.stage!r} has no transform()"
-                raise NotComposable(msg)
+        stages = [*_feeding(self._fitted.values(), estimator), estimator]
+        _check_operators(stages)
         # From here on, copies: what is logged and verified is this state of the operators
         # (the live ones may be refitted in place later), and checking predicts with the
         # composition without advancing the random generators the user holds.
-        try:
-            copies = copy.deepcopy([fitted.operator for fitted in [*transformers, estimator]])
-        except Exception as exc:
-            msg = f"the fitted operators cannot be copied ({type(exc).__name__}: {exc})"
-            raise NotComposable(msg) from None
-        *transformers, estimator = (
-            evolve(fitted, operator=operator)
-            for fitted, operator in zip([*transformers, estimator], copies, strict=True)
-        )
-        first = transformers[0] if transformers else estimator
-        for fitted in (first, estimator):
-            if isinstance(fitted.sample, SamplingError):
-                msg = f"the input of stage {fitted.stage!r} cannot be sampled: {fitted.sample}"
-                raise NotComposable(msg)
-        if first.sample is None or estimator.sample is None:
-            msg = "the stages' inputs are not row-indexable arrays or DataFrames"
-            raise NotComposable(msg)
-        if transformers:
-            _check_chain(transformers, estimator)
-        steps = [(fitted.stage, fitted.operator) for fitted in [*transformers, estimator]]
-        model = Pipeline(steps)
-        example = head(first.sample, EXAMPLE_ROWS)
-        try:
-            mlflow_example = _frames.for_mlflow(example)
-        except SamplingError as exc:
-            raise NotComposable(str(exc)) from None
-        try:
-            output = model.predict(example)
-        except Exception as exc:
-            msg = (
-                "the composed model cannot predict on the first stage's input "
-                f"({type(exc).__name__}: {exc}); perhaps stage {estimator_stage!r} changes its "
-                "input before its operator sees it"
-            )
-            raise NotComposable(msg) from None
-        # ``model`` is made of copies: the live operators may be refitted in place later, and
-        # what is logged and verified is this state of them.
-        logged, note = bounded_example(mlflow_example) if log_input_example else (None, None)
+        stages = _snapshot(stages)
+        _check_samples(stages)
+        if len(stages) > 1:
+            _check_chain(stages[:-1], stages[-1])
+        model = Pipeline([(fitted.stage, fitted.operator) for fitted in stages])
+        example, output = _predicted_example(model, stages[0].sample, estimator_stage)
+        logged, note = bounded_example(example) if log_input_example else (None, None)
         self.count += 1
         self._refitted = []
         self.latest = Composed(
             model=model,
-            input_example=mlflow_example,
-            stages=tuple(name for name, _ in steps),
+            input_example=example,
+            stages=tuple(fitted.stage for fitted in stages),
             output_example=output,
             logged_example=logged,
             example_note=note,
         )
         return self.latest
-
-    def _feeding(self, estimator: FittedStage) -> list[FittedStage]:
-        """The fitted transformers whose data reached ``estimator``, in data-flow order.
-
-        The digest chain says which: the estimator's input digest is the output digest of
-        the last of them, whose input digest is the output digest of the one before, and so
-        on. Transformers off that chain are left out when they are provably side stages (they
-        read the chain's input or a chain stage's output, or a side stage's output: an
-        analysis branch). When the digests prove nothing, every fitted transformer is taken
-        in fit order, and the chain check decides.
-        """
-        transformers = [
-            fitted
-            for fitted in self._fitted.values()
-            if fitted.kind == "transformer" and fitted.stage != estimator.stage
-        ]
-        chain: list[FittedStage] = []
-        wanted = estimator.input_digest
-        while wanted is not None:
-            feeder = next(
-                (
-                    fitted
-                    for fitted in reversed(transformers)
-                    if fitted.output_digest == wanted and fitted not in chain
-                ),
-                None,
-            )
-            if feeder is None:
-                break
-            chain.insert(0, feeder)
-            wanted = feeder.input_digest
-        start = chain[0].input_digest if chain else estimator.input_digest
-        if start is None:
-            return transformers
-        known = {start, *(fitted.output_digest for fitted in chain)}
-        rest = [fitted for fitted in transformers if fitted not in chain]
-        grew = True
-        while grew:
-            grew = False
-            for fitted in list(rest):
-                if fitted.input_digest in known:
-                    rest.remove(fitted)
-                    known.add(fitted.output_digest)
-                    grew = True
-        return chain if not rest else transformers
 
     def note_inference(self, stage: str, X: Any) -> None:
         """Keep a sample of what an inference-phase stage received, to verify the model."""
@@ -341,6 +251,120 @@ def _size(data: Any) -> int:
     if array.dtype.kind in "biufc":
         return int(array.size) * 24
     return len(json.dumps(array.tolist(), default=str))
+
+
+def _feeding(fitted_stages: Iterable[FittedStage], estimator: FittedStage) -> list[FittedStage]:
+    """The fitted transformers whose data reached ``estimator``, in data-flow order.
+
+    The digest chain says which: the estimator's input digest is the output digest of
+    the last of them, whose input digest is the output digest of the one before, and so
+    on. Transformers off that chain are left out when they are provably side stages (they
+    read the chain's input or a chain stage's output, or a side stage's output: an
+    analysis branch). When the digests prove nothing, every fitted transformer is taken
+    in fit order, and the chain check decides.
+    """
+    transformers = [
+        fitted
+        for fitted in fitted_stages
+        if fitted.kind == "transformer" and fitted.stage != estimator.stage
+    ]
+    chain: list[FittedStage] = []
+    wanted = estimator.input_digest
+    while wanted is not None:
+        feeder = next(
+            (
+                fitted
+                for fitted in reversed(transformers)
+                if fitted.output_digest == wanted and fitted not in chain
+            ),
+            None,
+        )
+        if feeder is None:
+            break
+        chain.insert(0, feeder)
+        wanted = feeder.input_digest
+    start = chain[0].input_digest if chain else estimator.input_digest
+    if start is None:
+        return transformers
+    known = {start, *(fitted.output_digest for fitted in chain)}
+    rest = [fitted for fitted in transformers if fitted not in chain]
+    grew = True
+    while grew:
+        grew = False
+        for fitted in list(rest):
+            if fitted.input_digest in known:
+                rest.remove(fitted)
+                known.add(fitted.output_digest)
+                grew = True
+    return chain if not rest else transformers
+
+
+def _check_operators(stages: list[FittedStage]) -> None:
+    """Raise ``NotComposable`` unless every operator is a scikit-learn estimator, the last
+    one predicts and the others transform."""
+    from sklearn.base import BaseEstimator
+
+    *transformers, estimator = stages
+    for fitted in stages:
+        if not isinstance(fitted.operator, BaseEstimator):
+            msg = (
+                f"the operator of stage {fitted.stage!r} "
+                f"({type(fitted.operator).__qualname__}) is not a scikit-learn estimator "
+                "(sklearn.base.BaseEstimator), so it cannot be part of a scikit-learn Pipeline"
+            )
+            raise NotComposable(msg)
+    if not callable(getattr(estimator.operator, "predict", None)):
+        msg = f"the operator of stage {estimator.stage!r} has no predict()"
+        raise NotComposable(msg)
+    for fitted in transformers:
+        if not callable(getattr(fitted.operator, "transform", None)):
+            msg = f"the operator of stage {fitted.stage!r} has no transform()"
+            raise NotComposable(msg)
+
+
+def _snapshot(stages: list[FittedStage]) -> list[FittedStage]:
+    """The stages with deep copies of their operators (copied together, so that what they
+    share stays shared)."""
+    try:
+        copies = copy.deepcopy([fitted.operator for fitted in stages])
+    except Exception as exc:
+        msg = f"the fitted operators cannot be copied ({type(exc).__name__}: {exc})"
+        raise NotComposable(msg) from None
+    return [
+        evolve(fitted, operator=operator) for fitted, operator in zip(stages, copies, strict=True)
+    ]
+
+
+def _check_samples(stages: list[FittedStage]) -> None:
+    """Raise ``NotComposable`` unless the inputs of the first and the last stage were kept."""
+    first, estimator = stages[0], stages[-1]
+    for fitted in (first, estimator):
+        if isinstance(fitted.sample, SamplingError):
+            msg = f"the input of stage {fitted.stage!r} cannot be sampled: {fitted.sample}"
+            raise NotComposable(msg)
+    if first.sample is None or estimator.sample is None:
+        msg = "the stages' inputs are not row-indexable arrays or DataFrames"
+        raise NotComposable(msg)
+
+
+def _predicted_example(model: Any, sample: Any, estimator_stage: str) -> tuple[Any, Any]:
+    """The first rows of the first stage's input as MLflow takes them, and what ``model``
+    predicts on them (for the signature)."""
+    example = head(sample, EXAMPLE_ROWS)
+    try:
+        mlflow_example = _frames.for_mlflow(example)
+    except SamplingError as exc:
+        raise NotComposable(str(exc)) from None
+    try:
+        output = model.predict(example)
+    except Exception as exc:
+        msg = (
+            "the composed model cannot predict on the first stage's input "
+            f"({type(exc).__name__}: {exc}); perhaps stage {estimator_stage!r} changes its "
+            "input before its operator sees it"
+        )
+        raise NotComposable(msg) from None
+    return mlflow_example, output
 
 
 def _check_chain(transformers: list[FittedStage], estimator: FittedStage) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from attrs import evolve, frozen
+
 from tracked.delivery.session import Session, evaluation_metrics
 from tracked.recording.deferred import Scores
 from tracked.recording.plots import Pictures
@@ -22,6 +24,21 @@ from tracked.records.values import (
     Metric,
     now_ms,
 )
+
+
+@frozen(kw_only=True, eq=False)
+class _Predictions:
+    """What an evaluation compares: the ground truth and the predictions, the task they are
+    scored as and, for a classifier, its classes, probabilities or decision values, and the
+    user's positive class."""
+
+    task: str | None
+    y: Any
+    y_pred: Any
+    proba: Any = None
+    decision: Any = None
+    classes: tuple[Any, ...] = ()
+    pos_label: Any = None
 
 
 def evaluate(
@@ -56,59 +73,77 @@ def evaluate(
             key=f"no-evaluation:{spec.owner}.{spec.name}",
         )
         return (), None, None
+    task = task_of(operator, y, y_pred)
+    predictions = _Predictions(task=task, y=y, y_pred=y_pred, pos_label=pos_label)
+    predictions = _classified(spec, predictor, X, phase, predictions)
+    prefix = "training_" if phase == FIT else ""
+    pictures = None
+    if phase != FIT and predictions.y_pred is not None and task is not None:
+        what = f"prepare the evaluation pictures of {spec.name!r}"
+        pictures = guarded(session, what, _pictures, predictions)
+    if scoring is None:
+        return (), pictures, _deferred(session, predictions, prefix)
+    return _scored_now(call, scoring, predictor, X, y, prefix), pictures, None
+
+
+def _classified(
+    spec: StageSpec, predictor: Predictor, X: Any, phase: str, predictions: _Predictions
+) -> _Predictions:
+    """The predictions with what a classifier adds: its classes, and the probabilities or
+    decision values its binary metrics and inference curves need (a probability task's
+    predictions become labels, with both columns of probability)."""
     import numpy as np
 
-    task = task_of(operator, y, y_pred)
-    proba = decision = None
-    classes: tuple[Any, ...] = ()
-    if task == "probability":  # the probability of class 1: labels, and both columns
-        p = np.asarray(y_pred, dtype=float)
+    y, pos_label = predictions.y, predictions.pos_label
+    if predictions.task == "probability":  # the probability of class 1: labels, both columns
+        p = np.asarray(predictions.y_pred, dtype=float)
         proba = np.column_stack([1.0 - p, p])
         labels = np.array([0, 1]).astype(np.asarray(y).dtype)
         classes, y_pred = tuple(labels.tolist()), labels[(p >= 0.5).astype(int)]
-    elif task == "classifier" and np.ndim(y) == 1:
-        classes = _classes(operator)
-        if len(classes) == 2 and positive_class(classes, pos_label) is None:
-            notice(
-                f"pos_label {pos_label!r} of {spec.owner} is not a class of stage {spec.name!r} "
-                f"(its classes are {list(classes)}): its roc_auc, log_loss and curves are left out",
-                key=f"pos-label:{spec.owner}.{spec.name}:{pos_label!r}",
-            )
-        if len(classes) == 2 or phase != FIT:  # binary metrics; curves on inference
-            proba, decision = _scores(spec, predictor, X, binary=len(classes) == 2)
-    prefix = "training_" if phase == FIT else ""
-    pictures = None
-    if phase != FIT and y_pred is not None and task is not None:
-        pictures = guarded(
-            session,
-            f"prepare the evaluation pictures of {spec.name!r}",
-            _pictures,
-            "classifier" if task == "probability" else task,
-            y,
-            y_pred,
-            proba,
-            classes,
-            pos_label,
+        return evolve(predictions, y_pred=y_pred, proba=proba, classes=classes)
+    if predictions.task != "classifier" or np.ndim(y) != 1:
+        return predictions
+    classes = _classes(predictor.operator)
+    if len(classes) == 2 and positive_class(classes, pos_label) is None:
+        notice(
+            f"pos_label {pos_label!r} of {spec.owner} is not a class of stage {spec.name!r} "
+            f"(its classes are {list(classes)}): its roc_auc, log_loss and curves are left out",
+            key=f"pos-label:{spec.owner}.{spec.name}:{pos_label!r}",
         )
-    if scoring is None:
-        if task is None or y_pred is None:
-            return (), pictures, None
-        from tracked.recording.deferred import Scores
+    proba = decision = None
+    if len(classes) == 2 or phase != FIT:  # binary metrics; curves on inference
+        proba, decision = _scores(spec, predictor, X, binary=len(classes) == 2)
+    return evolve(predictions, proba=proba, decision=decision, classes=classes)
 
-        step = session.next_step(prefix or "evaluation")
-        scores = Scores(
-            task=task,
-            y_true=np.array(y, copy=True),
-            y_pred=np.array(y_pred, copy=True),
-            prefix=prefix,
-            step=step,
-            timestamp=now_ms(),
-            proba=proba,
-            decision=decision,
-            classes=classes,
-            pos_label=pos_label,
-        )
-        return (), pictures, scores
+
+def _deferred(session: Session, predictions: _Predictions, prefix: str) -> Scores | None:
+    """The default metrics, computed later by the writer from copies of what is scored;
+    None when there is nothing to score."""
+    if predictions.task is None or predictions.y_pred is None:
+        return None
+    import numpy as np
+
+    step = session.next_step(prefix or "evaluation")
+    return Scores(
+        task=predictions.task,
+        y_true=np.array(predictions.y, copy=True),
+        y_pred=np.array(predictions.y_pred, copy=True),
+        prefix=prefix,
+        step=step,
+        timestamp=now_ms(),
+        proba=predictions.proba,
+        decision=predictions.decision,
+        classes=predictions.classes,
+        pos_label=predictions.pos_label,
+    )
+
+
+def _scored_now(
+    call: Call, scoring: Any, predictor: Predictor, X: Any, y: Any, prefix: str
+) -> tuple[Metric, ...]:
+    """The user's ``scoring``, computed now with the copy; a failing scorer is dropped with
+    a notice."""
+    spec = call.spec
     # Each scorer on its own, with the copy: one that fails loses only its own metric.
     values, failed = scored(scoring, predictor.get(), X, y)
     for name, exc in failed.items():
@@ -118,9 +153,9 @@ def evaluate(
             key=f"scorer:{spec.owner}.{spec.name}:{prefix}{name}",
         )
     if not values:
-        return (), pictures, None
-    step = session.next_step(prefix or "evaluation")
-    return evaluation_metrics(values, prefix, step), pictures, None
+        return ()
+    step = call.session.next_step(prefix or "evaluation")
+    return evaluation_metrics(values, prefix, step)
 
 
 def _classes(operator: Any) -> tuple[Any, ...]:
@@ -156,13 +191,11 @@ def _scores(spec: StageSpec, predictor: Predictor, X: Any, binary: bool) -> tupl
     return None, None
 
 
-def _pictures(
-    task: str, y: Any, y_pred: Any, proba: Any, classes: tuple[Any, ...], pos_label: Any
-) -> Pictures | None:
+def _pictures(predictions: _Predictions) -> Pictures | None:
     """What the writer draws the evaluation pictures from."""
-    from tracked.recording.plots import Pictures
-
-    return Pictures.of(task, y, y_pred, proba, classes, pos_label)
+    p = predictions
+    task = "classifier" if p.task == "probability" else p.task
+    return Pictures.of(task, p.y, p.y_pred, p.proba, p.classes, p.pos_label)
 
 
 def guarded(session: Session, what: str, call: Any, *args: Any, may_raise: bool = True) -> Any:

@@ -7,9 +7,13 @@ pictures, data digests and previews, the composed model.
 
 from __future__ import annotations
 
+import functools
 import json
+import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from attrs import define, field
 
 from tracked.delivery.session import Session
 from tracked.recording.compose import Composed, NotComposable
@@ -37,6 +41,8 @@ from tracked.records.values import (
 )
 
 if TYPE_CHECKING:
+    from tracked.recording.deferred import Scores
+    from tracked.recording.plots import Pictures
     from tracked.recording.search import SearchSummary
     from tracked.recording.spec import Call, StageSpec
 
@@ -46,36 +52,71 @@ if TYPE_CHECKING:
 #: called other stages).
 PHASE_BASIS_TAG = "tracked.phase_basis"
 
-
 BASIS_NESTED = "nested_stages"
-
 
 #: A plain function (a lambda made in the stage): never fitted, whatever its identity says.
 BASIS_STATELESS = "stateless_function"
-
 
 #: On a stage run whose output_preview.csv was cut beyond its rows: what it holds.
 PREVIEW_TAG = "tracked.output_preview"
 
 
+@define(kw_only=True)
+class _Seen:
+    """What one stage call was: operator, phase, data in and out, and the data's summaries."""
+
+    operator: Any
+    phase: str
+    X: Any
+    y: Any
+    result: Any
+    error: BaseException | None
+    inputs: DataSummary | None
+    outputs: DataSummary | None = None
+
+
+@define(kw_only=True)
+class _Draft:
+    """What a stage call's record gathers, filled in as the call is read."""
+
+    tags: dict[str, str]
+    metrics: list[Metric]
+    params: dict[str, str] = field(factory=dict)
+    artifacts: dict[str, Any] = field(factory=dict)
+    evaluation: tuple[Metric, ...] = ()  # also the parent run's metrics
+    parent_tags: dict[str, str] = field(factory=dict)
+    model: Any = None
+    composed: Composed | None = None
+    pictures: Pictures | None = None
+    scores: Scores | None = None
+    nested: tuple[NestedRun, ...] = ()
+
+
 def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord:
     """The record of one stage call (``error`` set when the user's method raised)."""
-    spec, session = call.spec, call.session
-    operator = call.operator()
+    spec, operator = call.spec, call.operator()
     phase, basis = _phase(call, operator)
-    if phase == FIT and _stateless(operator):
-        phase = INFERENCE  # a function made anew in each call has nothing to fit
-        basis = BASIS_STATELESS
     tags = {"tracked.stage": spec.name, "tracked.kind": spec.kind, "tracked.phase": phase}
     if basis is not None:
         tags[PHASE_BASIS_TAG] = basis
-    params: dict[str, str] = {}
-    metrics = [Metric(key="duration_s", value=call.duration, timestamp=call.start_ms)]
-    evaluation: tuple[Metric, ...] = ()
-    parent_tags: dict[str, str] = {}
-    artifacts: dict[str, bytes] = {}
-    model = composed = pictures = scores = None
-    nested: tuple[NestedRun, ...] = ()
+    X, y = _stage_data(call)
+    seen = _Seen(
+        operator=operator, phase=phase, X=X, y=y, result=result, error=error, inputs=summarize(X)
+    )
+    if seen.inputs is not None:
+        tags["tracked.input_digest"] = seen.inputs.digest
+    duration = Metric(key="duration_s", value=call.duration, timestamp=call.start_ms)
+    draft = _Draft(tags=tags, metrics=[duration])
+    _read_operator(call, seen, draft)
+    _read_result(call, seen, draft)
+    if error is None and operator is not None:
+        _read_work(call, seen, draft)
+    return _stage_record(call, seen, draft)
+
+
+def _stage_data(call: Call) -> tuple[Any, Any]:
+    """The call's X and y; a notice when an estimator stage has no ground-truth parameter."""
+    spec = call.spec
     target = ground_truth_name(call.instance)
     X, y = spec.data(call.args, call.kwargs, target)
     if spec.kind == "estimator" and not spec.accepts(target):
@@ -85,12 +126,14 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
             'yours on the class (`target = "labels"`)',
             key=f"no-target:{spec.owner}.{spec.name}:{target}",
         )
-    inputs = summarize(X)
-    outputs = None
-    if inputs is not None:
-        tags["tracked.input_digest"] = inputs.digest
+    return X, y
+
+
+def _read_operator(call: Call, seen: _Seen, draft: _Draft) -> None:
+    """The operator's name and, when they are due, its params; a notice when there is none."""
+    spec, session, operator = call.spec, call.session, seen.operator
     if operator is None:
-        if error is None and not call.frame.children:
+        if seen.error is None and not call.frame.children:
             # A failed stage has a better explanation than a missing operator; one that
             # called other stages is recorded by them.
             notice(
@@ -98,81 +141,101 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
                 "only its tags and duration are recorded",
                 key=f"no-operator:{spec.owner}.{spec.name}",
             )
-    else:
-        tags["tracked.operator"] = qualified_name(operator)
-        if phase == FIT or session.params_logged.get(spec.name) != id(operator):
-            # Fits log their params; so does the first call of an operator that was never
-            # fitted in this session (made in ``__init__``, a callable object, a function).
-            what = f"read the params of stage {spec.name!r}"
-            params = guarded(session, what, operator_params, operator, may_raise=error is None)
-            session.params_logged[spec.name] = id(operator)
-    if error is not None:
-        tags["tracked.error"] = describe(error, ERROR_TAG_LIMIT)
-    else:
-        outputs = summarize(result)
-        if outputs is not None:
-            tags["tracked.output_digest"] = outputs.digest
-            artifacts.update(_output_files(call, result, outputs, tags))
-    if error is None and operator is not None and call.frame.children:
+        return
+    draft.tags["tracked.operator"] = qualified_name(operator)
+    if seen.phase == FIT or session.params_logged.get(spec.name) != id(operator):
+        # Fits log their params; so does the first call of an operator that was never
+        # fitted in this session (made in ``__init__``, a callable object, a function).
+        what = f"read the params of stage {spec.name!r}"
+        may_raise = seen.error is None
+        draft.params = guarded(session, what, operator_params, operator, may_raise=may_raise) or {}
+        session.params_logged[spec.name] = id(operator)
+
+
+def _read_result(call: Call, seen: _Seen, draft: _Draft) -> None:
+    """The error's tag; or the result's summary, its digest tag and its files."""
+    if seen.error is not None:
+        draft.tags["tracked.error"] = describe(seen.error, ERROR_TAG_LIMIT)
+        return
+    seen.outputs = summarize(seen.result)
+    if seen.outputs is not None:
+        draft.tags["tracked.output_digest"] = seen.outputs.digest
+        draft.artifacts.update(_output_files(call, seen.result, seen.outputs, draft.tags))
+
+
+def _read_work(call: Call, seen: _Seen, draft: _Draft) -> None:
+    """What the operator did in a call that returned: what a fit learned and, unless the stage
+    called other stages, a sample kept, a search, an evaluation, a composed model or its check."""
+    spec, session, operator = call.spec, call.session, seen.operator
+    if call.frame.children:
         # It called other stages: what its operator saw is their output, not its input, so
         # it is neither scored on that input nor composed from it (its callees are).
-        if phase == FIT:
-            metrics.extend(_fitted(operator, artifacts, call.start_ms))
+        if seen.phase == FIT:
+            draft.metrics.extend(_fitted(operator, draft.artifacts, call.start_ms))
             if spec.kind == "estimator":
-                model = _loggable_model(spec, operator)
-    elif error is None and operator is not None:
-        if phase == FIT:
-            session.composer.note_fit(
-                spec.name,
-                spec.kind,
-                operator,
-                X,
-                input_digest=inputs.digest if inputs is not None else None,
-                output_digest=outputs.digest if outputs is not None else None,
-            )
-            metrics.extend(_fitted(operator, artifacts, call.start_ms))
-            if spec.kind == "estimator":
-                search = guarded(
-                    session, f"read the search results of {spec.name!r}", _search, call, operator
-                )
-                if search is not None:
-                    params = {**(params or {}), **search.params}
-                    metrics.extend(search.metrics)
-                    artifacts.update(search.artifacts)
-                    nested = search.candidates
-        else:
-            session.composer.note_inference(spec.name, X)
+                draft.model = _loggable_model(spec, operator)
+        return
+    if seen.phase == FIT:
+        session.composer.note_fit(
+            spec.name,
+            spec.kind,
+            operator,
+            seen.X,
+            input_digest=seen.inputs.digest if seen.inputs is not None else None,
+            output_digest=seen.outputs.digest if seen.outputs is not None else None,
+        )
+        draft.metrics.extend(_fitted(operator, draft.artifacts, call.start_ms))
         if spec.kind == "estimator":
-            evaluation, pictures, scores = evaluate(call, operator, X, y, phase, result)
-            metrics.extend(evaluation)
-            if phase == FIT:
-                model = _loggable_model(spec, operator)
-                composed = _compose(call, session)
-            else:
-                parent_tags = _verify_composed(spec, session, X, result)
-    context = _context(spec.kind, phase, y)
+            _read_search(call, operator, draft)
+    else:
+        session.composer.note_inference(spec.name, seen.X)
+    if spec.kind != "estimator":
+        return
+    evaluation = evaluate(call, operator, seen.X, seen.y, seen.phase, seen.result)
+    draft.evaluation, draft.pictures, draft.scores = evaluation
+    draft.metrics.extend(draft.evaluation)
+    if seen.phase == FIT:
+        draft.model = _loggable_model(spec, operator)
+        draft.composed = _compose(call, session)
+    else:
+        draft.parent_tags = _verify_composed(spec, session, seen.X, seen.result)
+
+
+def _read_search(call: Call, operator: Any, draft: _Draft) -> None:
+    """A fitted search CV's best params, metrics, files and candidate runs (if it is one)."""
+    what = f"read the search results of {call.spec.name!r}"
+    search = guarded(call.session, what, _search, call, operator)
+    if search is not None:
+        draft.params = {**draft.params, **search.params}
+        draft.metrics.extend(search.metrics)
+        draft.artifacts.update(search.artifacts)
+        draft.nested = search.candidates
+
+
+def _stage_record(call: Call, seen: _Seen, draft: _Draft) -> StageRecord:
+    spec, operator, context = call.spec, seen.operator, _context(call.spec.kind, seen.phase, seen.y)
     return StageRecord(
         stage=spec.name,
         kind=spec.kind,
-        phase=phase,
+        phase=seen.phase,
         operator=qualified_name(operator) if operator is not None else None,
         start_ms=call.start_ms,
         end_ms=call.start_ms + round(call.duration * 1000),
-        status=status_for(type(error) if error is not None else None),
-        error=tags.get("tracked.error"),
-        params=params or {},
-        tags=tags,
-        metrics=tuple(metrics),
-        parent_metrics=evaluation,
-        parent_tags=parent_tags,
-        model=model,
-        composed=composed,
-        pictures=pictures,
-        scores=scores,
-        artifacts=artifacts,
-        datasets=((inputs, context),) if inputs is not None else (),
+        status=status_for(type(seen.error) if seen.error is not None else None),
+        error=draft.tags.get("tracked.error"),
+        params=draft.params,
+        tags=draft.tags,
+        metrics=tuple(draft.metrics),
+        parent_metrics=draft.evaluation,
+        parent_tags=draft.parent_tags,
+        model=draft.model,
+        composed=draft.composed,
+        pictures=draft.pictures,
+        scores=draft.scores,
+        artifacts=draft.artifacts,
+        datasets=((seen.inputs, context),) if seen.inputs is not None else (),
         duration_s=call.duration,
-        nested_runs=nested,
+        nested_runs=draft.nested,
     )
 
 
@@ -180,7 +243,7 @@ def _phase(call: Call, operator: Any) -> tuple[str, str | None]:
     """The phase of a call, and its basis (the ``tracked.phase_basis`` tag).
 
     A stage that assigned no operator but called other stages is a fit when any of them
-    fitted; an operator whose state cannot be read is called inference, with a warning.
+    fitted; an unreadable operator state is inference (with a warning); a function never fits.
     """
     if operator is None:
         if call.frame.children:
@@ -197,6 +260,8 @@ def _phase(call: Call, operator: Any) -> tuple[str, str | None]:
             f"(tag {PHASE_BASIS_TAG}={BASIS_UNKNOWN})",
             key=f"phase-unknown:{qualified_name(operator)}",
         )
+    if phase == FIT and _stateless(operator):
+        return INFERENCE, BASIS_STATELESS  # a function made anew in each call has nothing to fit
     return phase, basis
 
 
@@ -265,14 +330,10 @@ def ground_truth_name(instance: object) -> str:
 
 def _stateless(operator: Any) -> bool:
     """A plain function (a lambda, a builtin, a ``functools.partial`` of one): never fitted."""
-    import functools
-    import types
-
     import numpy as np
 
-    return isinstance(
-        operator, (types.FunctionType, types.BuiltinFunctionType, functools.partial, np.ufunc)
-    )
+    plain = (types.FunctionType, types.BuiltinFunctionType, functools.partial, np.ufunc)
+    return isinstance(operator, plain)
 
 
 def _search(call: Call, operator: Any) -> SearchSummary | None:
