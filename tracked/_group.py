@@ -83,7 +83,7 @@ class group:
             run_id = backend.start_run(
                 experiment=self.experiment,
                 run_name=self.name,
-                parent_run_id=outer_run_of(self, backend),
+                parent_run_id=outer_run_of(backend),
                 tags={GROUP_TAG: self.name, "tracked.version": __version__},
             )
         except TrackingError:

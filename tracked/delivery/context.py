@@ -15,11 +15,12 @@ from tracked._version import __version__
 from tracked.backends.base import Backend, capabilities
 from tracked.delivery.groups import GroupRef
 from tracked.delivery.session import Composition, Session, default_run_name
-from tracked.records.config import is_strict, killed_by_env
+from tracked.records.config import killed_by_env
 from tracked.records.errors import TrackingError
 from tracked.records.names import CONTEXT_ATTRIBUTE, LOCAL_PREFIX, PIPELINE_TAG
 from tracked.records.params import flatten
 from tracked.records.report import report_failure
+from tracked.records.settings import Settings
 from tracked.records.text import qualified_name
 from tracked.records.values import FINISHED
 
@@ -219,24 +220,21 @@ def build_session(
     it), the open parent run of the instance it was cloned from (``origin``), the instance's
     group, the calling thread's active MLflow run or ``MLFLOW_RUN_ID``.
     """
-    strict = is_strict(instance)
-    experiment = getattr(instance, "experiment", None)
-    if not isinstance(experiment, str):
-        # None, or a hyperparameter named `experiment` hiding the class attribute.
-        experiment = None
-    run_name = getattr(instance, "run_name", None) or default_run_name(instance)
+    settings = Settings.of(instance)
+    experiment = settings.experiment
+    run_name = settings.run_name or default_run_name(instance)
     outer = None
     try:
         if attached is not None:
             experiment = attached["experiment"]
-            backend = attached["backend"] or _resolve_backend(instance, group)
+            backend = attached["backend"] or _resolve_backend(instance, settings, group)
         else:
-            backend, outer, experiment = _placement(instance, group, origin, experiment)
+            backend, outer, experiment = _placement(instance, settings, group, origin)
         params = flatten(instance.get_params(deep=True)) if attached is None else {}
     except TrackingError:
         raise
     except Exception as exc:
-        report_failure("connect to the tracking backend", exc, strict=strict)
+        report_failure("connect to the tracking backend", exc, strict=settings.strict)
         backend, params = None, {}
     if experiment is None and outer is None:
         experiment = type(instance).__name__
@@ -246,29 +244,26 @@ def build_session(
         run_name=run_name,
         params=params,
         tags=_parent_tags(instance),
-        strict=strict,
+        settings=settings,
         run_id=attached["run_id"] if attached is not None else None,
         outer_run_id=outer,
-        registered_model_name=getattr(instance, "registered_model_name", None),
-        serialization_format=getattr(instance, "serialization_format", "skops"),
-        trusted_types=_trusted_names(instance),
-        synchronous=bool(getattr(instance, "synchronous", False)),
         composer=composer,
     )
 
 
 def _placement(
-    instance: Any, group: GroupRef | None, origin: Session | None, experiment: str | None
+    instance: Any, settings: Settings, group: GroupRef | None, origin: Session | None
 ) -> tuple[Any, str | None, str | None]:
     """The backend of an instance's own parent run, the run it nests under and its
-    experiment (``experiment`` when the class sets one, else the outer run's)."""
-    backend = _resolve_backend(instance, group)
+    experiment (the one the settings name, else the outer run's)."""
+    experiment = settings.experiment
+    backend = _resolve_backend(instance, settings, group)
     nest = _clone_parent(origin, backend)
     if nest is not None:
         return backend, nest, experiment or origin.experiment  # type: ignore[union-attr]
     if group is not None and backend is group.resolve_backend():
         return backend, group.run_id, experiment or group.experiment
-    return backend, outer_run_of(instance, backend), experiment
+    return backend, outer_run_of(backend, nest=settings.nest_under_active_run), experiment
 
 
 def _parent_tags(instance: object) -> dict[str, str]:
@@ -281,28 +276,13 @@ def _parent_tags(instance: object) -> dict[str, str]:
     }
 
 
-def outer_run_of(instance: object, backend: object) -> str | None:
-    """The run the caller has open in the backend's store (``nest_under_active_run``)."""
-    if not getattr(instance, "nest_under_active_run", True):
+def outer_run_of(backend: object, *, nest: bool = True) -> str | None:
+    """The run the caller has open in the backend's store (``nest``: the setting
+    ``nest_under_active_run``)."""
+    if not nest:
         return None
     find = capabilities(backend).outer_run_id
     return find() if find is not None else None
-
-
-def _trusted_names(instance: object) -> tuple[str, ...]:
-    """The ``module.Name`` of each type the instance's ``trusted_types`` lists (checked at
-    class definition; an instance attribute set later is checked here)."""
-    from tracked.records.trust import never_trusted, type_name
-
-    names = []
-    for item in getattr(instance, "trusted_types", ()) or ():
-        try:
-            name = type_name(item)
-        except TypeError:
-            continue  # not a type: nothing to trust
-        if not never_trusted(name):
-            names.append(name)
-    return tuple(names)
 
 
 def _clone_parent(origin: Session | None, backend: Backend) -> str | None:
@@ -332,11 +312,11 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
-def _resolve_backend(instance: Any, group: GroupRef | None = None) -> Backend:
+def _resolve_backend(instance: Any, settings: Settings, group: GroupRef | None = None) -> Backend:
     """The instance's own store if it sets one, else its group's, else MLflow's default."""
     from tracked.backends.base import is_backend
 
-    backend = getattr(instance, "backend", None)
+    backend = settings.backend
     if backend is not None:
         if not is_backend(backend):
             msg = (
@@ -348,7 +328,7 @@ def _resolve_backend(instance: Any, group: GroupRef | None = None) -> Backend:
         return backend
     from tracked.backends.mlflow.backend import shared_backend
 
-    uri = getattr(instance, "tracking_uri", None)
+    uri = settings.tracking_uri
     if uri is not None and not isinstance(uri, str):
         msg = f"{type(instance).__name__}.tracking_uri must be a string or None, not {uri!r}"
         raise TypeError(msg)

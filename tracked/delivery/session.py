@@ -19,6 +19,7 @@ from tracked.records.config import wait_bound
 from tracked.records.names import LOCAL_PREFIX
 from tracked.records.params import params_text
 from tracked.records.report import notice
+from tracked.records.settings import Settings
 from tracked.records.text import mask_secrets, masked, shorten
 from tracked.records.values import FINISHED, Metric, now_ms
 from tracked.spool.records import (
@@ -87,13 +88,9 @@ class Session(Waiting, Outbox, Sink, Reports):
         run_name: str,
         params: dict[str, str],
         tags: dict[str, str],
-        strict: bool,
+        settings: Settings,
         run_id: str | None = None,
         outer_run_id: str | None = None,
-        registered_model_name: str | None = None,
-        serialization_format: str = "skops",
-        synchronous: bool = False,
-        trusted_types: tuple[str, ...] = (),
         composer: Composition,
     ) -> None:
         self.backend = backend
@@ -103,18 +100,18 @@ class Session(Waiting, Outbox, Sink, Reports):
         self.run_name = mask_secrets(run_name)  # it goes to the spool and the store as is
         self.params = {key: masked(key, value) for key, value in params.items()}
         self.tags = {key: masked(key, value) for key, value in tags.items()}
-        self.strict = strict
+        #: What the instance configured, when the run opened (``Settings.of``).
+        self.settings = settings
+        self.strict = settings.strict
         self._take_identity(run_id)
         #: Its backend failed for good (or there is none): nothing more is recorded.
         self.broken = backend is None
         self.lifecycle = Lifecycle.NEW
-        self.registered_model_name = registered_model_name
-        self.serialization_format = serialization_format
-        #: The types (``module.Name``) beyond scikit-learn's and NumPy's a skops model may hold.
-        self.trusted_types = trusted_types
         # A forked worker (multiprocessing's fork pools) ends through os._exit, without exit
         # handlers or a writer that finishes: its records are written before its calls return.
-        self.synchronous = synchronous or REGISTRY.forked_child or capabilities(backend).synchronous
+        self.synchronous = (
+            settings.synchronous or REGISTRY.forked_child or capabilities(backend).synchronous
+        )
         #: A process was forked while this session was open (its stages are not this one's).
         self.forked = False
         #: A Ctrl-C ended one of its stage calls, or the notebook cell that opened it: in an

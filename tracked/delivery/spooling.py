@@ -62,9 +62,9 @@ class SpoolFolder:
             experiment=self.experiment,
             run_name=self.run_name,
             parent=self.parent_ref,
-            registered_model_name=self.registered_model_name,
-            serialization_format=self.serialization_format,
-            trusted_types=tuple(self.trusted_types),
+            registered_model_name=self.settings.registered_model_name,
+            serialization_format=self.settings.serialization_format,
+            trusted_types=self.settings.trusted_types,
             **fields,
         )
 

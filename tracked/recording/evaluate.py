@@ -55,8 +55,8 @@ def evaluate(
     if y is None:
         return (), None, None
     spec, session = call.spec, call.session
-    scoring = getattr(call.instance, "scoring", None)
-    pos_label = getattr(call.instance, "pos_label", None)
+    scoring = call.session.settings.scoring
+    pos_label = call.session.settings.pos_label
     predictor = Predictor(operator)
     y_pred = returned_predictions(result, operator, X, y)
     try:

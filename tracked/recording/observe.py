@@ -280,7 +280,7 @@ def _context(kind: str, phase: str, y: Any) -> str:
 def _output_files(
     call: Call, result: Any, outputs: DataSummary, tags: dict[str, str]
 ) -> dict[str, Any]:
-    mode = getattr(call.instance, "log_outputs", "preview")
+    mode = call.session.settings.log_outputs
     if mode == "none":
         return {}
     if mode == "full":
@@ -338,11 +338,11 @@ def _stateless(operator: Any) -> bool:
 
 def _search(call: Call, operator: Any) -> SearchSummary | None:
     """A fitted search CV's best params and score, results and best candidates."""
-    from tracked.recording.search import MAX_TUNING_RUNS, is_search, summarize_search
+    from tracked.recording.search import is_search, summarize_search
 
     if not is_search(operator):
         return None
-    max_runs = getattr(call.instance, "max_tuning_runs", MAX_TUNING_RUNS)
+    max_runs = call.session.settings.max_tuning_runs
     return summarize_search(operator, call.spec.name, max_runs, call.start_ms)
 
 
@@ -360,7 +360,7 @@ def _loggable_model(spec: StageSpec, operator: Any) -> Any:
 def _compose(call: Call, session: Session) -> Composed | None:
     """The fitted workflow as one model, or None with a warning that says why."""
     spec = call.spec
-    log_example = bool(getattr(call.instance, "log_input_example", False))
+    log_example = call.session.settings.log_input_example
     try:
         composed = session.composer.compose(spec.name, log_input_example=log_example)
     except NotComposable as exc:

@@ -10,11 +10,11 @@ from typing import Any
 from attrs import frozen
 
 from tracked.records.params import flatten
+from tracked.records.settings import MAX_TUNING_RUNS  # noqa: F401 - the default, re-exported
 from tracked.records.text import masked
 from tracked.records.values import Metric, NestedRun
 
 #: autolog's default for ``max_tuning_runs``.
-MAX_TUNING_RUNS = 5
 
 
 @frozen(kw_only=True)
