@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tracked.backends.base import REQUIRED_METHODS
 from tracked.backends.memory import MemoryBackend
 from tracked.records.values import Metric
 from tracked.spool import codec
@@ -214,16 +215,7 @@ def spool_a_session(root: Path) -> Path:
 class FlakyBackend(MemoryBackend):
     """A memory store whose calls number ``fail_at`` fail: away (an OSError) or refused."""
 
-    CALLS = (
-        "start_run",
-        "log",
-        "log_model",
-        "log_artifact",
-        "log_dataset",
-        "end_run",
-        "register_model",
-        "tag_model_version",
-    )
+    CALLS = REQUIRED_METHODS
 
     def __init__(self, failures: dict[int, str]) -> None:
         super().__init__()

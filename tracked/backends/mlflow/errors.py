@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from tracked.backends.base import REQUIRED_METHODS
 from tracked.records.errors import StoreError, StoreRejected, StoreUnavailable
 
 #: What a store's own trouble says (its disk, its lock), as opposed to a record it refuses.
@@ -92,14 +93,7 @@ def mapped(method: Callable[..., Any]) -> Callable[..., Any]:
 
 #: The backend's calls that reach the store, each ``mapped``.
 STORE_CALLS = (
-    "start_run",
-    "log",
-    "log_model",
-    "log_artifact",
-    "log_dataset",
-    "end_run",
-    "register_model",
-    "tag_model_version",
+    *REQUIRED_METHODS,
     "find_run",
     "experiment_of",
     "experiment_id",
