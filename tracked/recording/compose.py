@@ -12,11 +12,19 @@ not against the live operators, which the workflow may refit in place.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 from typing import Any
 
 from attrs import evolve, frozen
 
+from tracked.recording.chain import (
+    RECENT_PASSES,
+    FittedStage,
+    NotComposable,
+    check_chain,
+    check_operators,
+    check_samples,
+    feeding,
+)
 from tracked.records import frames as _frames
 from tracked.records.frames import SamplingError
 from tracked.records.sparse import head as sparse_head
@@ -50,19 +58,6 @@ def _sample(data: Any, rows: int) -> Any:
 
 
 @frozen(kw_only=True)
-class FittedStage:
-    """An operator fitted by a stage, with a sample of what that stage received and the
-    digests of what it received and returned (None when not array-like)."""
-
-    stage: str
-    kind: str
-    operator: Any
-    sample: Any
-    input_digest: str | None = None
-    output_digest: str | None = None
-
-
-@frozen(kw_only=True)
 class Composed:
     """A composition ready to log.
 
@@ -84,10 +79,6 @@ class Composed:
     example_note: str | None = None
 
 
-class NotComposable(Exception):
-    """Why the fitted stages cannot be composed faithfully (the message says)."""
-
-
 #: An input example stored with a model is cut to the rows that fit in this many bytes.
 EXAMPLE_BYTES = 64 * 1024
 
@@ -98,6 +89,10 @@ class Composer:
     def __init__(self) -> None:
         self._fitted: dict[str, FittedStage] = {}
         self._inference_inputs: dict[str, Any] = {}
+        #: Per fitted transformer, what its latest inference calls received and returned: in a
+        #: loop (a transformer fitted on the first batch, the estimator updated on every
+        #: batch) the estimator's input comes from those, not from the transformer's fit.
+        self._passes: dict[str, list[FittedStage]] = {}
         self.latest: Composed | None = None
         #: Stages of the latest composed model refitted since it was composed.
         self._refitted: list[str] = []
@@ -120,6 +115,7 @@ class Composer:
     ) -> None:
         # A refitted stage moves to the end: the order is that of the latest fit pass.
         self._fitted.pop(stage, None)
+        self._passes.pop(stage, None)
         self._fitted[stage] = FittedStage(
             stage=stage,
             kind=kind,
@@ -142,15 +138,15 @@ class Composer:
         from sklearn.pipeline import Pipeline
 
         estimator = self._fitted[estimator_stage]
-        stages = [*_feeding(self._fitted.values(), estimator), estimator]
-        _check_operators(stages)
+        stages = [*feeding(self._fitted.values(), estimator, self._passes), estimator]
+        check_operators(stages)
         # From here on, copies: what is logged and verified is this state of the operators
         # (the live ones may be refitted in place later), and checking predicts with the
         # composition without advancing the random generators the user holds.
         stages = _snapshot(stages)
-        _check_samples(stages)
+        check_samples(stages)
         if len(stages) > 1:
-            _check_chain(stages[:-1], stages[-1])
+            check_chain(stages[:-1], stages[-1])
         model = Pipeline([(fitted.stage, fitted.operator) for fitted in stages])
         example, output = _predicted_example(model, stages[0].sample, estimator_stage)
         logged, note = bounded_example(example) if log_input_example else (None, None)
@@ -166,9 +162,26 @@ class Composer:
         )
         return self.latest
 
-    def note_inference(self, stage: str, X: Any) -> None:
-        """Keep a sample of what an inference-phase stage received, to verify the model."""
-        self._inference_inputs[stage] = _sample(X, SAMPLE_ROWS)
+    def note_inference(
+        self,
+        stage: str,
+        X: Any,
+        *,
+        input_digest: str | None = None,
+        output_digest: str | None = None,
+    ) -> None:
+        """Keep a sample of what an inference-phase stage received, to verify the model; for
+        a fitted transformer, also the pass it made (the estimator may be fitted on it)."""
+        sample = _sample(X, SAMPLE_ROWS)
+        self._inference_inputs[stage] = sample
+        fitted = self._fitted.get(stage)
+        if fitted is None or fitted.kind != "transformer" or output_digest is None:
+            return
+        passes = self._passes.setdefault(stage, [])
+        passes.append(
+            evolve(fitted, sample=sample, input_digest=input_digest, output_digest=output_digest)
+        )
+        del passes[:-RECENT_PASSES]
 
     def verify(self, estimator_stage: str, X: Any, result: Any) -> tuple[bool, str | None] | None:
         """Whether the latest composed model, as logged, predicts what this inference pass
@@ -253,75 +266,6 @@ def _size(data: Any) -> int:
     return len(json.dumps(array.tolist(), default=str))
 
 
-def _feeding(fitted_stages: Iterable[FittedStage], estimator: FittedStage) -> list[FittedStage]:
-    """The fitted transformers whose data reached ``estimator``, in data-flow order.
-
-    The digest chain says which: the estimator's input digest is the output digest of
-    the last of them, whose input digest is the output digest of the one before, and so
-    on. Transformers off that chain are left out when they are provably side stages (they
-    read the chain's input or a chain stage's output, or a side stage's output: an
-    analysis branch). When the digests prove nothing, every fitted transformer is taken
-    in fit order, and the chain check decides.
-    """
-    transformers = [
-        fitted
-        for fitted in fitted_stages
-        if fitted.kind == "transformer" and fitted.stage != estimator.stage
-    ]
-    chain: list[FittedStage] = []
-    wanted = estimator.input_digest
-    while wanted is not None:
-        feeder = next(
-            (
-                fitted
-                for fitted in reversed(transformers)
-                if fitted.output_digest == wanted and fitted not in chain
-            ),
-            None,
-        )
-        if feeder is None:
-            break
-        chain.insert(0, feeder)
-        wanted = feeder.input_digest
-    start = chain[0].input_digest if chain else estimator.input_digest
-    if start is None:
-        return transformers
-    known = {start, *(fitted.output_digest for fitted in chain)}
-    rest = [fitted for fitted in transformers if fitted not in chain]
-    grew = True
-    while grew:
-        grew = False
-        for fitted in list(rest):
-            if fitted.input_digest in known:
-                rest.remove(fitted)
-                known.add(fitted.output_digest)
-                grew = True
-    return chain if not rest else transformers
-
-
-def _check_operators(stages: list[FittedStage]) -> None:
-    """Raise ``NotComposable`` unless every operator is a scikit-learn estimator, the last
-    one predicts and the others transform."""
-    from sklearn.base import BaseEstimator
-
-    *transformers, estimator = stages
-    for fitted in stages:
-        if not isinstance(fitted.operator, BaseEstimator):
-            msg = (
-                f"the operator of stage {fitted.stage!r} "
-                f"({type(fitted.operator).__qualname__}) is not a scikit-learn estimator "
-                "(sklearn.base.BaseEstimator), so it cannot be part of a scikit-learn Pipeline"
-            )
-            raise NotComposable(msg)
-    if not callable(getattr(estimator.operator, "predict", None)):
-        msg = f"the operator of stage {estimator.stage!r} has no predict()"
-        raise NotComposable(msg)
-    for fitted in transformers:
-        if not callable(getattr(fitted.operator, "transform", None)):
-            msg = f"the operator of stage {fitted.stage!r} has no transform()"
-            raise NotComposable(msg)
-
-
 def _snapshot(stages: list[FittedStage]) -> list[FittedStage]:
     """The stages with deep copies of their operators (copied together, so that what they
     share stays shared)."""
@@ -333,18 +277,6 @@ def _snapshot(stages: list[FittedStage]) -> list[FittedStage]:
     return [
         evolve(fitted, operator=operator) for fitted, operator in zip(stages, copies, strict=True)
     ]
-
-
-def _check_samples(stages: list[FittedStage]) -> None:
-    """Raise ``NotComposable`` unless the inputs of the first and the last stage were kept."""
-    first, estimator = stages[0], stages[-1]
-    for fitted in (first, estimator):
-        if isinstance(fitted.sample, SamplingError):
-            msg = f"the input of stage {fitted.stage!r} cannot be sampled: {fitted.sample}"
-            raise NotComposable(msg)
-    if first.sample is None or estimator.sample is None:
-        msg = "the stages' inputs are not row-indexable arrays or DataFrames"
-        raise NotComposable(msg)
 
 
 def _predicted_example(model: Any, sample: Any, estimator_stage: str) -> tuple[Any, Any]:
@@ -365,21 +297,3 @@ def _predicted_example(model: Any, sample: Any, estimator_stage: str) -> tuple[A
         )
         raise NotComposable(msg) from None
     return mlflow_example, output
-
-
-def _check_chain(transformers: list[FittedStage], estimator: FittedStage) -> None:
-    data = transformers[0].sample
-    try:
-        for fitted in transformers:
-            data = fitted.operator.transform(data)
-        same_values = same(data, estimator.sample)
-    except Exception as exc:
-        msg = f"applying the fitted transformers in order failed ({type(exc).__name__}: {exc})"
-        raise NotComposable(msg) from None
-    if not same_values:
-        names = " -> ".join(f.stage for f in transformers)
-        msg = (
-            f"the transformers {names} applied in fit order do not reproduce the input of "
-            f"stage {estimator.stage!r}, so a composed model would predict differently"
-        )
-        raise NotComposable(msg)

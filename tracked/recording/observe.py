@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from attrs import define, field
 
 from tracked.delivery.session import Session
-from tracked.recording.compose import Composed, NotComposable
+from tracked.recording.chain import NotComposable
+from tracked.recording.compose import Composed
 from tracked.recording.data import PREVIEW_BYTES, preview, summarize, to_csv
 from tracked.recording.evaluate import evaluate, guarded
 from tracked.recording.fitted import fitted_state
@@ -175,20 +176,17 @@ def _read_work(call: Call, seen: _Seen, draft: _Draft) -> None:
             if spec.kind == "estimator":
                 draft.model = _loggable_model(spec, operator)
         return
+    digests = {
+        "input_digest": seen.inputs.digest if seen.inputs is not None else None,
+        "output_digest": seen.outputs.digest if seen.outputs is not None else None,
+    }
     if seen.phase == FIT:
-        session.composer.note_fit(
-            spec.name,
-            spec.kind,
-            operator,
-            seen.X,
-            input_digest=seen.inputs.digest if seen.inputs is not None else None,
-            output_digest=seen.outputs.digest if seen.outputs is not None else None,
-        )
+        session.composer.note_fit(spec.name, spec.kind, operator, seen.X, **digests)
         draft.metrics.extend(_fitted(operator, draft.artifacts, call.start_ms))
         if spec.kind == "estimator":
             _read_search(call, operator, draft)
     else:
-        session.composer.note_inference(spec.name, seen.X)
+        session.composer.note_inference(spec.name, seen.X, **digests)
     if spec.kind != "estimator":
         return
     evaluation = evaluate(call, operator, seen.X, seen.y, seen.phase, seen.result)
