@@ -31,6 +31,10 @@ CLONED_SETTINGS = (
     "pos_label",
     "max_tuning_runs",
     "log_input_example",
+    "log_models",
+    "training_metrics",
+    "log_pictures",
+    "log_datasets",
 )
 
 
@@ -88,6 +92,13 @@ class TrackedPipeline(metaclass=TrackedMeta):
             64 KB) with the composed ``pipeline`` model as its input example. Off by default,
             as in MLflow's autolog: they may be personal data. The signature is logged
             either way.
+        log_models: log each fitted estimator stage's ``model`` (default True); the composed
+            ``pipeline`` model is logged either way.
+        training_metrics: compute the ``training_`` metrics of a fit, which predicts on the
+            whole training set (default True).
+        log_pictures: draw the evaluation pictures of an inference pass with ground truth
+            (default True).
+        log_datasets: record each stage's input as an MLflow dataset (default True).
     """
 
     experiment: ClassVar[str | None] = None
@@ -108,6 +119,10 @@ class TrackedPipeline(metaclass=TrackedMeta):
     pos_label: ClassVar[Any] = None
     max_tuning_runs: ClassVar[int | None] = 5
     log_input_example: ClassVar[bool] = False
+    log_models: ClassVar[bool] = True
+    training_metrics: ClassVar[bool] = True
+    log_pictures: ClassVar[bool] = True
+    log_datasets: ClassVar[bool] = True
 
     #: The object a stage works with: assign it in every stage (``self.operator = ...``).
     operator = OperatorSlot()

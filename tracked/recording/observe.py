@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 
-from tracked.delivery.session import Session
-from tracked.recording.chain import NotComposable
 from tracked.recording.compose import Composed
+from tracked.recording.composed import compose_after_fit, verify_pass
 from tracked.recording.data import PREVIEW_BYTES, preview, summarize, to_csv
 from tracked.recording.evaluate import evaluate, guarded
 from tracked.recording.fitted import fitted_state
@@ -25,11 +24,9 @@ from tracked.recording.phase import BASIS_UNKNOWN, decide_phase
 from tracked.records.names import (
     ERROR_TAG_LIMIT,
     OPERATOR_ATTRIBUTE,
-    VERIFIED_REASON_TAG,
-    VERIFIED_TAG,
 )
 from tracked.records.params import operator_params
-from tracked.records.report import describe, notice, report_failure
+from tracked.records.report import describe, notice
 from tracked.records.text import qualified_name
 from tracked.records.values import (
     FIT,
@@ -53,10 +50,13 @@ if TYPE_CHECKING:
 #: called other stages).
 PHASE_BASIS_TAG = "tracked.phase_basis"
 
+
 BASIS_NESTED = "nested_stages"
+
 
 #: A plain function (a lambda made in the stage): never fitted, whatever its identity says.
 BASIS_STATELESS = "stateless_function"
+
 
 #: On a stage run whose output_preview.csv was cut beyond its rows: what it holds.
 PREVIEW_TAG = "tracked.output_preview"
@@ -173,7 +173,7 @@ def _read_work(call: Call, seen: _Seen, draft: _Draft) -> None:
         # it is neither scored on that input nor composed from it (its callees are).
         if seen.phase == FIT:
             draft.metrics.extend(_fitted(operator, draft.artifacts, call.start_ms))
-            if spec.kind == "estimator":
+            if spec.kind == "estimator" and session.settings.log_models:
                 draft.model = _loggable_model(spec, operator)
         return
     digests = {
@@ -189,14 +189,16 @@ def _read_work(call: Call, seen: _Seen, draft: _Draft) -> None:
         session.composer.note_inference(spec.name, seen.X, **digests)
     if spec.kind != "estimator":
         return
-    evaluation = evaluate(call, operator, seen.X, seen.y, seen.phase, seen.result)
+    # Training metrics predict on the whole training set: a switch can leave them out.
+    y = seen.y if seen.phase != FIT or session.settings.training_metrics else None
+    evaluation = evaluate(call, operator, seen.X, y, seen.phase, seen.result)
     draft.evaluation, draft.pictures, draft.scores = evaluation
     draft.metrics.extend(draft.evaluation)
     if seen.phase == FIT:
-        draft.model = _loggable_model(spec, operator)
-        draft.composed = _compose(call, session)
+        draft.model = _loggable_model(spec, operator) if session.settings.log_models else None
+        draft.composed = compose_after_fit(call, session)
     else:
-        draft.parent_tags = _verify_composed(spec, session, seen.X, seen.result)
+        draft.parent_tags = verify_pass(spec, session, seen.X, seen.result)
 
 
 def _read_search(call: Call, operator: Any, draft: _Draft) -> None:
@@ -212,6 +214,7 @@ def _read_search(call: Call, operator: Any, draft: _Draft) -> None:
 
 def _stage_record(call: Call, seen: _Seen, draft: _Draft) -> StageRecord:
     spec, operator, context = call.spec, seen.operator, _context(call.spec.kind, seen.phase, seen.y)
+    settings = call.session.settings
     return StageRecord(
         stage=spec.name,
         kind=spec.kind,
@@ -228,10 +231,12 @@ def _stage_record(call: Call, seen: _Seen, draft: _Draft) -> StageRecord:
         parent_tags=draft.parent_tags,
         model=draft.model,
         composed=draft.composed,
-        pictures=draft.pictures,
+        pictures=draft.pictures if settings.log_pictures else None,
         scores=draft.scores,
         artifacts=draft.artifacts,
-        datasets=((seen.inputs, context),) if seen.inputs is not None else (),
+        datasets=((seen.inputs, context),)
+        if seen.inputs is not None and settings.log_datasets
+        else (),
         duration_s=call.duration,
         nested_runs=draft.nested,
     )
@@ -353,46 +358,3 @@ def _loggable_model(spec: StageSpec, operator: Any) -> Any:
         key=f"no-model:{qualified_name(operator)}",
     )
     return None
-
-
-def _compose(call: Call, session: Session) -> Composed | None:
-    """The fitted workflow as one model, or None with a warning that says why."""
-    spec = call.spec
-    log_example = call.session.settings.log_input_example
-    try:
-        composed = session.composer.compose(spec.name, log_input_example=log_example)
-    except NotComposable as exc:
-        notice(
-            f"no composed `pipeline` model after stage {spec.owner}.{spec.name}: {exc}",
-            key=f"not-composable:{spec.owner}.{spec.name}:{exc}",
-        )
-    except Exception as exc:
-        report_failure(
-            f"compose the pipeline model after stage {spec.name!r}", exc, strict=session.strict
-        )
-    else:
-        if composed.example_note is not None:
-            notice(
-                f"composed `pipeline` model after stage {spec.owner}.{spec.name}: "
-                f"{composed.example_note}",
-                key=f"example-cut:{spec.owner}.{spec.name}",
-                warn=False,  # asked for, and cut as documented: a line on the logger
-            )
-        return composed
-    return None
-
-
-def _verify_composed(spec: StageSpec, session: Session, X: Any, result: Any) -> dict[str, str]:
-    """Check the logged composed model against this prediction pass; tag the parent."""
-    outcome = session.composer.verify(spec.name, X, result)
-    if outcome is None:
-        return {}
-    verdict, reason = outcome
-    if not verdict:
-        notice(
-            f"the composed `pipeline` model of run {session.run_id} predicts differently from "
-            f"the stages' own prediction pass ending in {spec.owner}.{spec.name}: {reason}",
-            key=f"unfaithful:{session.run_id}:{reason}",
-        )
-        return {VERIFIED_TAG: "false", VERIFIED_REASON_TAG: reason or ""}
-    return {VERIFIED_TAG: "true", VERIFIED_REASON_TAG: ""}

@@ -42,6 +42,11 @@ class Settings:
     log_outputs: str = "preview"
     log_input_example: bool = False
     max_tuning_runs: Any = MAX_TUNING_RUNS
+    #: Switches for heavy capture: off leaves that part out of every stage run.
+    log_models: bool = True
+    training_metrics: bool = True
+    log_pictures: bool = True
+    log_datasets: bool = True
 
     @classmethod
     def of(cls, instance: object) -> Settings:
@@ -58,7 +63,9 @@ class Settings:
         strict = env_flag(STRICT_VAR)
         values["strict"] = bool(values.get("strict", False)) if strict is None else strict
         values["synchronous"] = bool(values.get("synchronous", False))
-        values["log_input_example"] = bool(values.get("log_input_example", False))
+        for switch in ("log_input_example", "log_models", "training_metrics", "log_pictures"):
+            values[switch] = bool(values.get(switch, switch != "log_input_example"))
+        values["log_datasets"] = bool(values.get("log_datasets", True))
         values["trusted_types"] = trusted_names(values.get("trusted_types", ()))
         if values.get("serialization_format") is None:
             values.pop("serialization_format", None)
