@@ -191,7 +191,7 @@ def _read_work(call: Call, seen: _Seen, draft: _Draft) -> None:
         session.composer.note_inference(spec.name, seen.X)
     if spec.kind != "estimator":
         return
-    evaluation = evaluate(call, operator, seen.X, seen.y, seen.phase, seen.result)
+    evaluation = evaluate(call, operator, seen.X, seen.y, seen.phase, seen.result, draft.tags)
     draft.evaluation, draft.pictures, draft.scores = evaluation
     draft.metrics.extend(draft.evaluation)
     if seen.phase == FIT:
