@@ -5,37 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import attrs
+
 from tracked._meta import TrackedMeta, instrument
 from tracked.delivery.context import context_for
 from tracked.recording.compose import Composer
 from tracked.recording.spec import OperatorSlot
 from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.params import init_params, params_text
+from tracked.records.settings import Settings
 from tracked.records.values import FINISHED, status_for
 
 #: Configuration that ``sklearn.base.clone`` carries over when it is set on the instance.
-CLONED_SETTINGS = (
-    "experiment",
-    "tracking",
-    "tracking_uri",
-    "backend",
-    "strict",
-    "scoring",
-    "run_name",
-    "registered_model_name",
-    "serialization_format",
-    "trusted_types",
-    "nest_under_active_run",
-    "log_outputs",
-    "synchronous",
-    "pos_label",
-    "max_tuning_runs",
-    "log_input_example",
-    "log_models",
-    "training_metrics",
-    "log_pictures",
-    "log_datasets",
-)
+CLONED_SETTINGS = ("tracking", *(field.name for field in attrs.fields(Settings)))
 
 
 class TrackedPipeline(metaclass=TrackedMeta):
@@ -214,20 +196,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
         A clone made while this instance's parent run is open nests its parent run under
         that run, and that run's end ends it too (``cross_val_score`` inside ``with pipe:``).
         """
-        from sklearn.base import clone
-
-        params = {
-            name: clone(value, safe=False) for name, value in self.get_params(deep=False).items()
-        }
-        twin = type(self)(**params)
-        state = twin.__dict__
-        for name in CLONED_SETTINGS:
-            if name in self.__dict__ and name not in params:
-                state[name] = self.__dict__[name]
-        context = self.__dict__.get(CONTEXT_ATTRIBUTE)
-        if context is not None and context.owned_by(self) and self._tracking_active():
-            context_for(twin).clone_of(context)
-        return twin
+        return _clone(self)
 
     def set_params(self, **params: Any):
         """Set constructor arguments by name; ``name__param`` reaches nested estimators."""
@@ -248,3 +217,19 @@ class TrackedPipeline(metaclass=TrackedMeta):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({params_text(self)})"
+
+
+def _clone(pipe: TrackedPipeline) -> TrackedPipeline:
+    """``pipe.__sklearn_clone__()``: see its docstring."""
+    from sklearn.base import clone
+
+    params = {name: clone(value, safe=False) for name, value in pipe.get_params(deep=False).items()}
+    twin = type(pipe)(**params)
+    state = twin.__dict__
+    for name in CLONED_SETTINGS:
+        if name in pipe.__dict__ and name not in params:
+            state[name] = pipe.__dict__[name]
+    context = pipe.__dict__.get(CONTEXT_ATTRIBUTE)
+    if context is not None and context.owned_by(pipe) and pipe._tracking_active():
+        context_for(twin).clone_of(context)
+    return twin

@@ -230,7 +230,8 @@ def build_session(
             backend = attached["backend"] or _resolve_backend(instance, settings, group)
         else:
             backend, outer, experiment = _placement(instance, settings, group, origin)
-        params = flatten(instance.get_params(deep=True)) if attached is None else {}
+        where = f"pipeline {type(instance).__name__}"
+        params = flatten(instance.get_params(deep=True), where=where) if attached is None else {}
     except TrackingError:
         raise
     except Exception as exc:

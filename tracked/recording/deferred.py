@@ -13,6 +13,7 @@ from attrs import frozen
 
 from tracked.recording.data import render_csv
 from tracked.recording.scoring import binary_metric_calls, default_metric_calls
+from tracked.records.report import describe
 from tracked.records.values import Metric
 
 
@@ -26,6 +27,9 @@ class Scores:
     ``step`` orders repeated evaluations. A binary classifier's ``proba``
     (``predict_proba``) or ``decision`` (``decision_function``), with its ``classes`` and
     the ``pos_label`` of the pipeline, add ``roc_auc`` and ``log_loss``.
+
+    ``settled()`` computes the metrics at once and keeps only them: what a large evaluation
+    carries to the writer (and the spool) instead of its prediction vectors.
     """
 
     task: str
@@ -38,9 +42,16 @@ class Scores:
     decision: Any = None
     classes: tuple[Any, ...] = ()
     pos_label: Any = None
+    #: The metrics and failures computed by ``settled()`` (the vectors are then None);
+    #: None: computed when ``evaluate()`` is called.
+    computed: tuple[tuple[Metric, ...], tuple[tuple[str, Exception], ...]] | None = None
 
     def evaluate(self) -> tuple[tuple[Metric, ...], tuple[tuple[str, Exception], ...]]:
         """The metrics, and ``(name, exception)`` for each metric that failed."""
+        # getattr: a spool written before this field existed unpickles without it.
+        computed = getattr(self, "computed", None)
+        if computed is not None:
+            return computed
         calls = default_metric_calls(self.task, self.y_true, self.y_pred)
         if self.task in ("classifier", "probability"):
             # getattr: a spool written before these fields existed unpickles without them.
@@ -70,6 +81,38 @@ class Scores:
 
     def metrics(self) -> tuple[Metric, ...]:
         return self.evaluate()[0]
+
+    def settled(self) -> Scores:
+        """These scores with their metrics computed now, on every row, and without the
+        vectors they were computed from (a few numbers instead of megabytes)."""
+        try:
+            metrics, failed = self.evaluate()
+        except Exception as exc:  # the calls could not even be set up
+            metrics, failed = (), (("evaluation metrics", exc),)
+        computed = (metrics, tuple((name, _picklable(exc)) for name, exc in failed))
+        return Scores(
+            task=self.task,
+            y_true=None,
+            y_pred=None,
+            prefix=self.prefix,
+            step=self.step,
+            timestamp=self.timestamp,
+            classes=self.classes,
+            pos_label=self.pos_label,
+            computed=computed,
+        )
+
+
+def _picklable(exc: Exception) -> Exception:
+    """``exc``, or a plain exception saying the same when it does not pickle (the settled
+    scores are pickled into the spool; the failure is reported when they are written)."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(describe(exc))
+    return exc
 
 
 @frozen

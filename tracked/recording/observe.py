@@ -147,9 +147,9 @@ def _read_operator(call: Call, seen: _Seen, draft: _Draft) -> None:
     if seen.phase == FIT or session.params_logged.get(spec.name) != id(operator):
         # Fits log their params; so does the first call of an operator that was never
         # fitted in this session (made in ``__init__``, a callable object, a function).
-        what = f"read the params of stage {spec.name!r}"
-        may_raise = seen.error is None
-        draft.params = guarded(session, what, operator_params, operator, may_raise=may_raise) or {}
+        read, where = operator_params, f"stage {spec.owner}.{spec.name}"
+        what, may_raise = f"read the params of stage {spec.name!r}", seen.error is None
+        draft.params = guarded(session, what, read, operator, where, may_raise=may_raise) or {}
         session.params_logged[spec.name] = id(operator)
 
 
@@ -191,7 +191,7 @@ def _read_work(call: Call, seen: _Seen, draft: _Draft) -> None:
         return
     # Training metrics predict on the whole training set: a switch can leave them out.
     y = seen.y if seen.phase != FIT or session.settings.training_metrics else None
-    evaluation = evaluate(call, operator, seen.X, y, seen.phase, seen.result)
+    evaluation = evaluate(call, operator, seen.X, y, seen.phase, seen.result, draft.tags)
     draft.evaluation, draft.pictures, draft.scores = evaluation
     draft.metrics.extend(draft.evaluation)
     if seen.phase == FIT:

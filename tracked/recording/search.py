@@ -42,7 +42,7 @@ def summarize_search(search: Any, stage: str, max_runs: int | None, stamp: int) 
 
     results = search.cv_results_
     best = getattr(search, "best_params_", None)
-    params = flatten({f"best_{name}": value for name, value in (best or {}).items()})
+    params = flatten({f"best_{k}": v for k, v in (best or {}).items()}, where=f"stage {stage}")
     metrics = []
     score = getattr(search, "best_score_", None)
     if isinstance(score, (int, float)) and math.isfinite(float(score)):
@@ -100,7 +100,7 @@ def _candidates(
         runs.append(
             NestedRun(
                 run_name=f"{stage}:candidate-{index}",
-                params=flatten(results["params"][index]),
+                params=flatten(results["params"][index], where=f"stage {stage}"),
                 metrics=tuple(metrics),
                 tags={"tracked.stage": stage, "tracked.candidate": str(index)},
             )

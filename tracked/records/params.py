@@ -1,4 +1,4 @@
-"""TODO."""
+"""Hyperparameters as flat text: read once, bounded (values cut, nesting cut), masked."""
 
 from __future__ import annotations
 
@@ -6,37 +6,50 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from tracked.records.text import MASK, is_secret_name, mask_secrets, to_text
+from tracked.records.report import notice
+from tracked.records.text import MASK, captured_text, is_secret_name, to_text
+
+#: Levels of nested mappings (and estimators) read as params; deeper ones are cut, with a
+#: warning: a configuration nested that deep is a mistake or a loop (a dict holding itself),
+#: and following it would end in a RecursionError.
+NESTING_LIMIT = 32
+
+#: The value of a param whose nesting was cut.
+CUT_NESTING = f"<cut: nested deeper than {NESTING_LIMIT} levels>"
 
 
-def params_text(obj: object) -> str:
+def params_text(obj: object, depth: int = 0) -> str:
     """``name=value, ...`` for the constructor arguments that differ from their defaults;
     credential-like names, also those of nested estimators, show ``***``."""
     return ", ".join(
-        f"{key}={MASK if is_secret_name(key) else _value_text(value)}"
+        f"{key}={MASK if is_secret_name(key) else _value_text(value, depth)}"
         for key, value in non_default_params(obj).items()
     )
 
 
-def _value_text(value: object) -> str:
+def _value_text(value: object, depth: int = 0) -> str:
+    nests = isinstance(value, Mapping) or callable(getattr(value, "get_params", None))
+    if nests and depth >= NESTING_LIMIT and not isinstance(value, type):
+        return CUT_NESTING
     if callable(getattr(value, "get_params", None)) and not isinstance(value, type):
-        return f"{type(value).__name__}({params_text(value)})"
+        return f"{type(value).__name__}({params_text(value, depth + 1)})"
     if is_data(value):  # a setting that holds data is named, never written out
         return f"<{type(value).__name__} of shape {tuple(value.shape)}>"  # type: ignore[attr-defined]
     if isinstance(value, Mapping):  # `headers={"Authorization": ...}` in a run name
-        return "{" + ", ".join(_item_text(key, item) for key, item in value.items()) + "}"
-    return mask_secrets(to_text(value))
+        items = (_item_text(key, item, depth + 1) for key, item in value.items())
+        return captured_text("{" + ", ".join(items) + "}")
+    return captured_text(value)
 
 
-def _item_text(key: object, item: object) -> str:
+def _item_text(key: object, item: object, depth: int) -> str:
     """``'key': value`` as ``str(dict)`` shows it, masked."""
     plain = isinstance(key, (str, int, float, bool, type(None)))
-    name = repr(key) if plain else to_text(key)
+    name = captured_text(repr(key) if plain else key)
     if is_secret_name(to_text(key)):
         return f"{name}: {MASK!r}"
     if isinstance(item, str):
-        return f"{name}: {mask_secrets(item)!r}"
-    return f"{name}: {_value_text(item)}"
+        return f"{name}: {captured_text(item)!r}"
+    return f"{name}: {_value_text(item, depth)}"
 
 
 def is_data(value: object) -> bool:
@@ -87,12 +100,15 @@ def public_state(obj: object) -> dict[str, Any]:
     return {name: value for name, value in state.items() if not name.startswith("_")}
 
 
-def _settings(values: Mapping[Any, Any]) -> dict[Any, Any]:
-    """The settings among ``values``, nested mappings kept as mappings of settings."""
+def _settings(values: Mapping[Any, Any], depth: int = 0) -> dict[Any, Any]:
+    """The settings among ``values``, nested mappings kept as mappings of settings (kept
+    whole past ``NESTING_LIMIT`` levels, for ``flatten`` to cut and say so)."""
     kept: dict[Any, Any] = {}
     for key, value in values.items():
-        if isinstance(value, Mapping):
-            inner = _settings(value)
+        if isinstance(value, Mapping) and depth >= NESTING_LIMIT:
+            kept[key] = value
+        elif isinstance(value, Mapping):
+            inner = _settings(value, depth + 1)
             if inner:
                 kept[key] = inner
         elif is_setting(value):
@@ -100,16 +116,41 @@ def _settings(values: Mapping[Any, Any]) -> dict[Any, Any]:
     return kept
 
 
-def flatten(params: Mapping[Any, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mappings flattened with ``__`` (scikit-learn's separator), values as text;
-    credential-like names (``db__password``) get ``***``."""
+def flatten(params: Mapping[Any, Any], prefix: str = "", *, where: str = "") -> dict[str, str]:
+    """Nested mappings flattened with ``__`` (scikit-learn's separator), values as text
+    cut to ``CAPTURED_TEXT``; credential-like names (``db__password``) get ``***``.
+
+    Mappings nested deeper than ``NESTING_LIMIT`` levels are cut (their param holds
+    ``CUT_NESTING``) with one warning naming ``where`` the params come from (a stage, a
+    pipeline); the other params are kept.
+    """
+    cut: list[str] = []
+    flat = _flattened(params, prefix, 0, cut)
+    if cut:
+        shown = ", ".join(repr(name[:80] + ("..." if len(name) > 80 else "")) for name in cut[:3])
+        notice(
+            f"{where or 'a record'}: params nested deeper than {NESTING_LIMIT} levels are cut "
+            f"({shown}{', ...' if len(cut) > 3 else ''}): a nested configuration that deep, or "
+            "one that holds itself, is recorded up to that level; the other params and the "
+            "rest of the record are kept",
+            key=f"deep-params:{where}",
+        )
+    return flat
+
+
+def _flattened(
+    params: Mapping[Any, Any], prefix: str, depth: int, cut: list[str]
+) -> dict[str, str]:
     flat: dict[str, str] = {}
     for key, value in params.items():
-        name = f"{prefix}{to_text(key)}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, prefix=f"{name}__"))
+        name = f"{prefix}{captured_text(key)}"
+        if isinstance(value, Mapping) and value and depth >= NESTING_LIMIT:
+            flat[name] = CUT_NESTING
+            cut.append(name)
+        elif isinstance(value, Mapping) and value:
+            flat.update(_flattened(value, f"{name}__", depth + 1, cut))
         else:
-            flat[name] = MASK if is_secret_name(name) else _value_text(value)
+            flat[name] = MASK if is_secret_name(name) else _value_text(value, depth)
     return flat
 
 
@@ -118,7 +159,7 @@ def is_fitted_name(name: str) -> bool:
     return name.endswith("_") and not name.startswith("_")
 
 
-def operator_params(operator: object) -> dict[str, str]:
+def operator_params(operator: object, where: str = "") -> dict[str, str]:
     """Hyperparameters of ``operator`` as flat text: settings, never data.
 
     scikit-learn estimators: ``get_params(deep=True)`` (a param holding an array is named
@@ -129,18 +170,12 @@ def operator_params(operator: object) -> dict[str, str]:
     """
     get_params = getattr(operator, "get_params", None)
     if callable(get_params):
-        return flatten(get_params(deep=True))
+        return flatten(get_params(deep=True), where=where)
     if isinstance(operator, Mapping):
-        return flatten(_settings(operator))
-    return flatten(
-        _settings(
-            {
-                name: value
-                for name, value in public_state(operator).items()
-                if not is_fitted_name(name) and not callable(value)
-            }
-        )
-    )
+        return flatten(_settings(operator), where=where)
+    state = public_state(operator).items()
+    settings = {k: v for k, v in state if not is_fitted_name(k) and not callable(v)}
+    return flatten(_settings(settings), where=where)
 
 
 def init_params(obj: object) -> dict[str, Any]:

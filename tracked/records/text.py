@@ -99,3 +99,23 @@ def masked(name: str, value: Any) -> Any:
     if is_secret_name(name):
         return MASK
     return mask_secrets(value) if isinstance(value, str) else value
+
+
+#: Longest param or tag value kept when it is read: above every store limit (MLflow's are
+#: 6000 characters for a param, 8000 for a tag), so the backend still cuts what it logs and
+#: notes the cut (``key_notes.json``), but a 50 MB value never becomes 50 MB of records.
+CAPTURED_TEXT = 10_000
+
+
+#: Characters past a cut that are still searched for credentials: one that straddles the
+#: cut is masked, not half-kept.
+_MASK_MARGIN = 512
+
+
+def captured_text(value: object, limit: int = CAPTURED_TEXT) -> str:
+    """``value`` as text that may be recorded: credentials masked, cut to ``limit``
+    characters with the backend's marker (a trailing ``...``) when longer."""
+    text = to_text(value)
+    if len(text) <= limit:
+        return mask_secrets(text)
+    return mask_secrets(text[: limit + _MASK_MARGIN])[: limit - 3] + "..."
