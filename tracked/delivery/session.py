@@ -167,12 +167,12 @@ class Session(Waiting, Outbox, Sink, Reports):
         with self._lock:
             if self.lifecycle is not Lifecycle.NEW or self.broken:
                 return
+            self._prepare_backend()  # raises before the run counts as open: retried next call
             self.lifecycle = Lifecycle.OPEN
             REGISTRY.open.add(self)
             runtime.install()
             self.cell = runtime.cells.count
             runtime.watch_cells()
-            self._prepare_backend()
             self._open_spool()
             if self.owned:
                 start = StartRun(
