@@ -21,12 +21,12 @@ from test_spool_safety import cli, plant
 
 from tracked import TrackingWarning
 from tracked.backends.memory import MemoryBackend
+from tracked.records.names import LOCAL_ID_TAG
 from tracked.spool import codec
 from tracked.spool.key import mac
 from tracked.spool.sync import sync
 from tracked.testing import strict
 
-LOCAL_ID_TAG = "tracked.local_run_id"
 END_REASON_TAG = "tracked.end_reason"
 
 

@@ -24,6 +24,8 @@ from tracked.recording.phase import BASIS_UNKNOWN, decide_phase
 from tracked.records.names import (
     ERROR_TAG_LIMIT,
     OPERATOR_ATTRIBUTE,
+    PHASE_BASIS_TAG,
+    PREVIEW_TAG,
 )
 from tracked.records.params import operator_params
 from tracked.records.report import describe, notice
@@ -45,21 +47,11 @@ if TYPE_CHECKING:
     from tracked.recording.spec import Call, StageSpec
 
 
-#: Why a call got its phase: new_operator, fitted_attributes, state_changed, state_unchanged,
-#: state_unreadable, stateless_function, or nested_stages (a stage without an operator that
-#: called other stages).
-PHASE_BASIS_TAG = "tracked.phase_basis"
-
-
 BASIS_NESTED = "nested_stages"
 
 
 #: A plain function (a lambda made in the stage): never fitted, whatever its identity says.
 BASIS_STATELESS = "stateless_function"
-
-
-#: On a stage run whose output_preview.csv was cut beyond its rows: what it holds.
-PREVIEW_TAG = "tracked.output_preview"
 
 
 @define(kw_only=True)

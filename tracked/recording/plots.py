@@ -12,11 +12,10 @@ from typing import Any
 
 from attrs import frozen
 
+from tracked.records.names import PICTURE_ROWS_TAG
+
 #: Most rows a picture is drawn from (and that travel to the writer and the spool for it).
 SCATTER_POINTS = 5000
-
-#: On an inference run whose pictures were drawn from a sample: ``"5000 of 100000"`` rows.
-PICTURE_ROWS_TAG = "tracked.picture_rows"
 
 
 @frozen

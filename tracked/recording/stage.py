@@ -26,8 +26,6 @@ from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.report import report_failure
 from tracked.records.values import now_ms
 
-VERIFIED_TAG = "tracked.pipeline_verified"
-
 
 def make_stage_wrapper(spec: StageSpec) -> Callable[..., Any]:
     """The wrapt wrapper function for one stage."""

@@ -41,3 +41,26 @@ PIPELINE_TAG = "tracked.pipeline"
 
 #: What a stage run records of the stage's output (``log_outputs``): a preview, all, nothing.
 LOG_OUTPUTS = ("preview", "full", "none")
+
+#: Tag on the runs of a spooled session: the run's id in the spool (``local-...``).
+LOCAL_ID_TAG = "tracked.local_run_id"
+
+#: Parent tag of a run that ``tracked sync`` ended: why.
+END_REASON_TAG = "tracked.end_reason"
+
+#: Stage tag: the spool passed ``TRACKED_SPOOL_MAX_BYTES``; the record's heavy parts were not kept.
+SPOOL_DROPPED_TAG = "tracked.spool_dropped"
+
+#: Stage tag: the record's payload was damaged in the spool; what it held was not written.
+SPOOL_DAMAGED_TAG = "tracked.spool_damaged"
+
+#: On an inference run whose pictures were drawn from a sample: ``"5000 of 100000"`` rows.
+PICTURE_ROWS_TAG = "tracked.picture_rows"
+
+#: Why a call got its phase: new_operator, fitted_attributes, state_changed, state_unchanged,
+#: state_unreadable, stateless_function, or nested_stages (a stage without an operator that
+#: called other stages).
+PHASE_BASIS_TAG = "tracked.phase_basis"
+
+#: On a stage run whose output_preview.csv was cut beyond its rows: what it holds.
+PREVIEW_TAG = "tracked.output_preview"

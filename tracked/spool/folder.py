@@ -10,6 +10,7 @@ from pathlib import Path
 
 import attrs
 
+from tracked.records.names import SPOOL_DROPPED_TAG
 from tracked.spool import codec
 from tracked.spool.format import (
     ENTRIES,
@@ -31,7 +32,6 @@ from tracked.spool.format import (
 from tracked.spool.key import spool_key
 from tracked.spool.lock import unlock
 from tracked.spool.records import (
-    SPOOL_DROPPED_TAG,
     Entry,
     Header,
     PayloadRef,

@@ -13,15 +13,6 @@ from attrs import field, frozen
 from tracked.records.values import Metric, now_ms
 from tracked.spool.format import hostname
 
-#: Tag on the runs of a spooled session: the run's id in the spool (``local-...``).
-LOCAL_ID_TAG = "tracked.local_run_id"
-#: Parent tag of a run that ``tracked sync`` ended: why.
-END_REASON_TAG = "tracked.end_reason"
-#: Stage tag: the spool passed ``TRACKED_SPOOL_MAX_BYTES``; the record's heavy parts were not kept.
-SPOOL_DROPPED_TAG = "tracked.spool_dropped"
-#: Stage tag: the record's payload was damaged in the spool; what it held was not written.
-SPOOL_DAMAGED_TAG = "tracked.spool_damaged"
-
 
 @frozen(kw_only=True)
 class Header:

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
-from tracked.records.names import VERIFIED_REASON_TAG, VERIFIED_TAG
+from tracked.records.names import LOCAL_ID_TAG, VERIFIED_REASON_TAG, VERIFIED_TAG
 from tracked.records.values import Metric
 from tracked.spool.records import (
-    LOCAL_ID_TAG,
     EndRun,
     Entry,
     Header,

@@ -27,6 +27,7 @@ from typing import Any
 
 from attrs import define, field
 
+from tracked.records.names import END_REASON_TAG, SPOOL_DAMAGED_TAG
 from tracked.records.report import describe
 from tracked.records.text import mask_uri
 from tracked.records.values import KILLED, now_ms
@@ -35,7 +36,7 @@ from tracked.spool.format import LOCK, PROGRESS, root_refusal, session_folders
 from tracked.spool.key import SpoolKeyError, spool_key
 from tracked.spool.lock import lock_waiting, try_lock, unlock
 from tracked.spool.reader import SpooledSession, describe_entry
-from tracked.spool.records import END_REASON_TAG, SPOOL_DAMAGED_TAG, EndRun, Entry, Progress
+from tracked.spool.records import EndRun, Entry, Progress
 from tracked.spool.replay import Replayer, ReplayState, StoreAway, with_tags
 
 #: How long a ``tracked sync`` waits for another one working on the same spool.
