@@ -14,7 +14,7 @@ from tracked.delivery.context import outer_run_of
 from tracked.delivery.groups import GroupRef, enter_group, leave_group
 from tracked.records.config import is_strict, killed_by_env
 from tracked.records.errors import TrackingError
-from tracked.records.names import DEFAULT_EXPERIMENT, GROUP_TAG
+from tracked.records.names import DEFAULT_EXPERIMENT, GROUP_TAG, VERSION_TAG
 from tracked.records.report import report_failure
 from tracked.records.values import now_ms, status_for
 
@@ -84,7 +84,7 @@ class group:
                 experiment=self.experiment,
                 run_name=self.name,
                 parent_run_id=outer_run_of(backend),
-                tags={GROUP_TAG: self.name, "tracked.version": __version__},
+                tags={GROUP_TAG: self.name, VERSION_TAG: __version__},
             )
         except TrackingError:
             raise

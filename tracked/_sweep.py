@@ -9,6 +9,7 @@ from typing import Any
 from attrs import frozen
 
 from tracked._group import group
+from tracked.records.names import BEST_METRIC_TAG, BEST_RUN_TAG
 from tracked.records.ranking import lower_is_better
 from tracked.records.text import to_text
 from tracked.records.values import Metric
@@ -176,5 +177,5 @@ def _tag_best(
     run.log(
         params={f"best.{key}": to_text(value) for key, value in params.items()},
         metrics=[Metric(key=f"best.{metric}", value=best.evaluation[metric])],
-        tags={"tracked.best_run_id": best.run_id or "", "tracked.best_metric": metric},
+        tags={BEST_RUN_TAG: best.run_id or "", BEST_METRIC_TAG: metric},
     )

@@ -17,7 +17,14 @@ from tracked.delivery.groups import GroupRef
 from tracked.delivery.session import Composition, Session, default_run_name
 from tracked.records.config import killed_by_env
 from tracked.records.errors import TrackingError
-from tracked.records.names import CONTEXT_ATTRIBUTE, LOCAL_PREFIX, PIPELINE_TAG
+from tracked.records.names import (
+    CONTEXT_ATTRIBUTE,
+    LOCAL_PREFIX,
+    NUMPY_VERSION_TAG,
+    PIPELINE_TAG,
+    SKLEARN_VERSION_TAG,
+    VERSION_TAG,
+)
 from tracked.records.params import flatten
 from tracked.records.report import report_failure
 from tracked.records.settings import Settings
@@ -272,7 +279,7 @@ def _parent_tags(instance: object) -> dict[str, str]:
     libraries a fitted model depends on."""
     return {
         PIPELINE_TAG: qualified_name(instance),
-        "tracked.version": __version__,
+        VERSION_TAG: __version__,
         **_library_versions(),
     }
 
@@ -305,8 +312,8 @@ def _library_versions() -> dict[str, str]:
 
     versions = {}
     for package, tag in (
-        ("scikit-learn", "tracked.sklearn_version"),
-        ("numpy", "tracked.numpy_version"),
+        ("scikit-learn", SKLEARN_VERSION_TAG),
+        ("numpy", NUMPY_VERSION_TAG),
     ):
         with contextlib.suppress(PackageNotFoundError):
             versions[tag] = version(package)

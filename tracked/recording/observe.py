@@ -22,10 +22,17 @@ from tracked.recording.evaluate import evaluate, guarded
 from tracked.recording.fitted import fitted_state
 from tracked.recording.phase import BASIS_UNKNOWN, decide_phase
 from tracked.records.names import (
+    ERROR_TAG,
     ERROR_TAG_LIMIT,
+    INPUT_DIGEST_TAG,
+    KIND_TAG,
     OPERATOR_ATTRIBUTE,
+    OPERATOR_TAG,
+    OUTPUT_DIGEST_TAG,
     PHASE_BASIS_TAG,
+    PHASE_TAG,
     PREVIEW_TAG,
+    STAGE_TAG,
 )
 from tracked.records.params import operator_params
 from tracked.records.report import describe, notice
@@ -89,7 +96,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
     """The record of one stage call (``error`` set when the user's method raised)."""
     spec, operator = call.spec, call.operator()
     phase, basis = _phase(call, operator)
-    tags = {"tracked.stage": spec.name, "tracked.kind": spec.kind, "tracked.phase": phase}
+    tags = {STAGE_TAG: spec.name, KIND_TAG: spec.kind, PHASE_TAG: phase}
     if basis is not None:
         tags[PHASE_BASIS_TAG] = basis
     X, y = _stage_data(call)
@@ -97,7 +104,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
         operator=operator, phase=phase, X=X, y=y, result=result, error=error, inputs=summarize(X)
     )
     if seen.inputs is not None:
-        tags["tracked.input_digest"] = seen.inputs.digest
+        tags[INPUT_DIGEST_TAG] = seen.inputs.digest
     duration = Metric(key="duration_s", value=call.duration, timestamp=call.start_ms)
     draft = _Draft(tags=tags, metrics=[duration])
     _read_operator(call, seen, draft)
@@ -135,7 +142,7 @@ def _read_operator(call: Call, seen: _Seen, draft: _Draft) -> None:
                 key=f"no-operator:{spec.owner}.{spec.name}",
             )
         return
-    draft.tags["tracked.operator"] = qualified_name(operator)
+    draft.tags[OPERATOR_TAG] = qualified_name(operator)
     if seen.phase == FIT or session.params_logged.get(spec.name) != id(operator):
         # Fits log their params; so does the first call of an operator that was never
         # fitted in this session (made in ``__init__``, a callable object, a function).
@@ -148,11 +155,11 @@ def _read_operator(call: Call, seen: _Seen, draft: _Draft) -> None:
 def _read_result(call: Call, seen: _Seen, draft: _Draft) -> None:
     """The error's tag; or the result's summary, its digest tag and its files."""
     if seen.error is not None:
-        draft.tags["tracked.error"] = describe(seen.error, ERROR_TAG_LIMIT)
+        draft.tags[ERROR_TAG] = describe(seen.error, ERROR_TAG_LIMIT)
         return
     seen.outputs = summarize(seen.result)
     if seen.outputs is not None:
-        draft.tags["tracked.output_digest"] = seen.outputs.digest
+        draft.tags[OUTPUT_DIGEST_TAG] = seen.outputs.digest
         draft.artifacts.update(_output_files(call, seen.result, seen.outputs, draft.tags))
 
 
@@ -215,7 +222,7 @@ def _stage_record(call: Call, seen: _Seen, draft: _Draft) -> StageRecord:
         start_ms=call.start_ms,
         end_ms=call.start_ms + round(call.duration * 1000),
         status=status_for(type(seen.error) if seen.error is not None else None),
-        error=draft.tags.get("tracked.error"),
+        error=draft.tags.get(ERROR_TAG),
         params=draft.params,
         tags=draft.tags,
         metrics=tuple(draft.metrics),

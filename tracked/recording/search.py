@@ -9,6 +9,7 @@ from typing import Any
 
 from attrs import frozen
 
+from tracked.records.names import CANDIDATE_TAG, STAGE_TAG
 from tracked.records.params import flatten
 from tracked.records.settings import MAX_TUNING_RUNS  # noqa: F401 - the default, re-exported
 from tracked.records.text import masked
@@ -102,7 +103,7 @@ def _candidates(
                 run_name=f"{stage}:candidate-{index}",
                 params=flatten(results["params"][index], where=f"stage {stage}"),
                 metrics=tuple(metrics),
-                tags={"tracked.stage": stage, "tracked.candidate": str(index)},
+                tags={STAGE_TAG: stage, CANDIDATE_TAG: str(index)},
             )
         )
     return tuple(runs)

@@ -64,3 +64,54 @@ PHASE_BASIS_TAG = "tracked.phase_basis"
 
 #: On a stage run whose output_preview.csv was cut beyond its rows: what it holds.
 PREVIEW_TAG = "tracked.output_preview"
+
+#: On every parent run: the tracked version that recorded it.
+VERSION_TAG = "tracked.version"
+
+
+#: On every parent run: the scikit-learn version its models were fitted with.
+SKLEARN_VERSION_TAG = "tracked.sklearn_version"
+
+
+#: On every parent run: the NumPy version.
+NUMPY_VERSION_TAG = "tracked.numpy_version"
+
+
+#: On every stage run (and a search's candidate runs): the stage method's name.
+STAGE_TAG = "tracked.stage"
+
+
+#: On every stage run: ``transformer`` or ``estimator``.
+KIND_TAG = "tracked.kind"
+
+
+#: On every stage run: ``fit`` or ``inference``.
+PHASE_TAG = "tracked.phase"
+
+
+#: On a stage run: the digest of what the stage received.
+INPUT_DIGEST_TAG = "tracked.input_digest"
+
+
+#: On a stage run: the digest of what the stage returned.
+OUTPUT_DIGEST_TAG = "tracked.output_digest"
+
+
+#: On a stage run: the operator's class (``module.Name``).
+OPERATOR_TAG = "tracked.operator"
+
+
+#: On a failed stage run: the exception, in one line.
+ERROR_TAG = "tracked.error"
+
+
+#: On a search CV candidate's run: its rank among the candidates.
+CANDIDATE_TAG = "tracked.candidate"
+
+
+#: On a sweep's group run: the best configuration's run.
+BEST_RUN_TAG = "tracked.best_run_id"
+
+
+#: On a sweep's group run: the metric that ranked them.
+BEST_METRIC_TAG = "tracked.best_metric"
