@@ -324,3 +324,21 @@ def test_a_store_failure_at_any_step_is_resumed_to_what_an_undisturbed_run_write
                     *store[SESSION][4:],
                 )
         assert expected == written
+
+
+def test_a_sync_waits_for_the_one_holding_the_spool_and_says_so_once(tmp_path):
+    from tracked.spool.lock import try_lock, unlock
+    from tracked.spool.sync import sync
+
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o700)
+    held = try_lock(spool)
+    waits = []
+
+    def other_sync_ends():
+        waits.append(True)
+        unlock(held)
+
+    result = sync(spool, on_wait=other_sync_ends, backend_for=lambda uri: None)
+    assert [True] == waits
+    assert result.ok and not result.refused

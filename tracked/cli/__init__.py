@@ -152,6 +152,10 @@ def _add_spool(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _say_waiting() -> None:
+    print("waiting for another `tracked sync` of this spool to finish", file=sys.stderr)
+
+
 def sync_command(args: argparse.Namespace) -> int:
     """``tracked sync``: replay the spool; 0 when it is empty afterwards, else 1."""
     from tracked.spool.format import spool_root
@@ -161,7 +165,7 @@ def sync_command(args: argparse.Namespace) -> int:
     if not spool.is_dir():
         print(f"there is no spool at {spool} (the folder does not exist): nothing to sync")
         return 0
-    result = sync(spool, tracking_uri=args.tracking_uri, dry_run=args.dry_run)
+    result = sync(spool, tracking_uri=args.tracking_uri, dry_run=args.dry_run, on_wait=_say_waiting)
     if args.dry_run and not (result.done or result.failures or result.remaining or result.refused):
         print(f"nothing to sync: the spool at {spool} holds no records")
     for line in result.done:

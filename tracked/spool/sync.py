@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -112,6 +111,7 @@ def sync(
     tracking_uri: str | None = None,
     dry_run: bool = False,
     backend_for: Callable[[str], Any] | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> SyncResult:
     """Write every finished (or abandoned) session of ``spool`` to its store.
 
@@ -119,13 +119,15 @@ def sync(
         tracking_uri: the store to write to; default: each session's own.
         dry_run: say what would be written, write nothing, remove nothing.
         backend_for: the backend of a URI (default: tracked's MLflow backend).
+        on_wait: called once when another sync holds the spool and this one waits for it
+            (the command line says so on stderr).
     """
     if backend_for is None:
         from tracked.backends.mlflow import shared_backend as backend_for
     result = SyncResult()
     spool_lock = None
     if not dry_run and spool.is_dir() and root_refusal(spool) is None:
-        spool_lock = lock_waiting(spool, SYNC_WAIT_S, _say_waiting)
+        spool_lock = lock_waiting(spool, SYNC_WAIT_S, on_wait)
         if spool_lock is None:
             result.refused[str(spool)] = (
                 f"another `tracked sync` kept {spool} for {SYNC_WAIT_S:g} s"
@@ -138,10 +140,6 @@ def sync(
     finally:
         unlock(spool_lock)
     return result
-
-
-def _say_waiting() -> None:
-    print("waiting for another `tracked sync` of this spool to finish", file=sys.stderr)
 
 
 def _sync_one(session, tracking_uri, dry_run, backend_for, known_runs, result) -> None:
