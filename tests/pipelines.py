@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 from sklearn.decomposition import PCA
-from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression, SGDClassifier
 from sklearn.preprocessing import StandardScaler
 
 from tracked import TrackedPipeline
@@ -113,3 +114,36 @@ def run_iris(iris, params=None, **attributes):
     for name, value in attributes.items():
         setattr(pipe, name, value)
     return pipe, tracked_pass(pipe, iris)
+
+
+class Batches(TrackedPipeline):
+    """Scaler and PCA fitted on the first batch, the classifier updated on every batch."""
+
+    def scale(self, X, stage="transformer"):
+        if not hasattr(self, "scaler"):
+            self.scaler = StandardScaler().fit(X)
+        self.operator = self.scaler
+        return self.operator.transform(X)
+
+    def reduce(self, X, stage="transformer"):
+        if not hasattr(self, "pca"):
+            self.pca = PCA(n_components=2, random_state=0).fit(X)
+        self.operator = self.pca
+        return self.operator.transform(X)
+
+    def learn(self, X, y, stage="estimator"):
+        if not hasattr(self, "clf"):
+            self.clf = SGDClassifier(random_state=0)
+        self.operator = self.clf
+        self.operator.partial_fit(X, y, classes=[0, 1])
+        return self
+
+    def classify(self, X, y=None, stage="estimator"):
+        self.operator = self.clf
+        return self.operator.predict(X)
+
+
+def batches_data(rows=200):
+    rng = np.random.RandomState(0)
+    X = rng.rand(rows, 4)
+    return X, (X[:, 0] + X[:, 1] > 1).astype(int)

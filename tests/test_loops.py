@@ -3,49 +3,11 @@ batch after batch (``partial_fit``) is composed like a one-pass workflow."""
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.linear_model import SGDClassifier
-from sklearn.preprocessing import StandardScaler
-
-from tracked import TrackedPipeline
-
-
-class Batches(TrackedPipeline):
-    """Scaler and PCA fitted on the first batch, the classifier updated on every batch."""
-
-    def scale(self, X, stage="transformer"):
-        if not hasattr(self, "scaler"):
-            self.scaler = StandardScaler().fit(X)
-        self.operator = self.scaler
-        return self.operator.transform(X)
-
-    def reduce(self, X, stage="transformer"):
-        if not hasattr(self, "pca"):
-            self.pca = PCA(n_components=2, random_state=0).fit(X)
-        self.operator = self.pca
-        return self.operator.transform(X)
-
-    def learn(self, X, y, stage="estimator"):
-        if not hasattr(self, "clf"):
-            self.clf = SGDClassifier(random_state=0)
-        self.operator = self.clf
-        self.operator.partial_fit(X, y, classes=[0, 1])
-        return self
-
-    def classify(self, X, y=None, stage="estimator"):
-        self.operator = self.clf
-        return self.operator.predict(X)
-
-
-def data(rows=200):
-    rng = np.random.RandomState(0)
-    X = rng.rand(rows, 4)
-    return X, (X[:, 0] + X[:, 1] > 1).astype(int)
+from pipelines import Batches, batches_data
 
 
 def test_a_partial_fit_loop_after_a_first_fitted_batch_is_composed_every_time(memory):
-    X, y = data()
+    X, y = batches_data()
     pipe = Batches()
     pipe.backend = memory
     with pipe:
@@ -61,7 +23,7 @@ def test_a_partial_fit_loop_after_a_first_fitted_batch_is_composed_every_time(me
 
 def test_transforming_the_test_set_before_fitting_still_composes(memory):
     """The common order: both sets transformed first, then the estimator fitted."""
-    X, y = data()
+    X, y = batches_data()
     pipe = Batches()
     pipe.backend = memory
     with pipe:

@@ -28,41 +28,10 @@ def watching(name, globals=None, locals=None, fromlist=(), level=0):
 
 builtins.__import__ = watching
 
-import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.linear_model import SGDClassifier
-from sklearn.preprocessing import StandardScaler
+from pipelines import Batches, batches_data
 
-import tracked
-
-
-class Loop(tracked.TrackedPipeline):
-    experiment = "imports"
-
-    def scale(self, X, stage="transformer"):
-        if not hasattr(self, "scaler"):
-            self.scaler = self.operator = StandardScaler().fit(X)
-        self.operator = self.scaler
-        return self.operator.transform(X)
-
-    def reduce(self, X, stage="transformer"):
-        if not hasattr(self, "pca"):
-            self.pca = PCA(n_components=2).fit(X)
-        self.operator = self.pca
-        return self.operator.transform(X)
-
-    def learn(self, X, y, stage="estimator"):
-        if not hasattr(self, "clf"):
-            self.clf = SGDClassifier(random_state=0)
-        self.operator = self.clf
-        self.operator.partial_fit(X, y, classes=[0, 1])
-        return self
-
-
-rng = np.random.RandomState(0)
-X = rng.rand(200, 4)
-y = (X[:, 0] > 0.5).astype(int)
-with Loop() as pipe:
+X, y = batches_data()
+with Batches() as pipe:
     for batch in range(4):
         part = slice(batch * 50, (batch + 1) * 50)
         pipe.learn(pipe.reduce(pipe.scale(X[part])), y[part])
