@@ -94,6 +94,8 @@ class Session(Waiting, Outbox, Sink, Reports):
         composer: Composition,
     ) -> None:
         self.backend = backend
+        #: What the backend offers beyond the required calls, read once.
+        self.capabilities = capabilities(backend)
         #: None: the experiment of ``outer_run_id``, the run this parent run nests under.
         self.experiment = experiment
         self.outer_run_id = outer_run_id
@@ -110,7 +112,7 @@ class Session(Waiting, Outbox, Sink, Reports):
         # A forked worker (multiprocessing's fork pools) ends through os._exit, without exit
         # handlers or a writer that finishes: its records are written before its calls return.
         self.synchronous = (
-            settings.synchronous or REGISTRY.forked_child or capabilities(backend).synchronous
+            settings.synchronous or REGISTRY.forked_child or self.capabilities.synchronous
         )
         #: A process was forked while this session was open (its stages are not this one's).
         self.forked = False

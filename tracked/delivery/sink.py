@@ -8,9 +8,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from tracked.backends.base import capabilities
 from tracked.delivery.registry import REGISTRY
-from tracked.delivery.spooling import SpoolFolder, spool_uri
+from tracked.delivery.spooling import SpoolFolder
 from tracked.delivery.writer import writer
 from tracked.records.report import describe
 from tracked.records.text import mask_uri
@@ -46,7 +45,7 @@ class Sink(SpoolFolder):
         # importing (MLflow pulls in pandas, polars) sits half-made in sys.modules, and
         # scikit-learn's checks of the user's data find it there and fail in the user's call.
         # The backend imports its store's library here, on the caller's thread, once.
-        prepare = capabilities(self.backend).prepare
+        prepare = self.capabilities.prepare
         if prepare is not None:
             prepare()
 
@@ -137,7 +136,7 @@ class Sink(SpoolFolder):
     def _go_spooling(self, away: BaseException) -> None:
         self.spooling = True
         cause = away.__cause__ or away
-        uri = spool_uri(self.backend)
+        uri = self.capabilities.spool_uri
         if uri is not None:
             REGISTRY.store_away(uri)
         spool = self.spool

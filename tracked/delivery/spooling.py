@@ -3,9 +3,9 @@ all of it, kept (and marked) when it cannot take more."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tracked.backends.base import capabilities
 from tracked.delivery.registry import REGISTRY
 from tracked.records.report import describe
 from tracked.records.text import mask_uri
@@ -18,27 +18,24 @@ if TYPE_CHECKING:
     from tracked.spool.records import Progress
 
 
-def _source_tags(backend: object) -> dict[str, str]:
-    tags = capabilities(backend).source_tags
+def _source_tags(tags: Callable[[], Mapping[str, str]] | None) -> dict[str, str]:
+    """The backend's source tags (none when it has none, or they cannot be read)."""
     try:
         return dict(tags()) if tags is not None else {}
     except Exception:
         return {}
 
 
-def spool_uri(backend: object) -> str | None:
-    """The tracking URI of a backend whose records can be spooled and synced later."""
-    return capabilities(backend).spool_uri
-
-
 class SpoolFolder:
     """A session's spool folder: opened with the first entry, tidied away when the store has"""
 
     def _open_spool(self) -> None:
-        uri = spool_uri(self.backend)
+        uri = self.capabilities.spool_uri
         if uri is None:
             return
-        header = self._header(tracking_uri=mask_uri(uri), source_tags=_source_tags(self.backend))
+        header = self._header(
+            tracking_uri=mask_uri(uri), source_tags=_source_tags(self.capabilities.source_tags)
+        )
         from tracked.spool.folder import SessionSpool
         from tracked.spool.format import spool_root
 

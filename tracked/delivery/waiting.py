@@ -8,7 +8,7 @@ import threading
 import time
 
 from tracked.delivery.registry import REGISTRY
-from tracked.delivery.sink import _records, spool_uri
+from tracked.delivery.sink import _records
 from tracked.delivery.writer import writer
 from tracked.records.config import EXIT_TIMEOUT_ENV, wait_bound
 from tracked.records.text import mask_uri
@@ -90,7 +90,7 @@ class Waiting:
             return
         self.gave_up = True
         spool = self.spool
-        uri = spool_uri(self.backend)
+        uri = self.capabilities.spool_uri
         told = self.spooling and spool is not None  # the "is away" warning said it already
         if spool is not None:
             self.spooling = True
