@@ -153,7 +153,7 @@ class Sink(SpoolFolder):
         def message() -> str:  # formatted when shown: the count is known by then
             return (
                 f"the tracking store {mask_uri(uri or '')} is away ({describe(cause)}); "
-                f"{_records(self._spooled)} of run {self.run_name!r} so far, and what follows, "
+                f"{records_text(self._spooled)} of run {self.run_name!r} so far, and what follows, "
                 f"are kept in the spool at {folder}: run `tracked sync` when the store is "
                 "back, it sends them"
             )
@@ -161,5 +161,6 @@ class Sink(SpoolFolder):
         self._note(message, None, key=f"spooling:{uri}")
 
 
-def _records(count: int) -> str:
+def records_text(count: int) -> str:
+    """``1 record``, ``3 records``: how messages count what waits in the spool."""
     return f"{count} record{'' if count == 1 else 's'}"

@@ -8,7 +8,7 @@ import threading
 import time
 
 from tracked.delivery.registry import REGISTRY
-from tracked.delivery.sink import _records
+from tracked.delivery.sink import records_text
 from tracked.delivery.writer import writer
 from tracked.records.config import EXIT_TIMEOUT_ENV, wait_bound
 from tracked.records.text import mask_uri
@@ -100,12 +100,12 @@ class Waiting:
                 spool.make_durable()
             message = (
                 f"the tracking store {mask_uri(uri or repr(self.backend))} is away: {why}; "
-                f"{_records(waiting)} of run {self.run_name!r} wait in the spool at "
+                f"{records_text(waiting)} of run {self.run_name!r} wait in the spool at "
                 f"{spool.path.parent}: `tracked sync` sends them"
             )
         else:
             message = (
-                f"{_records(waiting)} of run {self.run_name!r} are not written yet: {why}; "
+                f"{records_text(waiting)} of run {self.run_name!r} are not written yet: {why}; "
                 f"there is no spool for {self.backend!r}, so they are lost if the process ends"
             )
         if not told:

@@ -11,7 +11,6 @@ from attrs import frozen
 
 from tracked.records.names import CANDIDATE_TAG, STAGE_TAG
 from tracked.records.params import flatten
-from tracked.records.settings import MAX_TUNING_RUNS  # noqa: F401 - the default, re-exported
 from tracked.records.text import masked
 from tracked.records.values import Metric, NestedRun
 
