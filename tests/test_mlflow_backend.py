@@ -241,3 +241,28 @@ def test_other_store_errors_are_not_retried():
     with pytest.raises(RuntimeError, match="INVALID_PARAMETER_VALUE"):
         GuardedClient(flaky, serialize=True).create_run()
     assert 1 == flaky.calls
+
+
+def test_the_backend_raises_only_its_own_store_error_types(tracking_uri):
+    """Callers check types, never MLflow's text: away is StoreUnavailable, refused content
+    is StoreRejected, each from MLflow's own error."""
+    import socket
+
+    from tracked.backends.base import StoreRejected, StoreUnavailable
+    from tracked.backends.mlflow import MlflowBackend
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(StoreUnavailable) as away:
+        MlflowBackend(f"http://127.0.0.1:{port}").start_run(experiment="e", run_name="r")
+    assert away.value.__cause__ is not None
+
+    store = MlflowBackend(tracking_uri)
+    run = store.start_run(experiment="e", run_name="r")
+    store.log(run, params={"alpha": "1"})
+    with pytest.raises(StoreRejected, match="alpha"):
+        store.log(run, params={"alpha": "2"})  # MLflow refuses a param logged again
+    with pytest.raises(StoreRejected) as refused:
+        store.end_run("no-such-run", "FINISHED")
+    assert refused.value.__cause__ is not None
