@@ -10,6 +10,7 @@ def test_a_partial_fit_loop_after_a_first_fitted_batch_is_composed_every_time(me
     X, y = batches_data()
     pipe = Batches()
     pipe.backend = memory
+    pipe.fold_after = None  # every batch a run of its own, and a composed model
     with pipe:
         for batch in range(4):
             rows = slice(batch * 50, (batch + 1) * 50)

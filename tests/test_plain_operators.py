@@ -270,6 +270,8 @@ class Scaler:
 
 def test_an_operator_made_in_init_logs_its_params_on_its_first_call_only(memory):
     class Prepared(TrackedPipeline):
+        fold_after = None  # three calls, three runs
+
         def __init__(self):
             self.scaler = Scaler(factor=3.0)
 

@@ -71,16 +71,16 @@ class TrackedPipeline(metaclass=TrackedMeta):
         max_tuning_runs: how many of a search CV's best candidates get a child run of their
             own under the search's stage run (None: all of them).
         log_input_example: store the first rows of the workflow's input (at most 5, cut to
-            64 KB) with the composed ``pipeline`` model as its input example. Off by default,
-            as in MLflow's autolog: they may be personal data. The signature is logged
-            either way.
+            64 KB) with the composed ``pipeline`` model as its input example; off by default
+            (they may be personal data). The signature is logged either way.
         log_models: log each fitted estimator stage's ``model`` (default True); the composed
             ``pipeline`` model is logged either way.
-        training_metrics: compute the ``training_`` metrics of a fit, which predicts on the
-            whole training set (default True).
-        log_pictures: draw the evaluation pictures of an inference pass with ground truth
-            (default True).
+        training_metrics: compute the ``training_`` metrics of a fit (default True).
+        log_pictures: draw the evaluation pictures of a scored inference (default True).
         log_datasets: record each stage's input as an MLflow dataset (default True).
+        fold_after: calls of a stage in one phase kept as runs of their own (default 2; None:
+            all); later ones fold into one series run, a metric step per call.
+        checkpoint_every: also log a fit series' model every this many calls (default None).
     """
 
     experiment: ClassVar[str | None] = None
@@ -105,6 +105,8 @@ class TrackedPipeline(metaclass=TrackedMeta):
     training_metrics: ClassVar[bool] = True
     log_pictures: ClassVar[bool] = True
     log_datasets: ClassVar[bool] = True
+    fold_after: ClassVar[int | None] = 2
+    checkpoint_every: ClassVar[int | None] = None
 
     #: The object a stage works with: assign it in every stage (``self.operator = ...``).
     operator = OperatorSlot()

@@ -65,6 +65,20 @@ def check_attributes(cls: type, namespace: Mapping[str, Any]) -> None:
         _check_max_tuning_runs(name, namespace["max_tuning_runs"])
     if namespace.get("scoring") is not None:
         _check_scoring(name, namespace["scoring"])
+    for attribute, least in (("fold_after", 0), ("checkpoint_every", 1)):
+        if attribute in namespace:
+            _check_count(name, attribute, namespace[attribute], least)
+
+
+def _check_count(name: str, attribute: str, value: Any, least: int) -> None:
+    """``value`` is None or a whole number of calls, at least ``least``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        msg = (
+            f"{name}.{attribute} must be None or a whole number of calls >= {least}, not {value!r}"
+        )
+        raise PipelineDefinitionError(msg)
 
 
 def _check_types(name: str, namespace: Mapping[str, Any]) -> None:

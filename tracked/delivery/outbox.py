@@ -12,8 +12,9 @@ import attrs
 
 from tracked.delivery.registry import REGISTRY
 from tracked.delivery.writer import writer
+from tracked.records.errors import TrackingError
 from tracked.records.names import COPY_TAG, PARENT_STAGE_TAG
-from tracked.records.report import describe
+from tracked.records.report import describe, report_failure
 from tracked.records.values import KILLED, StageRecord
 from tracked.spool.records import (
     Entry,
@@ -24,6 +25,28 @@ from tracked.spool.records import (
 
 if TYPE_CHECKING:
     from tracked.delivery.session import Session
+
+
+@attrs.frozen
+class SeriesChunk:
+    """How a series' chunk differs from a stage record of its own: it logs on the series'
+    ``run`` (None: the first chunk, which creates it), renames it, may leave it open, and
+    names its model (a checkpoint's)."""
+
+    run: str | None
+    run_name: str
+    ends_run: bool = True
+    model_name: str = "model"
+
+    def applied(self, entry: StageEntry) -> StageEntry:
+        return attrs.evolve(
+            entry,
+            run=entry.run if self.run is None else self.run,
+            run_name=self.run_name,
+            new_run=self.run is None,
+            ends_run=self.ends_run,
+            model_name=self.model_name,
+        )
 
 
 class _Job:
@@ -64,6 +87,28 @@ class Outbox:
         #: Entries handed to the writer and not done yet; ``_idle`` tells when none are.
         self._outstanding = 0
         self._idle = threading.Condition()
+        #: The recording layer's series of folded calls, by stage (None until one starts).
+        self.series: dict[str, Any] | None = None
+        #: Called with ``may_raise`` before the run ends and at ``tracked.flush()``: what
+        #: the recording layer still holds (open series) is handed on.
+        self.finishers: list[Any] = []
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The caller's side's lock (reentrant)."""
+        return self._lock
+
+    def finish_pending(self, *, may_raise: bool) -> None:
+        """Run the finishers: what the caller's side still holds is handed on."""
+        for finisher in list(self.finishers):
+            try:
+                finisher(may_raise)
+            except (TrackingError, Warning):
+                if may_raise:
+                    raise
+            except Exception as exc:
+                what = "hand on the calls folded into a series"
+                report_failure(what, exc, strict=self.strict, may_raise=may_raise)
 
     def next_step(self, series: str) -> int:
         """0, 1, 2, ... per ``series``: the step of repeated evaluations on the parent."""
@@ -79,10 +124,12 @@ class Outbox:
         may_raise: bool = True,
         nested_under: tuple[str, str] | None = None,
         composed_step: int | None = None,
+        chunk: SeriesChunk | None = None,
     ) -> str | None:
         """Hand ``record`` to the writer as a child run of this session's parent run, or
-        nested under the run of the stage that called it (``(its run, its name)``).
-        ``composed_step``: the step of its composed model (default: the latest one's).
+        nested under the run of the stage that called it (``(its run, its name)``), or as a
+        ``chunk`` of a series' run. ``composed_step``: the step of its composed model
+        (default: the latest one's).
 
         Returns:
             The local id of the stage's run (None when the session records nothing).
@@ -97,34 +144,45 @@ class Outbox:
         with self._lock:
             if nested_under is None:  # a nested run's time is inside its caller's already
                 self.total_duration_s += record.duration_s
-            run = f"{self.local_id}-{self._seq}"
             if not self.owned:
                 tags[COPY_TAG] = "true"
-            entry = StageEntry(
-                run=run,
-                parent=self.parent_ref,
-                nested_under=nested_under[0] if nested_under is not None else None,
-                experiment=self.experiment,
-                stage=record.stage,
-                run_name=record.run_name,
-                start_ms=record.start_ms,
-                end_ms=record.end_ms,
-                status=record.status,
-                training=record.training,
-                # Credential-like params are masked already, where they are read (flatten).
-                params=dict(record.params),
-                tags=tags,
-                metrics=record.metrics,
-                parent_metrics=record.parent_metrics,
-                parent_tags=dict(record.parent_tags),
-                composed_step=self.composer.count - 1 if composed_step is None else composed_step,
-                # Logs under a parent run someone else owns (a copy, a forked child).
-                copy=not self.owned,
-                nested=_nested_entries(run, record),
-            )
+            entry = self._stage_entry(record, tags, nested_under, composed_step)
+            if chunk is not None:
+                entry = chunk.applied(entry)
             self._submit(entry, _payload_of(record))
         self.deliver(may_raise=may_raise)
-        return run
+        return entry.run
+
+    def _stage_entry(
+        self,
+        record: StageRecord,
+        tags: dict[str, str],
+        nested_under: tuple[str, str] | None,
+        composed_step: int | None,
+    ) -> StageEntry:
+        run = f"{self.local_id}-{self._seq}"
+        return StageEntry(
+            run=run,
+            parent=self.parent_ref,
+            nested_under=nested_under[0] if nested_under is not None else None,
+            experiment=self.experiment,
+            stage=record.stage,
+            run_name=record.run_name,
+            start_ms=record.start_ms,
+            end_ms=record.end_ms,
+            status=record.status,
+            training=record.training,
+            # Credential-like params are masked already, where they are read (flatten).
+            params=dict(record.params),
+            tags=tags,
+            metrics=record.metrics,
+            parent_metrics=record.parent_metrics,
+            parent_tags=dict(record.parent_tags),
+            composed_step=self.composer.count - 1 if composed_step is None else composed_step,
+            # Logs under a parent run someone else owns (a copy, a forked child).
+            copy=not self.owned,
+            nested=_nested_entries(run, record),
+        )
 
     def _submit(self, entry: Entry, payload: StagePayload | None) -> None:
         """Number the entry, spool it and queue it (or write it now, when synchronous)."""

@@ -153,8 +153,9 @@ def _sessions_of_forked_child() -> None:
 def flush(timeout: float | None = None) -> bool:
     """Wait until everything tracked so far in this process has been written.
 
-    Records whose store is away count as written once they are in the spool. Tracking
-    failures collected meanwhile are reported now (raised, in strict mode).
+    Records whose store is away count as written once they are in the spool. A stage's
+    series of folded calls ends here (its last records, a fit series' model, are written).
+    Tracking failures collected meanwhile are reported now (raised, in strict mode).
 
     Args:
         timeout: seconds to wait at most; None waits ``TRACKED_EXIT_TIMEOUT`` seconds (default
@@ -164,6 +165,9 @@ def flush(timeout: float | None = None) -> bool:
     Returns:
         True when everything was written, False when the wait ended first.
     """
+    for session in list(REGISTRY.open):  # open series end here: their records go now
+        if session.pid == os.getpid() and session.usable:
+            session.finish_pending(may_raise=True)
     if timeout is None:
         deadline = time.monotonic() + wait_bound()
         drained = settle_all(deadline) and writer().flush(max(0.0, deadline - time.monotonic()))

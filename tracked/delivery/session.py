@@ -222,9 +222,15 @@ class Session(Waiting, Outbox, Sink, Reports):
 
         A copy's session never ends the run it logs under; it only says it is done.
         """
+        failed: BaseException | None = None
         with self._lock:
             if self.lifecycle is Lifecycle.ENDED:
                 return
+            if self.usable and self.pid == os.getpid():
+                try:  # open series first: their last records go before the run's end
+                    self.finish_pending(may_raise=may_raise)
+                except Exception as exc:  # strict mode: raised once the run has ended
+                    failed = exc
             self.lifecycle = Lifecycle.ENDED
             REGISTRY.open.discard(self)
             if not self.started or self.pid != os.getpid():
@@ -256,6 +262,8 @@ class Session(Waiting, Outbox, Sink, Reports):
             self.deliver(may_raise=False)
             raise
         self.deliver(may_raise=may_raise)
+        if failed is not None:
+            raise failed
 
 
 def new_local_id() -> str:

@@ -116,6 +116,27 @@ def _picklable(exc: Exception) -> Exception:
 
 
 @frozen
+class ScoreTrail:
+    """The evaluations of a series' folded calls, one step each: computed like ``Scores``,
+    by the writer; a metric that fails is reported once, not once per step."""
+
+    items: tuple[Scores, ...]
+
+    def evaluate(self) -> tuple[tuple[Metric, ...], tuple[tuple[str, Exception], ...]]:
+        metrics: list[Metric] = []
+        failed: dict[str, Exception] = {}
+        for scores in self.items:
+            computed, failures = scores.evaluate()
+            metrics.extend(computed)
+            for name, exc in failures:
+                failed.setdefault(name, exc)
+        return tuple(metrics), tuple(failed.items())
+
+    def metrics(self) -> tuple[Metric, ...]:
+        return self.evaluate()[0]
+
+
+@frozen
 class CsvFile:
     """An artifact written as CSV when it is logged (by the writer), from a copy of rows."""
 

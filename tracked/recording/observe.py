@@ -92,14 +92,20 @@ class _Draft:
     nested: tuple[NestedRun, ...] = ()
 
 
-def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord:
-    """The record of one stage call (``error`` set when the user's method raised)."""
+def capture(
+    call: Call,
+    result: Any,
+    error: BaseException | None,
+    decided: tuple[str, str | None] | None = None,
+) -> StageRecord:
+    """The record of one stage call (``error`` set when the user's method raised);
+    ``decided``: its phase and basis, when ``phase_of`` told them already."""
     spec, operator = call.spec, call.operator()
-    phase, basis = _phase(call, operator)
+    phase, basis = decided if decided is not None else phase_of(call)
     tags = {STAGE_TAG: spec.name, KIND_TAG: spec.kind, PHASE_TAG: phase}
     if basis is not None:
         tags[PHASE_BASIS_TAG] = basis
-    X, y = _stage_data(call)
+    X, y = stage_data(call)
     seen = _Seen(
         operator=operator, phase=phase, X=X, y=y, result=result, error=error, inputs=summarize(X)
     )
@@ -114,7 +120,7 @@ def capture(call: Call, result: Any, error: BaseException | None) -> StageRecord
     return _stage_record(call, seen, draft)
 
 
-def _stage_data(call: Call) -> tuple[Any, Any]:
+def stage_data(call: Call) -> tuple[Any, Any]:
     """The call's X and y; a notice when an estimator stage has no ground-truth parameter."""
     spec = call.spec
     target = ground_truth_name(call.instance)
@@ -171,21 +177,15 @@ def _read_work(call: Call, seen: _Seen, draft: _Draft) -> None:
         # It called other stages: what its operator saw is their output, not its input, so
         # it is neither scored on that input nor composed from it (its callees are).
         if seen.phase == FIT:
-            draft.metrics.extend(_fitted(operator, draft.artifacts, call.start_ms))
+            draft.metrics.extend(fitted_metrics(operator, draft.artifacts, call.start_ms))
             if spec.kind == "estimator" and session.settings.log_models:
-                draft.model = _loggable_model(spec, operator)
+                draft.model = loggable_model(spec, operator)
         return
-    digests = {
-        "input_digest": seen.inputs.digest if seen.inputs is not None else None,
-        "output_digest": seen.outputs.digest if seen.outputs is not None else None,
-    }
+    note_for_composer(call, seen.phase, operator, seen.X, seen.result, seen.inputs, seen.outputs)
     if seen.phase == FIT:
-        session.composer.note_fit(spec.name, spec.kind, operator, seen.X, **digests)
-        draft.metrics.extend(_fitted(operator, draft.artifacts, call.start_ms))
+        draft.metrics.extend(fitted_metrics(operator, draft.artifacts, call.start_ms))
         if spec.kind == "estimator":
             _read_search(call, operator, draft)
-    else:
-        session.composer.note_inference(spec.name, seen.X, **digests)
     if spec.kind != "estimator":
         return
     # Training metrics predict on the whole training set: a switch can leave them out.
@@ -194,10 +194,34 @@ def _read_work(call: Call, seen: _Seen, draft: _Draft) -> None:
     draft.evaluation, draft.pictures, draft.scores = evaluation
     draft.metrics.extend(draft.evaluation)
     if seen.phase == FIT:
-        draft.model = _loggable_model(spec, operator) if session.settings.log_models else None
+        draft.model = loggable_model(spec, operator) if session.settings.log_models else None
         draft.composed = compose_after_fit(call, session)
     else:
         draft.parent_tags = verify_pass(spec, session, seen.X, seen.result)
+
+
+def note_for_composer(
+    call: Call,
+    phase: str,
+    operator: Any,
+    X: Any,
+    result: Any,
+    inputs: DataSummary | None = None,
+    outputs: DataSummary | None = None,
+) -> None:
+    """Tell the session's composer what the call fitted or transformed (with the digests
+    of its data, summarized here unless given)."""
+    spec, composer = call.spec, call.session.composer
+    inputs = inputs if inputs is not None else summarize(X)
+    outputs = outputs if outputs is not None else summarize(result)
+    digests = {
+        "input_digest": inputs.digest if inputs is not None else None,
+        "output_digest": outputs.digest if outputs is not None else None,
+    }
+    if phase == FIT:
+        composer.note_fit(spec.name, spec.kind, operator, X, **digests)
+    else:
+        composer.note_inference(spec.name, X, **digests)
 
 
 def _read_search(call: Call, operator: Any, draft: _Draft) -> None:
@@ -241,12 +265,13 @@ def _stage_record(call: Call, seen: _Seen, draft: _Draft) -> StageRecord:
     )
 
 
-def _phase(call: Call, operator: Any) -> tuple[str, str | None]:
+def phase_of(call: Call) -> tuple[str, str | None]:
     """The phase of a call, and its basis (the ``tracked.phase_basis`` tag).
 
     A stage that assigned no operator but called other stages is a fit when any of them
     fitted; an unreadable operator state is inference (with a warning); a function never fits.
     """
+    operator = call.operator()
     if operator is None:
         if call.frame.children:
             fitted = any(_fitted_within(child) for child in call.frame.children)
@@ -299,7 +324,7 @@ def _output_files(
     return {"output_preview.csv": CsvFile(*shown.content, max_bytes=PREVIEW_BYTES)}
 
 
-def _fitted(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metric]:
+def fitted_metrics(operator: Any, artifacts: dict[str, bytes], stamp: int) -> list[Metric]:
     """What the operator learned: ``fitted.<name>`` metrics and fitted_attributes.json."""
     has_state = isinstance(getattr(operator, "__dict__", None), dict) or hasattr(
         type(operator), "__slots__"
@@ -348,7 +373,7 @@ def _search(call: Call, operator: Any) -> SearchSummary | None:
     return summarize_search(operator, call.spec.name, max_runs, call.start_ms)
 
 
-def _loggable_model(spec: StageSpec, operator: Any) -> Any:
+def loggable_model(spec: StageSpec, operator: Any) -> Any:
     if callable(getattr(operator, "get_params", None)):
         return operator
     notice(

@@ -8,8 +8,7 @@ only handler around it records the failure (which cannot raise) and re-raises th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from tracked.backends.mlflow.fluent import autologging_paused
@@ -17,8 +16,10 @@ from tracked.delivery.context import Context, Frame, context_for
 from tracked.delivery.session import Session
 from tracked.delivery.writer import writer
 from tracked.recording.compose import Composer
-from tracked.recording.observe import capture
+from tracked.recording.observe import capture, phase_of
 from tracked.recording.phase import snapshot
+from tracked.recording.scoring import preserved_random_state
+from tracked.recording.series import fold
 from tracked.recording.spec import SPEC_ATTRIBUTE, Call, StageSpec
 from tracked.records.config import is_strict
 from tracked.records.errors import TrackingError
@@ -165,11 +166,18 @@ def _record(
     from the global random generators is given back, so that the user's next draw is an
     untracked run's. A transformer stage's capture calls nothing of the operator's.
     """
+    decided = None
+    if outer is None and error is None and not call.frame.children:
+        # A top-level call that returned may be one of a loop: past the stage's first calls
+        # in this phase it folds into the stage's series, read lightly (see ``series``).
+        decided = _decided(call)
+        if decided is not None and _folded(call, decided[0], result):
+            return
     if call.spec.kind == "transformer":  # nothing is predicted or scored again
-        record = _capture_call(call, result, error)
+        record = _capture_call(call, result, error, decided)
     else:
         with preserved_random_state():
-            record = _capture_call(call, result, error)
+            record = _capture_call(call, result, error, decided)
     children = call.frame.children
     if record is None:  # nothing of its own to nest under: its children move up
         pending = children
@@ -200,10 +208,33 @@ def _write(
         _write(child_session, child, grandchildren, step, may_raise=may_raise, nested_under=under)
 
 
-def _capture_call(call: Call, result: Any, error: BaseException | None) -> Any:
+def _decided(call: Call) -> tuple[str, str | None] | None:
+    """The call's phase and its basis; None when they cannot be read (reported)."""
+    try:
+        return phase_of(call)
+    except (TrackingError, Warning):
+        raise
+    except Exception as exc:
+        report_failure(f"capture stage {call.spec.name!r}", exc, strict=call.session.strict)
+        return None
+
+
+def _folded(call: Call, phase: str, result: Any) -> bool:
+    """Whether the call went into its stage's series (a failure to fold is reported, and
+    the call is then recorded on its own)."""
+    try:
+        return fold(call, phase, result)
+    except (TrackingError, Warning):
+        raise
+    except Exception as exc:
+        report_failure(f"fold a call of stage {call.spec.name!r}", exc, strict=call.session.strict)
+        return False
+
+
+def _capture_call(call: Call, result: Any, error: BaseException | None, decided: Any = None) -> Any:
     may_raise = error is None
     try:
-        return capture(call, result, error)
+        return capture(call, result, error, decided)
     except (TrackingError, Warning):
         # Strict mode, or warnings turned into errors: only on the success path may they
         # reach the caller; a user's exception in flight is never replaced.
@@ -218,18 +249,3 @@ def _capture_call(call: Call, result: Any, error: BaseException | None) -> Any:
             may_raise=may_raise,
         )
         return None
-
-
-@contextmanager
-def preserved_random_state() -> Iterator[None]:
-    """Restore Python's and NumPy's global random state after the block."""
-    import random
-
-    import numpy as np
-
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)

@@ -89,6 +89,14 @@ KIND_TAG = "tracked.kind"
 PHASE_TAG = "tracked.phase"
 
 
+#: On a stage run that holds a series of folded calls: how many calls it holds.
+FOLDED_CALLS_TAG = "tracked.folded_calls"
+
+
+#: MLflow's run name tag: setting it renames the run (a series' name says its calls).
+RUN_NAME_TAG = "mlflow.runName"
+
+
 #: On a stage run: the digest of what the stage received.
 INPUT_DIGEST_TAG = "tracked.input_digest"
 

@@ -47,6 +47,11 @@ class Settings:
     training_metrics: bool = True
     log_pictures: bool = True
     log_datasets: bool = True
+    #: Calls of a stage in one phase that stay runs of their own before the rest fold into
+    #: one series run (None: never fold).
+    fold_after: int | None = 2
+    #: In a fit series, also log the model every this many calls (None: only at its end).
+    checkpoint_every: int | None = None
 
     @classmethod
     def of(cls, instance: object) -> Settings:

@@ -95,6 +95,12 @@ class StageEntry:
     #: Logs under a parent run someone else owns (a copy, a forked child).
     copy: bool = False
     nested: tuple[NestedRun, ...] = ()
+    #: False: it logs on a run an earlier entry created (a series of folded calls).
+    new_run: bool = True
+    #: False: the run stays open for later entries (a series' chunk before its last).
+    ends_run: bool = True
+    #: The name its model is logged under (a series' checkpoints: ``checkpoint-<call>``).
+    model_name: str = "model"
 
 
 @frozen(kw_only=True)

@@ -221,48 +221,53 @@ class StepBuilder(_RunSteps):
 
     def _stage(self, entry: StageEntry, payload: StagePayload) -> list[Step]:
         stage, backend = entry.stage, self.backend
-        steps = [
-            Step(
-                CREATE_RUN,
-                f"record stage {stage!r}",
-                lambda: self._create_run(entry, entry.experiment),
-            )
-        ]
-        metrics, parent_metrics = list(entry.metrics), list(entry.parent_metrics)
-        if payload.scores is not None:
-            # Each metric on its own: one that fails is reported and the others are kept.
-            try:
-                computed, failed = payload.scores.evaluate()
-            except Exception as exc:
-                computed, failed = (), (("evaluation metrics", exc),)
-            for name, error in failed:
-                what = f"compute the {name} metric of stage {stage!r}"
-                steps.append(Step(f"score:{name}", what, lambda error=error: _raise(error)))
-            metrics += computed
-            parent_metrics += computed
+        steps = []
+        if entry.new_run:  # else it logs on a run an earlier entry created (a series)
+            create = lambda: self._create_run(entry, entry.experiment)  # noqa: E731
+            steps.append(Step(CREATE_RUN, f"record stage {stage!r}", create))
+        computed = self._scores(entry, payload, steps)
+        metrics = [*entry.metrics, *computed]
+        parent_metrics = [*entry.parent_metrics, *computed]
         if parent_metrics and not entry.training:
             self.state.evaluation = {m.key: m.value for m in parent_metrics}
         child = lambda: self._id(entry.run)  # noqa: E731 - resolved when the step runs
-        if entry.params or metrics:
+        # On a run created earlier, the tags are logged again: a series' count and name.
+        tags = None if entry.new_run else dict(entry.tags)
+        if entry.params or metrics or tags:
             steps.append(
                 Step(
                     "log",
                     f"log params and metrics of stage {stage!r}",
-                    lambda: backend.log(child(), params=entry.params, metrics=metrics),
+                    lambda: backend.log(child(), params=entry.params, metrics=metrics, tags=tags),
                 )
             )
         for index, nested in enumerate(entry.nested):
             steps.extend(self._nested(entry, nested, f"nested:{index}:"))
         steps.extend(self._files(entry, payload, child))
         steps.extend(self._parent(entry, payload, parent_metrics))
-        steps.append(
-            Step(
-                "end_run",
-                f"end the child run of stage {stage!r}",
-                lambda: backend.end_run(child(), entry.status, entry.end_ms),
+        if entry.ends_run:
+            steps.append(
+                Step(
+                    "end_run",
+                    f"end the child run of stage {stage!r}",
+                    lambda: backend.end_run(child(), entry.status, entry.end_ms),
+                )
             )
-        )
         return steps
+
+    def _scores(self, entry: StageEntry, payload: StagePayload, steps: list[Step]) -> list[Metric]:
+        """The evaluation metrics computed now; a step that reports each one that failed."""
+        if payload.scores is None:
+            return []
+        # Each metric on its own: one that fails is reported and the others are kept.
+        try:
+            computed, failed = payload.scores.evaluate()
+        except Exception as exc:
+            computed, failed = (), (("evaluation metrics", exc),)
+        for name, error in failed:
+            what = f"compute the {name} metric of stage {entry.stage!r}"
+            steps.append(Step(f"score:{name}", what, lambda error=error: _raise(error)))
+        return list(computed)
 
     def _files(self, entry: StageEntry, payload: StagePayload, child) -> list[Step]:
         stage, backend, steps = entry.stage, self.backend, []
@@ -301,7 +306,7 @@ class StepBuilder(_RunSteps):
                     "model",
                     f"log the model of stage {stage!r}",
                     lambda: backend.log_model(
-                        child(), "model", payload.model, **self._model_options()
+                        child(), entry.model_name, payload.model, **self._model_options()
                     ),
                 )
             )

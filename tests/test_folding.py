@@ -1,0 +1,292 @@
+"""Repeated calls of a stage fold into one series run: a ``partial_fit`` loop, a serving loop.
+
+With the defaults the first two calls of a stage in one phase are runs of their own; the
+calls after them are one run per stage and phase, with a metric step per call."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from pipelines import Batches, batches_data
+from servers import free_port
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.metrics import accuracy_score
+
+import tracked
+from tracked import PipelineDefinitionError, TrackedPipeline, TrackingWarning
+from tracked.records.names import FOLDED_CALLS_TAG, PHASE_TAG, STAGE_TAG
+
+
+class Learner(TrackedPipeline):
+    """One estimator stage that learns batch by batch; one that predicts."""
+
+    experiment = "folding"
+
+    def learn(self, X, y=None, stage="estimator"):
+        if not hasattr(self, "clf"):
+            self.clf = SGDClassifier(random_state=0)
+        self.operator = self.clf
+        self.clf.partial_fit(X, y, classes=[0, 1])
+        return self
+
+    def classify(self, X, y=None, stage="estimator"):
+        self.operator = self.clf
+        return self.clf.predict(X)
+
+
+class Serving(TrackedPipeline):
+    experiment = "folding"
+
+    def fit(self, X, y=None, stage="estimator"):
+        self.clf = LogisticRegression().fit(X, y)
+        self.operator = self.clf
+        return self
+
+    def serve(self, X, y=None, stage="estimator"):
+        self.operator = self.clf
+        return self.clf.predict(X)
+
+
+def data(rows=400):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(rows, 5))
+    return X, (X[:, 0] + X[:, 1] > 0).astype(int)
+
+
+def stage_runs(memory, stage, phase=None):
+    return [
+        run
+        for run in memory.runs.values()
+        if run.tags.get(STAGE_TAG) == stage and phase in (None, run.tags.get(PHASE_TAG))
+    ]
+
+
+def steps(run, key):
+    return [point.step for point in run.metrics[key]]
+
+
+def test_a_partial_fit_loop_leaves_two_runs_and_one_series_with_a_step_per_call(memory):
+    X, y = data()
+    pipe = Learner()
+    pipe.backend = memory
+    with pipe:
+        for batch in range(12):
+            pipe.learn(X[batch * 30 : (batch + 1) * 30], y[batch * 30 : (batch + 1) * 30])
+    runs = stage_runs(memory, "learn")
+    assert 3 == len(runs)
+    [series] = [run for run in runs if FOLDED_CALLS_TAG in run.tags]
+    assert "10" == series.tags[FOLDED_CALLS_TAG]
+    assert "FINISHED" == series.status
+    assert list(range(2, 12)) == steps(series, "duration_s") == steps(series, "rows")
+    assert [30.0] * 10 == [point.value for point in series.metrics["rows"]]
+    # The learning curve: each step scored on its batch by the model as it was then.
+    assert list(range(2, 12)) == steps(series, "training_accuracy")
+    # Its final state, once: loadable and predicting like the in-memory operator.
+    assert ["model"] == [name for name, _, _ in series.logged_models]
+    assert pipe.clf.predict(X).tolist() == series.models["model"].predict(X).tolist()
+    assert pipe.clf.get_params()["alpha"] == float(series.params["alpha"])
+    assert "fitted.t_" in series.metrics
+    models = [name for run in runs for name, _, _ in run.logged_models]
+    assert 3 == models.count("model")
+    [parent] = memory.parents()
+    assert 3 == [name for name, _, _ in parent.logged_models].count("pipeline")
+    assert pipe.clf.predict(X).tolist() == parent.models["pipeline"].predict(X).tolist()
+
+
+def test_a_training_step_scores_the_batch_with_the_model_of_that_call(memory):
+    X, y = data()
+    pipe, twin = Learner(), Learner()
+    pipe.backend = memory
+    twin.tracking = False
+    expected = []
+    with pipe:
+        for batch in range(5):
+            rows = slice(batch * 40, (batch + 1) * 40)
+            pipe.learn(X[rows], y[rows])
+            twin.learn(X[rows], y[rows])
+            expected.append(accuracy_score(y[rows], twin.clf.predict(X[rows])))
+    [series] = [run for run in stage_runs(memory, "learn") if FOLDED_CALLS_TAG in run.tags]
+    assert expected[2:] == [point.value for point in series.metrics["training_accuracy"]]
+
+
+def test_a_serving_loop_folds_into_one_run_with_its_trail(memory):
+    X, y = data()
+    pipe = Serving()
+    pipe.backend = memory
+    with pipe:
+        pipe.fit(X, y)
+        predicted = [pipe.serve(X[i : i + 1]) for i in range(40)]
+        scored = [pipe.serve(X[i : i + 10], y[i : i + 10]) for i in range(0, 50, 10)]
+    expected = [pipe.clf.predict(X[i : i + 1]).tolist() for i in range(40)]
+    assert expected == [p.tolist() for p in predicted]
+    assert len(scored) == 5
+    runs = stage_runs(memory, "serve")
+    # The phase did not change between the two loops: one series of 43 calls.
+    assert 3 == len(runs)
+    [series] = [run for run in runs if FOLDED_CALLS_TAG in run.tags]
+    assert "43" == series.tags[FOLDED_CALLS_TAG]
+    assert list(range(2, 45)) == steps(series, "duration_s")
+    # Accuracy only for the calls given ground truth, at their own steps.
+    assert list(range(40, 45)) == steps(series, "accuracy")
+    expected = [
+        accuracy_score(y[i : i + 10], pipe.clf.predict(X[i : i + 10])) for i in range(0, 50, 10)
+    ]
+    assert expected == [point.value for point in series.metrics["accuracy"]]
+    assert [] == series.logged_models  # an inference series logs no model
+
+
+def test_another_stage_called_between_does_not_end_a_series(memory):
+    X, y = data()
+    pipe = Learner()
+    pipe.backend = memory
+    with pipe:
+        for batch in range(4):
+            pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+        state = pipe.clf.coef_.copy()
+        pipe.classify(X)  # another stage in between does not end the series
+        pipe.learn(X[:50], y[:50])
+        pipe.learn(X[50:100], y[50:100])
+    series = [run for run in stage_runs(memory, "learn") if FOLDED_CALLS_TAG in run.tags]
+    assert ["4"] == [run.tags[FOLDED_CALLS_TAG] for run in series]
+    assert 1 == len(stage_runs(memory, "classify"))
+    [run] = series
+    np.testing.assert_array_equal(pipe.clf.coef_, run.models["model"].coef_)
+    assert not np.array_equal(state, run.models["model"].coef_)
+
+
+def test_a_stage_switching_phase_ends_its_series_with_the_final_model(memory):
+    X, y = data()
+    pipe = Serving()
+    pipe.backend = memory
+
+    class Refit(Serving):
+        def serve(self, X, y=None, refit=False, stage="estimator"):
+            if refit:
+                self.clf = LogisticRegression(C=0.5).fit(X, y)
+            self.operator = self.clf
+            return self.clf.predict(X)
+
+    pipe = Refit()
+    pipe.backend = memory
+    with pipe:
+        pipe.fit(X, y)
+        for i in range(5):
+            pipe.serve(X[i : i + 1])
+        pipe.serve(X, y, refit=True)  # a fit: the inference series ends before it
+        for i in range(4):
+            pipe.serve(X[i : i + 1])
+    runs = stage_runs(memory, "serve")
+    folded = sorted(int(run.tags[FOLDED_CALLS_TAG]) for run in runs if FOLDED_CALLS_TAG in run.tags)
+    assert [2, 3] == folded  # calls 3-5, then (counting again after the fit) calls 3-4
+    assert 1 == len(stage_runs(memory, "serve", "fit"))
+    assert all(run.status == "FINISHED" for run in runs)
+
+
+def test_flush_ends_a_series_and_the_loop_goes_on_in_a_new_one(memory):
+    X, y = data()
+    pipe = Learner()
+    pipe.backend = memory
+    with pipe:
+        for batch in range(4):
+            pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+        assert tracked.flush()
+        [series] = [run for run in stage_runs(memory, "learn") if FOLDED_CALLS_TAG in run.tags]
+        assert "FINISHED" == series.status
+        assert ["model"] == [name for name, _, _ in series.logged_models]
+        pipe.learn(X[200:250], y[200:250])
+    folded = [run for run in stage_runs(memory, "learn") if FOLDED_CALLS_TAG in run.tags]
+    assert ["2", "1"] == [run.tags[FOLDED_CALLS_TAG] for run in folded]
+
+
+def test_checkpoints_every_k_calls_of_a_fit_series(memory):
+    X, y = data()
+    pipe = Learner()
+    pipe.backend = memory
+    pipe.checkpoint_every = 3
+    with pipe:
+        for batch in range(8):
+            pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+    [series] = [run for run in stage_runs(memory, "learn") if FOLDED_CALLS_TAG in run.tags]
+    names = [name for name, _, _ in series.logged_models]
+    assert ["checkpoint-3", "checkpoint-6", "model"] == names
+
+
+def test_fold_after_none_keeps_every_call_a_run_of_its_own(memory):
+    X, y = data()
+    pipe = Learner()
+    pipe.backend = memory
+    pipe.fold_after = None
+    with pipe:
+        for batch in range(5):
+            pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+    runs = stage_runs(memory, "learn")
+    assert 5 == len(runs)
+    assert not any(FOLDED_CALLS_TAG in run.tags for run in runs)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [("fold_after", -1), ("fold_after", "3"), ("fold_after", True), ("checkpoint_every", 0)],
+)
+def test_a_bad_fold_setting_is_refused_when_the_class_is_defined(attribute, value):
+    with pytest.raises(PipelineDefinitionError, match=f"Bad.{attribute} must be None or a whole"):
+        type("Bad", (TrackedPipeline,), {attribute: value})
+
+
+def test_a_multi_stage_batch_loop_folds_each_stage_and_composes_the_final_chain(memory):
+    X, y = batches_data(400)
+    pipe = Batches()
+    pipe.backend = memory
+    with pipe:
+        for batch in range(8):
+            rows = slice(batch * 50, (batch + 1) * 50)
+            pipe.learn(pipe.reduce(pipe.scale(X[rows])), y[rows])
+    for stage, phase in (("scale", "inference"), ("reduce", "inference"), ("learn", "fit")):
+        [series] = [run for run in stage_runs(memory, stage, phase) if FOLDED_CALLS_TAG in run.tags]
+        assert series.tags[FOLDED_CALLS_TAG] == ("5" if phase == "inference" else "6")
+    [parent] = memory.parents()
+    expected = pipe.clf.predict(pipe.pca.transform(pipe.scaler.transform(X)))
+    assert expected.tolist() == parent.models["pipeline"].predict(X).tolist()
+
+
+def test_a_series_in_mlflow_is_named_for_its_calls_and_its_model_loads(tracking_uri, client):
+    import mlflow
+
+    X, y = data()
+    pipe = Learner()
+    pipe.tracking_uri = tracking_uri
+    with pipe:
+        for batch in range(6):
+            pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+    experiment = client.get_experiment_by_name("folding").experiment_id
+    [series] = client.search_runs([experiment], f"tags.`{FOLDED_CALLS_TAG}` = '4'")
+    assert "learn:fit calls 3-6" == series.info.run_name
+    assert [2, 3, 4, 5] == [m.step for m in client.get_metric_history(series.info.run_id, "rows")]
+    loaded = mlflow.sklearn.load_model(f"runs:/{series.info.run_id}/model")
+    assert pipe.clf.predict(X).tolist() == loaded.predict(X).tolist()
+
+
+def test_a_series_spooled_while_the_store_is_away_syncs_whole(spool_dir, client, tracking_uri):
+    from test_faults import sync
+
+    X, y = data()
+    pipe = Learner()
+    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pipe:
+            for batch in range(150):
+                rows = slice(batch % 8 * 50, batch % 8 * 50 + 50)
+                pipe.learn(X[rows], y[rows])
+    assert any(issubclass(w.category, TrackingWarning) for w in caught)
+    code, _, err = sync(spool_dir, tracking_uri)
+    assert 0 == code, err
+    experiment = client.get_experiment_by_name("folding").experiment_id
+    [series] = client.search_runs([experiment], f"tags.`{FOLDED_CALLS_TAG}` = '148'")
+    assert "FINISHED" == series.info.status
+    history = client.get_metric_history(series.info.run_id, "duration_s")
+    assert list(range(2, 150)) == sorted(m.step for m in history)
+    models = client.search_logged_models([experiment])
+    assert ["model"] == [m.name for m in models if m.source_run_id == series.info.run_id]
