@@ -1,5 +1,20 @@
 """Evaluation of an estimator stage given ground truth: metrics now (a user's ``scoring``)
-or later (``Scores``, finished by the writer), and the pictures drawn from them."""
+or later (``Scores``, finished by the writer), and the pictures drawn from them.
+
+Where it predicts. The default ``training_`` metrics of a fit are predicted by the writer
+(``TrainingScores``), off the caller's thread, when three things hold: the operator holds
+its training data itself (a nearest-neighbours model's ``_fit_X`` is the stage's ``X``), so
+the record's model snapshot carries that data already and the spool holds it once; it
+predicts without drawing from the global random generators (``predicts_without_global_draws``:
+one of scikit-learn's own estimators, none of them with ``random_state=None``), since a
+draw on the writer's thread would change the user's next draw and could not be given back;
+and the call's record does not wait for a stage that called it (it would be pickled then,
+after the caller may have refitted the operator). Everything else is predicted here, on
+the caller's thread, with a copy where a random generator can be reached, inside the stage
+wrapper that gives back whatever the global generators gave. An operator that does not
+hold its training data would make the record carry a copy of it (memory, pickling and spool
+bytes in proportion to the data) for a prediction that usually costs less than its fit.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +23,20 @@ from typing import Any
 from attrs import evolve, frozen
 
 from tracked.delivery.session import Session, evaluation_metrics
-from tracked.recording.deferred import Scores
+from tracked.recording.deferred import Scores, TrainingScores
 from tracked.recording.plots import SCATTER_POINTS, Pictures
 from tracked.recording.scoring import (
     Predictor,
+    class_scores,
     positive_class,
+    predicts_without_global_draws,
     returned_predictions,
     scored,
+    tagged_task,
     task_of,
 )
 from tracked.recording.spec import Call, StageSpec
+from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.report import describe, notice, report_failure
 from tracked.records.values import (
     FIT,
@@ -58,14 +77,19 @@ def evaluate(
     What is scored: the predictions the stage returned, when it returned predictions for
     its ``X``; else those of a copy of the operator. The user's objects never predict again
     here, so the random generators they hold draw as in an untracked run.
+    Where it predicts: see the module's docstring.
     """
     if y is None:
         return (), None, None
     spec, session = call.spec, call.session
     scoring = call.session.settings.scoring
     pos_label = call.session.settings.pos_label
-    predictor = Predictor(operator)
     y_pred = returned_predictions(result, operator, X, y)
+    if phase == FIT and scoring is None:
+        later = _training_later(call, operator, X, y, y_pred)
+        if later is not None:
+            return (), None, later
+    predictor = Predictor(operator)
     try:
         if y_pred is None:
             y_pred = predictor.call("predict", X)
@@ -112,17 +136,75 @@ def _classified(
         return evolve(predictions, y_pred=y_pred, proba=proba, classes=classes)
     if predictions.task != "classifier" or np.ndim(y) != 1:
         return predictions
-    classes = _classes(predictor.operator)
+    classes = _checked_classes(spec, predictor.operator, pos_label)
+    proba = decision = None
+    if len(classes) == 2 or phase != FIT:  # binary metrics; curves on inference
+        proba, decision = _scores(spec, predictor, X, binary=len(classes) == 2)
+    return evolve(predictions, proba=proba, decision=decision, classes=classes)
+
+
+def _checked_classes(spec: StageSpec, operator: Any, pos_label: Any) -> tuple[Any, ...]:
+    """The operator's classes; a notice when ``pos_label`` is not one of a binary's."""
+    classes = _classes(operator)
     if len(classes) == 2 and positive_class(classes, pos_label) is None:
         notice(
             f"pos_label {pos_label!r} of {spec.owner} is not a class of stage {spec.name!r} "
             f"(its classes are {list(classes)}): its roc_auc, log_loss and curves are left out",
             key=f"pos-label:{spec.owner}.{spec.name}:{pos_label!r}",
         )
-    proba = decision = None
-    if len(classes) == 2 or phase != FIT:  # binary metrics; curves on inference
-        proba, decision = _scores(spec, predictor, X, binary=len(classes) == 2)
-    return evolve(predictions, proba=proba, decision=decision, classes=classes)
+    return classes
+
+
+def _training_later(
+    call: Call, operator: Any, X: Any, y: Any, y_pred: Any
+) -> TrainingScores | None:
+    """The training metrics of a fit for the writer to predict and compute; None when they
+    are computed here (see ``evaluate``), or when there is nothing to predict."""
+    import numpy as np
+
+    task = tagged_task(operator)
+    if task is None or not _holds(operator, X) or _waits(call):
+        return None
+    if not predicts_without_global_draws(operator):
+        return None
+    spec, pos_label = call.spec, call.session.settings.pos_label
+    classes: tuple[Any, ...] = ()
+    if task == "classifier" and np.ndim(y) == 1:
+        classes = _checked_classes(spec, operator, pos_label)
+    if y_pred is not None and len(classes) != 2:
+        return None  # scored as returned, here: nothing to predict
+    return TrainingScores(
+        model=operator,
+        X=X,
+        y_true=np.array(y, copy=True),
+        task=task,
+        step=call.session.next_step("training_"),
+        timestamp=now_ms(),
+        y_pred=None if y_pred is None else np.array(y_pred, copy=True),
+        classes=classes,
+        pos_label=pos_label,
+        where=f"{spec.owner}.{spec.name}",
+    )
+
+
+def _holds(operator: Any, X: Any) -> bool:
+    """Whether ``X`` itself is one of the operator's attributes (a nearest-neighbours
+    model's ``_fit_X``): then the model snapshot carries it, and it is not copied. (Were it
+    changed in place after the call, the model would have changed with it.)"""
+    state = getattr(operator, "__dict__", None)
+    if X is None or not isinstance(state, dict):
+        return False
+    return any(value is X for value in list(state.values()))
+
+
+def _waits(call: Call) -> bool:
+    """Whether the call's record waits for the stage that called it, to be pickled with
+    that stage's record, once the caller may have changed the operator and the data."""
+    context = getattr(call.instance, "__dict__", {}).get(CONTEXT_ATTRIBUTE)
+    try:
+        return bool(context.stack())
+    except Exception:
+        return True
 
 
 def _deferred(session: Session, predictions: _Predictions, prefix: str) -> Scores | None:
@@ -190,23 +272,16 @@ def _classes(operator: Any) -> tuple[Any, ...]:
 def _scores(spec: StageSpec, predictor: Predictor, X: Any, binary: bool) -> tuple[Any, Any]:
     """``predict_proba`` of the copy (or, for a binary classifier without it,
     ``decision_function``); what cannot be had only leaves out the metrics it would give."""
-    import numpy as np
 
-    for method in ("predict_proba", "decision_function") if binary else ("predict_proba",):
-        try:
-            values = predictor.call(method, X)
-        except Exception as exc:
-            notice(
-                f"stage {spec.owner}.{spec.name}: {method} failed on the stage's input "
-                f"({describe(exc, 300)}); the metrics and curves it gives are left out",
-                key=f"no-{method}:{spec.owner}.{spec.name}",
-                warn=False,
-            )
-            continue
-        if values is not None:
-            values = np.asarray(values)
-            return (values, None) if method == "predict_proba" else (None, values)
-    return None, None
+    def failed(method: str, exc: Exception) -> None:
+        notice(
+            f"stage {spec.owner}.{spec.name}: {method} failed on the stage's input "
+            f"({describe(exc, 300)}); the metrics and curves it gives are left out",
+            key=f"no-{method}:{spec.owner}.{spec.name}",
+            warn=False,
+        )
+
+    return class_scores(predictor, X, binary, failed)
 
 
 def _pictures(predictions: _Predictions) -> Pictures | None:
