@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-import warnings
 
 import numpy as np
 import pytest
@@ -137,17 +136,38 @@ def test_a_full_spool_keeps_no_training_data_and_says_the_metrics_are_not_kept()
     assert payload.light().scores is None
 
 
-def test_a_fit_on_a_copy_of_its_data_is_scored_on_the_caller(tracking_uri, client, calls):
-    """A DataFrame becomes another array inside the model: the model does not hold what the
-    stage was given, so the record does not carry it, and the caller predicts as before."""
+def test_a_dataframe_is_copied_for_the_writer(tracking_uri, client, calls):
+    """A DataFrame becomes another array inside the model: the record carries a copy of
+    it, made before the call returns (the caller may change its frame afterwards)."""
     import pandas as pd
 
+    frame = pd.DataFrame(X)
     pipe = Neighbours()
     pipe.tracking_uri = tracking_uri
-    with pipe, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # feature names
-        pipe.fit(pd.DataFrame(X), Y)
+    with pipe:
+        pipe.fit(frame, Y)
+        frame.iloc[:, :] = 0.0  # after the call: not what was fitted, nor what is scored
+    on_training_set = [thread.name for thread, rows in calls if rows == len(X)]
+    assert len(on_training_set) >= 2
+    assert {"tracked-writer"} == set(on_training_set)
+    logged = fit_run(client, pipe).data.metrics
+    assert expected(KNeighborsClassifier, X, Y) == pytest.approx(
+        {key: value for key, value in logged.items() if key.startswith("training_")}
+    )
+
+
+class Outer(Neighbours):
+    def train(self, X, y=None, stage="estimator"):
+        return self.fit(X, y)
+
+
+def test_a_fit_called_by_another_stage_is_scored_on_the_caller(tracking_uri, client, calls):
+    """Its record waits for the calling stage's, to be pickled once that stage returns:
+    by then the operator may have been fitted again."""
+    pipe = Outer()
+    pipe.tracking_uri = tracking_uri
+    with pipe:
+        pipe.train(X, Y)
     on_training_set = [thread for thread, rows in calls if rows == len(X)]
     assert len(on_training_set) >= 2
     assert {threading.main_thread()} == set(on_training_set)
-    assert "training_roc_auc" in fit_run(client, pipe).data.metrics

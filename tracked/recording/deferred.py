@@ -113,13 +113,14 @@ class TrainingScores:
     """The ``training_`` metrics of a fit, predicted and computed later, by the writer.
 
     Made on the caller's thread for an operator that holds its training data (a
-    nearest-neighbours model's ``_fit_X`` is the ``X`` it was given) and predicts without
-    drawing from the global random generators (``predicts_without_global_draws``): it keeps
-    a reference to the operator and to ``X``, a copy of the ground truth, and the
-    predictions the stage returned, if it did. The record's payload is pickled on the
-    caller's thread before the call returns (``Outbox._submit``), and an object held twice
-    in one pickle is stored once: the model snapshot and ``X`` cost the spool nothing more
-    than the model alone. The writer predicts with what it unpickled, a copy: the user's
+    nearest-neighbours model's ``_fit_X``) and predicts without drawing from the global
+    random generators (``predicts_without_global_draws``): it keeps a reference to the
+    operator, ``X`` (itself when it is the model's own array, else a copy), a copy of the
+    ground truth, and the predictions the stage returned, if it did. The record's payload is
+    pickled on the caller's thread before the call returns (``Outbox._submit``), and an
+    object held twice in one pickle is stored once: when ``X`` is the model's own array, the
+    model snapshot and ``X`` cost the spool nothing more than the model alone. The writer
+    predicts with what it unpickled, a copy: the user's
     objects never predict again. (A payload that cannot be pickled is written from memory:
     its model, and what these metrics predict with, are then the operator and data as they
     are when written.)

@@ -3,8 +3,11 @@ or later (``Scores``, finished by the writer), and the pictures drawn from them.
 
 Where it predicts. The default ``training_`` metrics of a fit are predicted by the writer
 (``TrainingScores``), off the caller's thread, when three things hold: the operator holds
-its training data itself (a nearest-neighbours model's ``_fit_X`` is the stage's ``X``), so
-the record's model snapshot carries that data already and the spool holds it once; it
+its training data (a nearest-neighbours model's ``_fit_X``, which is the stage's ``X`` for a
+NumPy array, a converted copy for a DataFrame; or a ``Pipeline`` whose last step does), so
+the record carries that much data already and a copy of ``X`` at most doubles it (none is
+made when ``X`` is the model's own), while predicting costs in proportion to the training
+rows times the rows predicted; it
 predicts without drawing from the global random generators (``predicts_without_global_draws``:
 one of scikit-learn's own estimators, none of them with ``random_state=None``), since a
 draw on the writer's thread would change the user's next draw and could not be given back;
@@ -163,9 +166,10 @@ def _training_later(
     import numpy as np
 
     task = tagged_task(operator)
-    if task is None or not _holds(operator, X) or _waits(call):
+    if task is None or _waits(call) or not predicts_without_global_draws(operator):
         return None
-    if not predicts_without_global_draws(operator):
+    data = _training_data(operator, X)
+    if data is None:
         return None
     spec, pos_label = call.spec, call.session.settings.pos_label
     classes: tuple[Any, ...] = ()
@@ -175,7 +179,7 @@ def _training_later(
         return None  # scored as returned, here: nothing to predict
     return TrainingScores(
         model=operator,
-        X=X,
+        X=data,
         y_true=np.array(y, copy=True),
         task=task,
         step=call.session.next_step("training_"),
@@ -187,14 +191,42 @@ def _training_later(
     )
 
 
-def _holds(operator: Any, X: Any) -> bool:
-    """Whether ``X`` itself is one of the operator's attributes (a nearest-neighbours
-    model's ``_fit_X``): then the model snapshot carries it, and it is not copied. (Were it
-    changed in place after the call, the model would have changed with it.)"""
+def _training_data(operator: Any, X: Any) -> Any:
+    """What the writer predicts on: ``X`` itself when it is one of the operator's attributes
+    (a nearest-neighbours model's ``_fit_X``; the model snapshot carries it, so it is not
+    copied: were it changed in place after the call, the model would have changed with it);
+    a copy of ``X`` (a NumPy array, a pandas DataFrame, a SciPy sparse matrix) when the
+    operator (or a Pipeline's last step) holds a table with a row per row of it (the same
+    data, converted or transformed); else None:
+    the model does not carry its training data, and is scored on the caller's thread."""
     state = getattr(operator, "__dict__", None)
     if X is None or not isinstance(state, dict):
-        return False
-    return any(value is X for value in list(state.values()))
+        return None
+    values = list(state.values())
+    if any(value is X for value in values):
+        return X
+    final = getattr(operator, "steps", None) and getattr(operator, "_final_estimator", None)
+    values += list(getattr(final, "__dict__", {}).values())  # a Pipeline's last step
+    try:
+        rows = X.shape[0] if len(X.shape) == 2 else None
+    except Exception:
+        return None
+    held = any(len(getattr(value, "shape", ())) == 2 and value.shape[0] == rows for value in values)
+    return _copy_of_table(X) if rows and held else None
+
+
+def _copy_of_table(X: Any) -> Any:
+    """A copy of a table of the kinds scikit-learn takes; None for anything else."""
+    import numpy as np
+
+    if isinstance(X, np.ndarray):
+        return X.copy()
+    kind = type(X).__module__.partition(".")[0]
+    if kind == "pandas" and hasattr(X, "columns"):
+        return X.copy(deep=True)
+    if kind == "scipy" and callable(getattr(X, "tocsr", None)):
+        return X.copy()
+    return None
 
 
 def _waits(call: Call) -> bool:
