@@ -7,16 +7,16 @@ its training data (a nearest-neighbours model's ``_fit_X``, which is the stage's
 NumPy array, a converted copy for a DataFrame; or a ``Pipeline`` whose last step does), so
 the record carries that much data already and a copy of ``X`` at most doubles it (none is
 made when ``X`` is the model's own), while predicting costs in proportion to the training
-rows times the rows predicted; it
-predicts without drawing from the global random generators (``predicts_without_global_draws``:
-one of scikit-learn's own estimators, none of them with ``random_state=None``), since a
-draw on the writer's thread would change the user's next draw and could not be given back;
-and the call's record does not wait for a stage that called it (it would be pickled then,
-after the caller may have refitted the operator). Everything else is predicted here, on
-the caller's thread, with a copy where a random generator can be reached, inside the stage
-wrapper that gives back whatever the global generators gave. An operator that does not
-hold its training data would make the record carry a copy of it (memory, pickling and spool
-bytes in proportion to the data) for a prediction that usually costs less than its fit.
+rows times the rows predicted; it predicts without drawing from the global random
+generators (``predicts_without_global_draws``: one of scikit-learn's own estimators, none
+of them with ``random_state=None``), since a draw on the writer's thread would change the
+user's next draw and could not be given back; and the call's record does not wait for a
+stage that called it (it would be pickled then, after the caller may have refitted the
+operator). Everything else is predicted here, on the caller's thread, with a copy where a
+random generator can be reached, inside the stage wrapper that gives back whatever the
+global generators gave. An operator that does not hold its training data would make the
+record carry a copy of it (memory, pickling and spool bytes in proportion to the data) for
+a prediction that usually costs less than its fit.
 """
 
 from __future__ import annotations
@@ -197,8 +197,8 @@ def _training_data(operator: Any, X: Any) -> Any:
     copied: were it changed in place after the call, the model would have changed with it);
     a copy of ``X`` (a NumPy array, a pandas DataFrame, a SciPy sparse matrix) when the
     operator (or a Pipeline's last step) holds a table with a row per row of it (the same
-    data, converted or transformed); else None:
-    the model does not carry its training data, and is scored on the caller's thread."""
+    data, converted or transformed); else None: the model does not carry its training
+    data, and is scored on the caller's thread."""
     state = getattr(operator, "__dict__", None)
     if X is None or not isinstance(state, dict):
         return None
