@@ -120,10 +120,10 @@ class TrainingScores:
     pickled on the caller's thread before the call returns (``Outbox._submit``), and an
     object held twice in one pickle is stored once: when ``X`` is the model's own array, the
     model snapshot and ``X`` cost the spool nothing more than the model alone. The writer
-    predicts with what it unpickled, a copy: the user's
-    objects never predict again. (A payload that cannot be pickled is written from memory:
-    its model, and what these metrics predict with, are then the operator and data as they
-    are when written.)
+    predicts with what it unpickled, a copy (and with a copy of that where a random
+    generator can be reached): the user's objects never predict again. (A payload that
+    cannot be pickled is written from memory: its model, and what these metrics predict
+    with, are then the operator and data as they are when written.)
 
     ``evaluate()`` gives what ``Scores.evaluate()`` gives; predicting on every row costs
     the writer what it would have cost the caller.
