@@ -8,6 +8,8 @@ predicts (training metrics, probabilities, the composed model) only with copies.
 from __future__ import annotations
 
 import random
+import threading
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -232,3 +234,83 @@ def test_generators_are_found_wherever_an_operator_holds_them():
     assert all(holds_random_state(obj) for obj in held)
     fitted = LogisticRegression(random_state=0).fit(X, Y)
     assert not holds_random_state(make_pipeline(StandardScaler().fit(X), fitted))
+
+
+class GlobalDrawsClassifier(ClassifierMixin, BaseEstimator):
+    """Holds its training data (as a nearest-neighbours model does) and draws from NumPy's
+    global generator to predict: its training metrics must be predicted on the caller's
+    thread, where the draws are given back, never by the writer."""
+
+    #: The names of the threads it predicted on (the class is pickled by value, with it).
+    threads: ClassVar[list[str]] = []
+
+    def fit(self, X, y):
+        self.X_, self.classes_ = X, np.unique(y)
+        return self
+
+    def predict(self, X):
+        GlobalDrawsClassifier.threads.append(threading.current_thread().name)
+        return self.classes_[np.random.randint(0, len(self.classes_), len(X))]
+
+    def predict_proba(self, X):
+        GlobalDrawsClassifier.threads.append(threading.current_thread().name)
+        p = np.random.random_sample((len(X), len(self.classes_)))
+        return p / p.sum(axis=1, keepdims=True)
+
+
+class DrawsGlobally(TrackedPipeline):
+    experiment = "random-state"
+
+    def clf(self, X, y=None, stage="estimator"):
+        self.operator = GlobalDrawsClassifier()
+        return self.operator.fit(X, y)
+
+
+def test_an_operator_that_may_draw_globally_is_scored_on_the_caller(tracking_uri, client):
+    GlobalDrawsClassifier.threads.clear()
+    draws = []
+    for tracking in (False, True):
+        pipe = DrawsGlobally()
+        pipe.tracking = tracking
+        pipe.tracking_uri = tracking_uri
+        np.random.seed(0)
+        with pipe:
+            pipe.clf(X, Y)
+        draws.append(np.random.rand())  # the writer is done: the with exit waited for it
+    assert draws[0] == draws[1]
+    assert GlobalDrawsClassifier.threads  # its training metrics were predicted ...
+    assert {threading.main_thread().name} == set(GlobalDrawsClassifier.threads)  # ... here
+    [fit] = client.search_runs(
+        [client.get_experiment_by_name("random-state").experiment_id],
+        filter_string="tags.mlflow.parentRunId != ''",
+    )
+    assert {"training_accuracy", "training_roc_auc"} <= set(fit.data.metrics)
+
+
+def test_only_scikit_learn_s_own_estimators_off_the_global_generator_predict_elsewhere():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+
+    from tracked.recording.scoring import predicts_without_global_draws
+
+    class Subclass(KNeighborsClassifier):
+        pass
+
+    elsewhere = [
+        KNeighborsClassifier(),
+        make_pipeline(StandardScaler(), KNeighborsClassifier()),
+        GaussianProcessRegressor(random_state=0),
+        DummyClassifier(strategy="stratified", random_state=np.random.RandomState(0)),
+    ]
+    here = [
+        GaussianProcessRegressor(),  # random_state=None: the global generator
+        DummyClassifier(strategy="stratified"),  # which it does draw from to predict
+        make_pipeline(StandardScaler(), DummyClassifier()),
+        GlobalDrawsClassifier(),
+        make_pipeline(StandardScaler(), GlobalDrawsClassifier()),
+        Subclass(),
+        "not an estimator",
+    ]
+    assert all(predicts_without_global_draws(operator) for operator in elsewhere)
+    assert not any(predicts_without_global_draws(operator) for operator in here)

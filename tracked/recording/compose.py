@@ -72,7 +72,8 @@ class Composed:
     input_example: Any
     stages: tuple[str, ...]
     #: What ``model`` predicted on ``input_example`` (for the signature): predicted here,
-    #: so that the writer never predicts, and never draws from the global random state.
+    #: so that the writer never predicts with it (any operator may be in it), and never
+    #: draws from the global random state.
     output_example: Any = None
     logged_example: Any = None
     #: What was cut from the logged example, to tell the user (None: nothing).

@@ -7,13 +7,18 @@ Imported when the first stage is recorded, not with ``tracked``: each attrs clas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from attrs import frozen
 
 from tracked.recording.data import render_csv
-from tracked.recording.scoring import binary_metric_calls, default_metric_calls
-from tracked.records.report import describe
+from tracked.recording.scoring import (
+    Predictor,
+    binary_metric_calls,
+    class_scores,
+    default_metric_calls,
+)
+from tracked.records.report import describe, notice
 from tracked.records.values import Metric
 
 
@@ -100,6 +105,88 @@ class Scores:
             classes=self.classes,
             pos_label=self.pos_label,
             computed=computed,
+        )
+
+
+@frozen(eq=False)
+class TrainingScores:
+    """The ``training_`` metrics of a fit, predicted and computed later, by the writer.
+
+    Made on the caller's thread for an operator that holds its training data (a
+    nearest-neighbours model's ``_fit_X``) and predicts without drawing from the global
+    random generators (``predicts_without_global_draws``): it keeps a reference to the
+    operator, ``X`` (itself when it is the model's own array, else a copy), a copy of the
+    ground truth, and the predictions the stage returned, if it did. The record's payload is
+    pickled on the caller's thread before the call returns (``Outbox._submit``), and an
+    object held twice in one pickle is stored once: when ``X`` is the model's own array, the
+    model snapshot and ``X`` cost the spool nothing more than the model alone. The writer
+    predicts with what it unpickled, a copy (and with a copy of that where a random
+    generator can be reached): the user's objects never predict again. (A payload that
+    cannot be pickled is written from memory: its model, and what these metrics predict
+    with, are then the operator and data as they are when written.)
+
+    ``evaluate()`` gives what ``Scores.evaluate()`` gives; predicting on every row costs
+    the writer what it would have cost the caller.
+    """
+
+    model: Any
+    X: Any
+    y_true: Any
+    task: str
+    step: int
+    timestamp: int
+    #: The predictions the stage returned (a copy), or None: the model predicts them.
+    y_pred: Any = None
+    classes: tuple[Any, ...] = ()
+    pos_label: Any = None
+    prefix: str = "training_"
+    #: ``owner.stage``, for the notice of a method that failed.
+    where: str = ""
+    #: It holds the model and the training data: a spool past its cap drops it (the
+    #: metrics with it), as it drops models (``StagePayload.light``).
+    heavy: ClassVar[bool] = True
+
+    def evaluate(self) -> tuple[tuple[Metric, ...], tuple[tuple[str, Exception], ...]]:
+        """The metrics, and ``(name, exception)`` for each metric that failed (all of them,
+        as one, when the model cannot predict)."""
+        try:
+            scores = self.scores()
+        except Exception as exc:
+            return (), ((f"{self.prefix}metrics", exc),)
+        return scores.evaluate()
+
+    def scores(self) -> Scores:
+        """The predictions of (a copy of) the model, made now, as ``Scores``."""
+        import numpy as np
+
+        predictor = Predictor(self.model)
+        y_pred = self.y_pred
+        if y_pred is None:
+            y_pred = predictor.call("predict", self.X)
+            if y_pred is None:
+                raise TypeError(f"{type(self.model).__name__} has no predict method")
+        proba = decision = None
+        if len(self.classes) == 2:  # binary metrics: probabilities, else decision values
+            proba, decision = class_scores(predictor, self.X, True, self._failed)
+        return Scores(
+            task=self.task,
+            y_true=self.y_true,
+            y_pred=np.asarray(y_pred),
+            prefix=self.prefix,
+            step=self.step,
+            timestamp=self.timestamp,
+            proba=proba,
+            decision=decision,
+            classes=self.classes,
+            pos_label=self.pos_label,
+        )
+
+    def _failed(self, method: str, exc: Exception) -> None:
+        notice(
+            f"stage {self.where}: {method} failed on its training data ({describe(exc, 300)});"
+            " the training metrics it gives are left out",
+            key=f"no-{method}:{self.where}",
+            warn=False,
         )
 
 

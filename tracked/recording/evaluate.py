@@ -1,5 +1,23 @@
 """Evaluation of an estimator stage given ground truth: metrics now (a user's ``scoring``)
-or later (``Scores``, finished by the writer), and the pictures drawn from them."""
+or later (``Scores``, finished by the writer), and the pictures drawn from them.
+
+Where it predicts. The default ``training_`` metrics of a fit are predicted by the writer
+(``TrainingScores``), off the caller's thread, when three things hold: the operator holds
+its training data (a nearest-neighbours model's ``_fit_X``, which is the stage's ``X`` for a
+NumPy array, a converted copy for a DataFrame; or a ``Pipeline`` whose last step does), so
+the record carries that much data already and a copy of ``X`` at most doubles it (none is
+made when ``X`` is the model's own), while predicting costs in proportion to the training
+rows times the rows predicted; it predicts without drawing from the global random
+generators (``predicts_without_global_draws``: one of scikit-learn's own estimators, none
+of them with ``random_state=None``), since a draw on the writer's thread would change the
+user's next draw and could not be given back; and the call's record does not wait for a
+stage that called it (it would be pickled then, after the caller may have refitted the
+operator). Everything else is predicted here, on the caller's thread, with a copy where a
+random generator can be reached, inside the stage wrapper that gives back whatever the
+global generators gave. An operator that does not hold its training data would make the
+record carry a copy of it (memory, pickling and spool bytes in proportion to the data) for
+a prediction that usually costs less than its fit.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +26,20 @@ from typing import Any
 from attrs import evolve, frozen
 
 from tracked.delivery.session import Session, evaluation_metrics
-from tracked.recording.deferred import Scores
+from tracked.recording.deferred import Scores, TrainingScores
 from tracked.recording.plots import SCATTER_POINTS, Pictures
 from tracked.recording.scoring import (
     Predictor,
+    class_scores,
     positive_class,
+    predicts_without_global_draws,
     returned_predictions,
     scored,
+    tagged_task,
     task_of,
 )
 from tracked.recording.spec import Call, StageSpec
+from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.report import describe, notice, report_failure
 from tracked.records.values import (
     FIT,
@@ -58,14 +80,19 @@ def evaluate(
     What is scored: the predictions the stage returned, when it returned predictions for
     its ``X``; else those of a copy of the operator. The user's objects never predict again
     here, so the random generators they hold draw as in an untracked run.
+    Where it predicts: see the module's docstring.
     """
     if y is None:
         return (), None, None
     spec, session = call.spec, call.session
     scoring = call.session.settings.scoring
     pos_label = call.session.settings.pos_label
-    predictor = Predictor(operator)
     y_pred = returned_predictions(result, operator, X, y)
+    if phase == FIT and scoring is None:
+        later = _training_later(call, operator, X, y, y_pred)
+        if later is not None:
+            return (), None, later
+    predictor = Predictor(operator)
     try:
         if y_pred is None:
             y_pred = predictor.call("predict", X)
@@ -112,17 +139,104 @@ def _classified(
         return evolve(predictions, y_pred=y_pred, proba=proba, classes=classes)
     if predictions.task != "classifier" or np.ndim(y) != 1:
         return predictions
-    classes = _classes(predictor.operator)
+    classes = _checked_classes(spec, predictor.operator, pos_label)
+    proba = decision = None
+    if len(classes) == 2 or phase != FIT:  # binary metrics; curves on inference
+        proba, decision = _scores(spec, predictor, X, binary=len(classes) == 2)
+    return evolve(predictions, proba=proba, decision=decision, classes=classes)
+
+
+def _checked_classes(spec: StageSpec, operator: Any, pos_label: Any) -> tuple[Any, ...]:
+    """The operator's classes; a notice when ``pos_label`` is not one of a binary's."""
+    classes = _classes(operator)
     if len(classes) == 2 and positive_class(classes, pos_label) is None:
         notice(
             f"pos_label {pos_label!r} of {spec.owner} is not a class of stage {spec.name!r} "
             f"(its classes are {list(classes)}): its roc_auc, log_loss and curves are left out",
             key=f"pos-label:{spec.owner}.{spec.name}:{pos_label!r}",
         )
-    proba = decision = None
-    if len(classes) == 2 or phase != FIT:  # binary metrics; curves on inference
-        proba, decision = _scores(spec, predictor, X, binary=len(classes) == 2)
-    return evolve(predictions, proba=proba, decision=decision, classes=classes)
+    return classes
+
+
+def _training_later(
+    call: Call, operator: Any, X: Any, y: Any, y_pred: Any
+) -> TrainingScores | None:
+    """The training metrics of a fit for the writer to predict and compute; None when they
+    are computed here (see ``evaluate``), or when there is nothing to predict."""
+    import numpy as np
+
+    task = tagged_task(operator)
+    if task is None or _waits(call) or not predicts_without_global_draws(operator):
+        return None
+    data = _training_data(operator, X)
+    if data is None:
+        return None
+    spec, pos_label = call.spec, call.session.settings.pos_label
+    classes: tuple[Any, ...] = ()
+    if task == "classifier" and np.ndim(y) == 1:
+        classes = _checked_classes(spec, operator, pos_label)
+    if y_pred is not None and len(classes) != 2:
+        return None  # scored as returned, here: nothing to predict
+    return TrainingScores(
+        model=operator,
+        X=data,
+        y_true=np.array(y, copy=True),
+        task=task,
+        step=call.session.next_step("training_"),
+        timestamp=now_ms(),
+        y_pred=None if y_pred is None else np.array(y_pred, copy=True),
+        classes=classes,
+        pos_label=pos_label,
+        where=f"{spec.owner}.{spec.name}",
+    )
+
+
+def _training_data(operator: Any, X: Any) -> Any:
+    """What the writer predicts on: ``X`` itself when it is one of the operator's attributes
+    (a nearest-neighbours model's ``_fit_X``; the model snapshot carries it, so it is not
+    copied: were it changed in place after the call, the model would have changed with it);
+    a copy of ``X`` (a NumPy array, a pandas DataFrame, a SciPy sparse matrix) when the
+    operator (or a Pipeline's last step) holds a table with a row per row of it (the same
+    data, converted or transformed); else None: the model does not carry its training
+    data, and is scored on the caller's thread."""
+    state = getattr(operator, "__dict__", None)
+    if X is None or not isinstance(state, dict):
+        return None
+    values = list(state.values())
+    if any(value is X for value in values):
+        return X
+    final = getattr(operator, "steps", None) and getattr(operator, "_final_estimator", None)
+    values += list(getattr(final, "__dict__", {}).values())  # a Pipeline's last step
+    try:
+        rows = X.shape[0] if len(X.shape) == 2 else None
+    except Exception:
+        return None
+    held = any(len(getattr(value, "shape", ())) == 2 and value.shape[0] == rows for value in values)
+    return _copy_of_table(X) if rows and held else None
+
+
+def _copy_of_table(X: Any) -> Any:
+    """A copy of a table of the kinds scikit-learn takes; None for anything else."""
+    import numpy as np
+
+    if isinstance(X, np.ndarray):
+        return X.copy()
+    kind = type(X).__module__.partition(".")[0]
+    if kind == "pandas" and hasattr(X, "columns"):
+        return X.copy(deep=True)
+    if kind == "scipy" and callable(getattr(X, "tocsr", None)):
+        return X.copy()
+    return None
+
+
+def _waits(call: Call) -> bool:
+    """Whether the call's record waits for the stage that called it, to be pickled with
+    that stage's record, once the caller may have changed the operator and the data."""
+    context = getattr(call.instance, "__dict__", {}).get(CONTEXT_ATTRIBUTE)
+    try:
+        return bool(context.stack())
+    except Exception:
+        return True
 
 
 def _deferred(session: Session, predictions: _Predictions, prefix: str) -> Scores | None:
@@ -190,23 +304,16 @@ def _classes(operator: Any) -> tuple[Any, ...]:
 def _scores(spec: StageSpec, predictor: Predictor, X: Any, binary: bool) -> tuple[Any, Any]:
     """``predict_proba`` of the copy (or, for a binary classifier without it,
     ``decision_function``); what cannot be had only leaves out the metrics it would give."""
-    import numpy as np
 
-    for method in ("predict_proba", "decision_function") if binary else ("predict_proba",):
-        try:
-            values = predictor.call(method, X)
-        except Exception as exc:
-            notice(
-                f"stage {spec.owner}.{spec.name}: {method} failed on the stage's input "
-                f"({describe(exc, 300)}); the metrics and curves it gives are left out",
-                key=f"no-{method}:{spec.owner}.{spec.name}",
-                warn=False,
-            )
-            continue
-        if values is not None:
-            values = np.asarray(values)
-            return (values, None) if method == "predict_proba" else (None, values)
-    return None, None
+    def failed(method: str, exc: Exception) -> None:
+        notice(
+            f"stage {spec.owner}.{spec.name}: {method} failed on the stage's input "
+            f"({describe(exc, 300)}); the metrics and curves it gives are left out",
+            key=f"no-{method}:{spec.owner}.{spec.name}",
+            warn=False,
+        )
+
+    return class_scores(predictor, X, binary, failed)
 
 
 def _pictures(predictions: _Predictions) -> Pictures | None:

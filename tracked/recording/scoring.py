@@ -129,6 +129,56 @@ class Predictor:
         return getattr(self.get(), method)(X)
 
 
+def predicts_without_global_draws(operator: object) -> bool:
+    """Whether predicting with a copy of ``operator`` on another thread leaves the global
+    random generators alone: it is one of scikit-learn's own estimators, every estimator
+    among its params is one too, and none of them has ``random_state=None``.
+
+    scikit-learn's estimators do not draw to predict, by convention; where one does (a
+    ``DummyClassifier`` with the ``stratified`` strategy) it draws from its ``random_state``,
+    which a copy holds a copy of, unless that is None: the global generator. Anything else
+    (a class of the user's or of another library, a subclass of scikit-learn's) may draw
+    from NumPy's or Python's global generator, which another thread cannot draw from
+    without changing the user's next draw.
+    """
+    if not _scikit_learn_own(operator):
+        return False
+    try:
+        params = operator.get_params(deep=True)  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    for name, value in params.items():
+        if callable(getattr(value, "get_params", None)) and not _scikit_learn_own(value):
+            return False
+        if (name == "random_state" or name.endswith("__random_state")) and value is None:
+            return False
+    return True
+
+
+def _scikit_learn_own(obj: object) -> bool:
+    return type(obj).__module__.partition(".")[0] == "sklearn"
+
+
+def class_scores(
+    predictor: Predictor, X: Any, binary: bool, failed: Callable[[str, Exception], None]
+) -> tuple[Any, Any]:
+    """``(predict_proba, None)`` of the predictor's operator on ``X``, or for a binary
+    classifier without it ``(None, decision_function)``; ``(None, None)`` when neither can
+    be had. ``failed(method, exception)`` hears of each method that raised."""
+    import numpy as np
+
+    for method in ("predict_proba", "decision_function") if binary else ("predict_proba",):
+        try:
+            values = predictor.call(method, X)
+        except Exception as exc:
+            failed(method, exc)
+            continue
+        if values is not None:
+            values = np.asarray(values)
+            return (values, None) if method == "predict_proba" else (None, values)
+    return None, None
+
+
 def _target_type(values: Any) -> str | None:
     from sklearn.utils.multiclass import type_of_target
 

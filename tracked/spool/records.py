@@ -142,19 +142,25 @@ class StagePayload:
     datasets: tuple[tuple[Any, str], ...] = ()
     #: What the evaluation pictures are drawn from (``render()`` gives the files).
     pictures: Any = None
-    #: The default evaluation, computed when written (``evaluate()``).
+    #: The default evaluation, computed when written (``evaluate()``). Scores that predict
+    #: when written hold the model and its training data, and say so (``heavy``).
     scores: Any = None
 
     #: The parts dropped when the spool is full: everything but what metrics need.
     HEAVY: ClassVar[tuple[str, ...]] = ("model", "composed", "artifacts", "datasets", "pictures")
 
     def light(self) -> StagePayload:
-        """This payload without its heavy parts (the scores stay: they give metrics)."""
-        return StagePayload(scores=self.scores)
+        """This payload without its heavy parts (the scores stay: they give metrics; unless
+        they are heavy themselves)."""
+        return StagePayload(scores=None if self._heavy_scores() else self.scores)
 
     def parts(self) -> list[str]:
         """The heavy parts it holds, by name."""
-        return [name for name in self.HEAVY if getattr(self, name)]
+        parts = [name for name in self.HEAVY if getattr(self, name)]
+        return [*parts, "training metrics"] if self._heavy_scores() else parts
+
+    def _heavy_scores(self) -> bool:
+        return bool(getattr(self.scores, "heavy", False))
 
 
 @frozen(kw_only=True)
