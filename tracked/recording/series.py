@@ -208,19 +208,14 @@ def _hand_on(
 
     call: Call = series.last
     spec, operator = call.spec, call.operator()
-    tags = {STAGE_TAG: spec.name, KIND_TAG: spec.kind, PHASE_TAG: series.phase}
-    tags[FOLDED_CALLS_TAG] = str(series.calls - series.first_call + 1)
     name = f"{spec.name}:{series.phase} calls {series.first_call}-{series.calls}"
-    if series.run is not None:  # renames the run made by the first chunk
-        tags[RUN_NAME_TAG] = name
-    if operator is not None:
-        tags[OPERATOR_TAG] = qualified_name(operator)
+    tags = _chunk_tags(series, operator, name, ends=ends)
     parts = _closing_parts(call, operator, series, ends=ends, checkpoint=checkpoint)
     record = StageRecord(
         stage=spec.name,
         kind=spec.kind,
         phase=series.phase,
-        operator=tags.get(OPERATOR_TAG),
+        operator=qualified_name(operator) if operator is not None else None,
         start_ms=series.start_ms,
         end_ms=now_ms(),
         status=FINISHED,
@@ -242,6 +237,19 @@ def _hand_on(
     run = session.write_stage(record, may_raise=may_raise, chunk=chunk)
     if series.run is None:
         series.run = run
+
+
+def _chunk_tags(series: _Series, operator: Any, name: str, *, ends: bool) -> dict[str, str]:
+    """The first chunk's tags make the run; the last one's give its count and its name
+    (each tag is a write to the store: the chunks between carry none)."""
+    calls = str(series.calls - series.first_call + 1)
+    if series.run is None:
+        spec = series.last.spec
+        tags = {STAGE_TAG: spec.name, KIND_TAG: spec.kind, PHASE_TAG: series.phase}
+        if operator is not None:
+            tags[OPERATOR_TAG] = qualified_name(operator)
+        return {**tags, FOLDED_CALLS_TAG: calls}
+    return {FOLDED_CALLS_TAG: calls, RUN_NAME_TAG: name} if ends else {}
 
 
 def _closing_parts(
