@@ -9,8 +9,7 @@ they hold (a shared ``RandomState``, a ``Generator``) draw exactly as in an untr
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
@@ -397,18 +396,3 @@ def scored(
         except Exception as exc:
             failed[name] = exc
     return values, failed
-
-
-@contextmanager
-def preserved_random_state() -> Iterator[None]:
-    """Restore Python's and NumPy's global random state after the block."""
-    import random
-
-    import numpy as np
-
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)

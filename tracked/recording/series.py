@@ -139,12 +139,8 @@ def _step_scores(call: Call, operator: Any, X: Any, y: Any, result: Any, phase: 
     import numpy as np
 
     from tracked.recording.deferred import Scores
-    from tracked.recording.scoring import (
-        Predictor,
-        preserved_random_state,
-        returned_predictions,
-        task_of,
-    )
+    from tracked.recording.randomness import preserved_random_state
+    from tracked.recording.scoring import Predictor, returned_predictions, task_of
 
     y_pred = returned_predictions(result, operator, X, y)
     if y_pred is None:
@@ -217,7 +213,7 @@ def _hand_on(
         phase=series.phase,
         operator=qualified_name(operator) if operator is not None else None,
         start_ms=series.start_ms,
-        end_ms=now_ms(),
+        end_ms=call.start_ms + round(call.duration * 1000),  # the latest call's end
         status=FINISHED,
         params=parts.pop("params", {}),
         tags=tags,

@@ -18,7 +18,7 @@ from tracked.delivery.writer import writer
 from tracked.recording.compose import Composer
 from tracked.recording.observe import capture, phase_of
 from tracked.recording.phase import snapshot
-from tracked.recording.scoring import preserved_random_state
+from tracked.recording.randomness import preserved_random_state
 from tracked.recording.series import fold
 from tracked.recording.spec import SPEC_ATTRIBUTE, Call, StageSpec
 from tracked.records.config import is_strict
