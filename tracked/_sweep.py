@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -170,9 +170,9 @@ def _run_all(
     n_jobs: int | None,
     backend: str | None,
     progress: bool | None,
-):
-    """``fn`` on every pipeline in joblib's workers: its outcomes, in grid order, as they
-    come (each configuration's kept-aside parts are dropped unless it is the best so far)."""
+) -> Iterator[Outcome]:
+    """``fn`` on every pipeline in joblib's workers: the outcomes, in grid order, as they
+    come (so that the sweep holds the kept-aside parts of the best so far only)."""
     from joblib import Parallel, delayed
 
     # parallel_config, unlike Parallel(backend=...), also knows the backends registered
