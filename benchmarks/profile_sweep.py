@@ -1,6 +1,6 @@
 """Where one configuration of the iris sweep spends its time, on a sqlite store.
 
-    python benchmarks/profile_sweep.py [--warmup 5] [--configs 20] [--top 40]
+    python benchmarks/profile_sweep.py [--warmup 5] [--configs 20] [--top 40] [--full]
 
 Runs configurations of the sweep's unit of work (``IrisPipeline(n_components, C)``, then
 ``with pipe: train_and_score(pipe)``, the body of ``tracked.sweep``'s worker) in one
@@ -39,38 +39,34 @@ BUDGET = [
     ("stage methods, user code (fit/transform/predict)", "iris.py:preprocessing"),
     ("", "iris.py:reduction"),
     ("", "iris.py:classification"),
-    ("capture on the caller: tracked._observe.capture", "_observe.py:capture"),
-    ("  snapshot before the call", "_capture.py:snapshot"),
-    ("  composer: compose the pipeline model", "_compose.py:compose"),
-    ("  composer: verify the prediction pass", "_compose.py:verify"),
-    ("  evaluation on the caller (_evaluate)", "_observe.py:_evaluate"),
-    ("  data summaries/digests (summarize)", "_insight.py:summarize"),
-    ("pickle the payload (cloudpickle, caller)", "_session.py:_pickled"),
-    ("spool: append entries", "_spool.py:append"),
-    ("spool: progress lines", "_spool.py:progress"),
-    ("spool: open a session folder", "_spool.py:__init__"),
-    ("spool: remove the folder", "_spool.py:remove"),
-    ("write: Replayer.replay (all store work)", "_replay.py:replay"),
-    ("  unpickle the payload", "_session.py:_unpickled"),
-    ("  deferred scores (Scores.evaluate)", "_deferred.py:evaluate"),
-    ("  pictures (Pictures.render)", "_plots.py:render"),
-    ("  output preview CSV (CsvFile.render)", "_deferred.py:render"),
-    ("  create runs (backend.start_run)", "mlflow.py:start_run"),
-    ("  log_batch (backend.log)", "mlflow.py:log"),
-    ("  artifacts (backend.log_artifact)", "mlflow.py:log_artifact"),
-    ("  datasets (backend.log_dataset)", "mlflow.py:log_dataset"),
-    ("  models (backend.log_model)", "mlflow.py:log_model"),
+    ("capture on the caller (recording.observe.capture)", "observe.py:capture"),
+    ("  composer: compose the pipeline model", "compose.py:compose"),
+    ("  composer: verify the prediction pass", "compose.py:verify"),
+    ("  evaluation on the caller (recording.evaluate.evaluate)", "evaluate.py:evaluate"),
+    ("  data summaries/digests (summarize)", "data.py:summarize"),
+    ("pickle the payload (codec.encode_payload, caller)", "codec.py:encode_payload"),
+    ("spool: append entries", "folder.py:append"),
+    ("spool: progress lines", "folder.py:progress"),
+    ("spool: remove the folder", "folder.py:remove"),
+    ("write: Replayer.replay (all store work)", "replay.py:replay"),
+    ("  unpickle the payload", "codec.py:decode_payload"),
+    ("  deferred scores (Scores.evaluate)", "deferred.py:evaluate"),
+    ("  pictures (Pictures.render)", "plots.py:render"),
+    ("  kept aside for the sweep (aside.keep)", "aside.py:keep"),
+    ("  output preview CSV (CsvFile.render)", "deferred.py:render"),
+    ("  create runs (backend.start_run)", "backend.py:start_run"),
+    ("  log_batch (backend.log)", "backend.py:log"),
+    ("  artifacts (backend.log_artifact)", "backend.py:log_artifact"),
+    ("  datasets (backend.log_dataset)", "backend.py:log_dataset"),
+    ("  models (backend.log_model)", "models.py:log_model"),
     ("    requirements (needs.requirements)", "needs.py:requirements"),
-    ("    held modules (needs.held_modules)", "needs.py:held_modules"),
-    ("    skops trusted-type scan", "mlflow.py:_skops_trusted_types"),
-    ("    signature inference", "mlflow.py:_signature"),
     ("    mlflow.sklearn.save_model", "sklearn/__init__.py:save_model"),
     ("    create_logged_model", "client.py:create_logged_model"),
     ("    log_model_artifacts", "client.py:log_model_artifacts"),
     ("    finalize_logged_model", "client.py:finalize_logged_model"),
-    ("  end runs (backend.end_run)", "mlflow.py:end_run"),
-    ("session start (parent run entry, spool)", "_session.py:start"),
-    ("session end (end_run entry, wait)", "_session.py:end"),
+    ("  end runs (backend.end_run)", "backend.py:end_run"),
+    ("session start (parent run entry, spool)", "session.py:start"),
+    ("session end (end_run entry, wait)", "session.py:end"),
 ]
 
 
@@ -104,7 +100,7 @@ def run_configs(pipeline_class, configs: list[dict], synchronous: bool) -> float
             train_and_score(pipe)
         session = pipe._last_session()
         if session is not None:  # what tracked.sweep's worker reads afterwards
-            _ = session.evaluation
+            _ = session.evaluation, session.kept_aside
     return time.perf_counter() - started
 
 
@@ -136,6 +132,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--configs", type=int, default=20)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="every configuration with its pictures, files, datasets and stage models "
+        "(tracked.sweep(light=False)); default: as a light sweep's configurations",
+    )
     args = parser.parse_args()
 
     folder = tempfile.mkdtemp(prefix="tracked-profile-")
@@ -147,7 +149,11 @@ def main() -> int:
 
     import tracked
 
-    with tracked.group("profile sweep", experiment=IrisPipeline.experiment, tracking_uri=store):
+    sweep_group = tracked.group(
+        "profile sweep", experiment=IrisPipeline.experiment, tracking_uri=store
+    )
+    sweep_group.keep_aside = not args.full  # what tracked.sweep(light=...) sets
+    with sweep_group:
         run_configs(IrisPipeline, grid(args.warmup, 0), synchronous=False)
         tracked.flush()
         background = run_configs(IrisPipeline, grid(args.configs, args.warmup), False)

@@ -1,11 +1,13 @@
 """The sweep benchmark: many configurations of the iris workflow through tracked.sweep.
 
-    python benchmarks/sweep.py [--configs 200] [--n-jobs 2] [--stores sqlite,server]
+    python benchmarks/sweep.py [--configs 200] [--n-jobs 2] [--stores sqlite,server] [--full]
 
 For each store — the embedded sqlite store, and an `mlflow server` on a fresh PostgreSQL
 database (started and removed here; needs PostgreSQL on 127.0.0.1:5432 and
 psycopg2-binary) — runs the same grid tracked, and once untracked, in fresh temporary
-folders, and prints configurations per second and MLflow runs written per second.
+folders, and prints configurations per second and MLflow runs written per second. The
+sweep is light (``tracked.sweep``'s default: pictures, files, datasets and stage models for
+the best configuration only); ``--full`` logs them for every configuration.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def grid(configs: int) -> dict[str, list]:
     return {"n_components": n_components, "C": [round(0.01 * (i + 1), 4) for i in range(per)]}
 
 
-def run_sweep(configs: int, n_jobs: int, tracking_uri: str | None) -> dict[str, float]:
+def run_sweep(
+    configs: int, n_jobs: int, tracking_uri: str | None, light: bool = True
+) -> dict[str, float]:
     from iris import IrisPipeline
     from pipelines import train_and_score
 
@@ -49,7 +53,9 @@ def run_sweep(configs: int, n_jobs: int, tracking_uri: str | None) -> dict[str, 
     if tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     started = time.perf_counter()
-    results = tracked.sweep(cls, grid(configs), train_and_score, n_jobs=n_jobs, progress=False)
+    results = tracked.sweep(
+        cls, grid(configs), train_and_score, n_jobs=n_jobs, progress=False, light=light
+    )
     seconds = time.perf_counter() - started
     count = len(results)
     return {
@@ -77,6 +83,9 @@ def main() -> int:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--stores", default="sqlite,server")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--full", action="store_true", help="every configuration with its pictures and files"
+    )
     args = parser.parse_args()
 
     rows = {}
@@ -87,7 +96,7 @@ def main() -> int:
             folder = Path(tempfile.mkdtemp(dir=tmp))
             os.chdir(folder)
             with store(kind, folder) as uri:
-                rows[kind] = run_sweep(args.configs, args.n_jobs, uri)
+                rows[kind] = run_sweep(args.configs, args.n_jobs, uri, light=not args.full)
     base = rows["untracked"]["seconds"]
     print(
         f"| sweep, {args.configs} configurations, n_jobs={args.n_jobs} | seconds | "

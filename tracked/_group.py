@@ -57,6 +57,8 @@ class group:
         self.backend = backend
         self.strict = is_strict(self) if strict is None else strict
         self.ref: GroupRef | None = None
+        #: Set by ``tracked.sweep``: its pipelines keep their stages' heavy parts aside.
+        self.keep_aside = False
         self._backend: Any = None
 
     @property
@@ -92,7 +94,7 @@ class group:
             report_failure(f"start group run {self.name!r}", exc, strict=self.strict)
             return
         self._backend = backend
-        self.ref = GroupRef(run_id, self.experiment, uri, self.backend)
+        self.ref = GroupRef(run_id, self.experiment, uri, self.backend, self.keep_aside)
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
         leave_group()

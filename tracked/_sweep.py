@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import attrs
 from attrs import frozen
 
 from tracked._group import group
-from tracked.records.names import BEST_METRIC_TAG, BEST_RUN_TAG
+from tracked.records.names import BEST_METRIC_TAG, BEST_RUN_TAG, LEFT_OUT_TAG
 from tracked.records.ranking import lower_is_better
+from tracked.records.report import report_failure
 from tracked.records.text import to_text
 from tracked.records.values import Metric
 
@@ -32,6 +34,8 @@ class Outcome:
     result: Any
     run_id: str | None
     evaluation: dict[str, float]
+    #: The stages' heavy parts its writer kept aside (``tracked.spool.aside.Aside``).
+    aside: tuple[Any, ...] = ()
 
 
 def _run_one(fn: Callable[[Any], Any], pipeline: Any) -> Outcome:
@@ -39,8 +43,35 @@ def _run_one(fn: Callable[[Any], Any], pipeline: Any) -> Outcome:
     with pipeline:
         result = fn(pipeline)
     session = pipeline._last_session()
-    evaluation = dict(session.evaluation) if session is not None else {}
-    return Outcome(result, pipeline.run_id, evaluation)
+    if session is None:
+        return Outcome(result, pipeline.run_id, {})
+    evaluation = dict(session.evaluation)
+    return Outcome(result, pipeline.run_id, evaluation, tuple(session.kept_aside))
+
+
+class _Best:
+    """The best configuration so far, by the first evaluation metric logged, and its
+    kept-aside parts; the other configurations' parts are dropped as they arrive."""
+
+    def __init__(self) -> None:
+        self.metric: str | None = None
+        self.outcome: Outcome | None = None
+        self.params: dict[str, Any] | None = None
+
+    def offer(self, outcome: Outcome, params: dict[str, Any]) -> Outcome:
+        """Take ``outcome`` (in grid order); return it without its kept-aside parts."""
+        if outcome.evaluation:
+            if self.metric is None:
+                self.metric = next(iter(outcome.evaluation))
+            value = outcome.evaluation.get(self.metric)
+            if value is not None and (self.outcome is None or self._beats(value)):
+                self.outcome, self.params = outcome, params
+        return attrs.evolve(outcome, aside=()) if outcome.aside else outcome
+
+    def _beats(self, value: float) -> bool:
+        assert self.outcome is not None and self.metric is not None
+        best = self.outcome.evaluation[self.metric]
+        return value < best if lower_is_better(self.metric) else value > best
 
 
 def sweep(
@@ -52,6 +83,7 @@ def sweep(
     name: str | None = None,
     *,
     progress: bool | None = None,
+    light: bool = True,
 ) -> SweepResults:
     """Run ``fn(pipeline)`` for every combination of ``param_grid``, in parallel, in a group.
 
@@ -60,6 +92,11 @@ def sweep(
     ``name``, in the class's experiment and store) is tagged with the best configuration by
     the first evaluation metric the pipelines logged (``tracked.best_run_id``, params
     ``best.<name>`` and metric ``best.<metric>``).
+
+    Every configuration's runs get their params, metrics and tags, and its parent run the
+    composed model. ``light`` (the default): the stages' evaluation pictures, artifact files,
+    datasets and models are logged for the best configuration only, after the sweep; the
+    other configurations' stage runs say what they left out in tag ``tracked.left_out``.
 
     Args:
         pipeline_class: a ``TrackedPipeline`` subclass.
@@ -72,6 +109,8 @@ def sweep(
             ``ray`` (if installed).
         name: the group run's name (default: ``<class name> sweep``).
         progress: show a progress bar (tqdm); default: when stderr is a terminal.
+        light: pictures, files, datasets and stage models for the best configuration only
+            (False: for every configuration, as outside a sweep).
 
     Returns:
         ``fn``'s results in grid order, a list with attributes ``run_id`` (the group run),
@@ -82,12 +121,18 @@ def sweep(
     grid = list(ParameterGrid(param_grid))
     if not getattr(pipeline_class, "tracking", True):  # untracked: the same work, no group
         return _sweep_untracked(pipeline_class, grid, fn, n_jobs, backend)
-    with _group_of(pipeline_class, name) as run:
+    best = _Best()
+    sweep_group = _group_of(pipeline_class, name)
+    sweep_group.keep_aside = light
+    with sweep_group as run:
         pipelines = [pipeline_class(**params) for params in grid]
         collected = _run_all(pipelines, fn, n_jobs, backend, progress)
-        results = SweepResults(outcome.result for outcome in collected)
+        results = SweepResults(
+            best.offer(o, p).result for o, p in zip(collected, grid, strict=True)
+        )
         results.run_id = run.run_id
-        _tag_best(run, grid, collected, results)
+        _tag_best(run, best, results)
+        _log_kept_aside(run, best)
     return results
 
 
@@ -125,8 +170,9 @@ def _run_all(
     n_jobs: int | None,
     backend: str | None,
     progress: bool | None,
-) -> list[Outcome]:
-    """``fn`` on every pipeline in joblib's workers, outcomes in grid order."""
+) -> Iterator[Outcome]:
+    """``fn`` on every pipeline in joblib's workers: the outcomes, in grid order, as they
+    come (so that the sweep holds the kept-aside parts of the best so far only)."""
     from joblib import Parallel, delayed
 
     # parallel_config, unlike Parallel(backend=...), also knows the backends registered
@@ -135,7 +181,7 @@ def _run_all(
         outcomes = Parallel(return_as="generator")(
             delayed(_run_one)(fn, pipeline) for pipeline in pipelines
         )
-        return list(_with_progress(outcomes, len(pipelines), progress))
+        yield from _with_progress(outcomes, len(pipelines), progress)
 
 
 def _parallel(backend: str | None, n_jobs: int | None) -> Any:
@@ -162,20 +208,38 @@ def _with_progress(outcomes: Any, total: int, progress: bool | None) -> Any:
     return tqdm(outcomes, total=total, desc="sweep", unit="config")
 
 
-def _tag_best(
-    run: group, grid: list[dict[str, Any]], outcomes: list[Outcome], results: SweepResults
-) -> None:
-    scored = [(o, params) for o, params in zip(outcomes, grid, strict=True) if o.evaluation]
-    if not scored:
+def _tag_best(run: group, best: _Best, results: SweepResults) -> None:
+    outcome, metric = best.outcome, best.metric
+    if outcome is None or metric is None:
         return
-    metric = next(iter(scored[0][0].evaluation))
-    candidates = [(o, params) for o, params in scored if metric in o.evaluation]
-    pick = min if lower_is_better(metric) else max
-    best, params = pick(candidates, key=lambda pair: pair[0].evaluation[metric])
-    results.best_run_id, results.best_params = best.run_id, params
-    results.best_metric = {metric: best.evaluation[metric]}
+    results.best_run_id, results.best_params = outcome.run_id, best.params
+    results.best_metric = {metric: outcome.evaluation[metric]}
     run.log(
-        params={f"best.{key}": to_text(value) for key, value in params.items()},
-        metrics=[Metric(key=f"best.{metric}", value=best.evaluation[metric])],
-        tags={BEST_RUN_TAG: best.run_id or "", BEST_METRIC_TAG: metric},
+        params={f"best.{key}": to_text(value) for key, value in (best.params or {}).items()},
+        metrics=[Metric(key=f"best.{metric}", value=outcome.evaluation[metric])],
+        tags={BEST_RUN_TAG: outcome.run_id or "", BEST_METRIC_TAG: metric},
     )
+
+
+def _log_kept_aside(run: group, best: _Best) -> None:
+    """Log the best configuration's pictures, files, datasets and stage models, which its
+    writer kept aside (``tracked.spool.aside``); its stage runs then left nothing out."""
+    kept = list(best.outcome.aside) if best.outcome is not None else []
+    if not kept or run.ref is None:
+        return
+    from tracked.spool import aside
+
+    backend = run.ref.resolve_backend()
+    try:
+        failures = aside.write(backend, kept)
+        for run_id in dict.fromkeys(item.run_id for item in kept):
+            backend.log(run_id, tags={LEFT_OUT_TAG: BEST_LEFT_NOTHING})
+    except Exception as exc:
+        failures = [("log the best configuration's pictures, files and models", exc)]
+    for what, exc in failures:
+        report_failure(what, exc, strict=run.strict)
+
+
+#: The ``tracked.left_out`` tag of the best configuration's stage runs, once their parts
+#: are logged.
+BEST_LEFT_NOTHING = "nothing: the sweep's best configuration (logged after the sweep)"

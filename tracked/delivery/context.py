@@ -256,6 +256,9 @@ def build_session(
         run_id=attached["run_id"] if attached is not None else None,
         outer_run_id=outer,
         composer=composer,
+        # Nested in a sweep's group: one of its configurations (not a pipeline the sweep's
+        # function opened inside it, nesting under the configuration's run).
+        keep_aside=bool(group and outer == group.run_id and getattr(group, "keep_aside", False)),
     )
 
 

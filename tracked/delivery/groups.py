@@ -21,6 +21,9 @@ class GroupRef:
     #: The group's store: an MLflow tracking URI, or a backend object (in-process only).
     tracking_uri: str | None
     backend: Any = None
+    #: A sweep's group: its pipelines' writers keep the stages' heavy parts aside for the
+    #: sweep, which logs its best configuration's (``tracked.spool.aside``).
+    keep_aside: bool = False
 
     def resolve_backend(self) -> Any:
         if self.backend is not None:
@@ -32,7 +35,7 @@ class GroupRef:
     def __getstate__(self) -> dict[str, Any]:
         backend = self.backend if capabilities(self.backend).picklable else None
         return {
-            **{f: getattr(self, f) for f in ("run_id", "experiment", "tracking_uri")},
+            **{f: getattr(self, f) for f in ("run_id", "experiment", "tracking_uri", "keep_aside")},
             "backend": backend,
         }
 

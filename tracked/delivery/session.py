@@ -92,6 +92,7 @@ class Session(Waiting, Outbox, Sink, Reports):
         run_id: str | None = None,
         outer_run_id: str | None = None,
         composer: Composition,
+        keep_aside: bool = False,
     ) -> None:
         self.backend = backend
         #: What the backend offers beyond the required calls, read once.
@@ -104,6 +105,9 @@ class Session(Waiting, Outbox, Sink, Reports):
         self.tags = {key: masked(key, value) for key, value in tags.items()}
         #: What the instance configured, when the run opened (``Settings.of``).
         self.settings = settings
+        #: One of a sweep's configurations: the writer keeps the stages' pictures, files,
+        #: datasets and models aside for the sweep (``tracked.spool.aside``).
+        self.keep_aside = keep_aside
         self.strict = settings.strict
         self._take_identity(run_id)
         #: Its backend failed for good (or there is none): nothing more is recorded.

@@ -130,6 +130,7 @@ class Sink(SpoolFolder):
                 self.state,
                 self._progress,
                 between_steps=None if self.synchronous else writer().pause_for_callers,
+                keep_aside=self.keep_aside,
             )
         return self._replayer
 

@@ -55,6 +55,13 @@ class Waiting:
         self.settle(time.monotonic() + wait_bound())
         return self.state.evaluation
 
+    @property
+    def kept_aside(self) -> list:
+        """A sweep's session: the stages' heavy parts the writer kept aside
+        (``tracked.spool.aside``), once it is done with the session's entries."""
+        self.settle(time.monotonic() + wait_bound())
+        return list(self.state.aside)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the writer is done with this session's entries."""
         if timeout is not None and timeout > threading.TIMEOUT_MAX:

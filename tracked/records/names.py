@@ -123,3 +123,7 @@ BEST_RUN_TAG = "tracked.best_run_id"
 
 #: On a sweep's group run: the metric that ranked them.
 BEST_METRIC_TAG = "tracked.best_metric"
+
+#: On a sweep's stage run: the heavy parts the writer kept aside instead of logging them
+#: (``"pictures, artifacts, datasets, model"``); the sweep logs its best configuration's.
+LEFT_OUT_TAG = "tracked.left_out"

@@ -67,6 +67,8 @@ class ReplayState:
     model_version: tuple[str, str] | None = None
     #: The latest evaluation metrics of a prediction pass (not kept in the spool).
     evaluation: dict[str, float] = field(factory=dict)
+    #: A sweep's session: the stages' heavy parts kept aside (``tracked.spool.aside``).
+    aside: list[Any] = field(factory=list)
 
     @classmethod
     def from_progress(cls, events: list[Progress]) -> ReplayState:
@@ -112,6 +114,8 @@ class Replayer:
             (the writer: its failure is reported, and retrying now cannot help); it is not
             noted, so that ``tracked sync`` tries it again. ``tracked sync`` retries them.
         between_steps: called before each step after the first (the writer's pause).
+        keep_aside: a sweep's session: stages' pictures, files, datasets and models go to
+            ``state.aside`` instead of the store (``tracked.spool.aside``).
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class Replayer:
         find_existing: bool = False,
         mark_failed: bool = True,
         between_steps: Callable[[], None] | None = None,
+        keep_aside: bool = False,
     ) -> None:
         self.backend = backend
         self.header = header
@@ -132,6 +137,7 @@ class Replayer:
         self.mark_failed = mark_failed
         self.between_steps = between_steps
         self.steps = StepBuilder(backend, header, state, find_existing=find_existing)
+        self.steps.keep_aside = keep_aside
         self._is_away = getattr(backend, "is_store_away", None) or is_store_away
 
     @property

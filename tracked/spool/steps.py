@@ -3,20 +3,18 @@
 Names never depend on positions: a stage's steps are ``create_run``, ``score:<metric>`` (a
 metric that could not be computed: reported), ``log``, ``nested:<i>:create_run`` /
 ``nested:<i>:log`` / ``nested:<i>:end_run``, ``pictures``, ``artifact:<file>``,
-``dataset:<i>``, ``model``, ``parent_metrics``, ``parent_tags``, ``composed``, ``register``,
-``tag_version``, ``end_run``; a start's ``create_run`` and ``params``; an end's ``metrics``
-and ``end_run``.
+``dataset:<i>``, ``model`` (in a sweep: ``aside``), ``parent_log`` (or ``parent_metrics``,
+``parent_tags``), ``composed``, ``register``, ``tag_version``, ``end_run``; a start's
+``create_run`` and ``params``; an end's ``metrics`` and ``end_run``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from attrs import frozen
-
-from tracked.records.names import LOCAL_ID_TAG, VERIFIED_REASON_TAG, VERIFIED_TAG
+from tracked.records.names import LEFT_OUT_TAG, LOCAL_ID_TAG, VERIFIED_REASON_TAG, VERIFIED_TAG
 from tracked.records.values import Metric
+from tracked.spool import aside
 from tracked.spool.records import (
     EndRun,
     Entry,
@@ -26,6 +24,7 @@ from tracked.spool.records import (
     StagePayload,
     StartRun,
 )
+from tracked.spool.step import Step, content_bytes, raise_again
 
 if TYPE_CHECKING:
     from tracked.spool.replay import ReplayState
@@ -34,29 +33,12 @@ CREATE_RUN = "create_run"
 COMPOSED_MODEL_NAME = "pipeline"
 
 
-@frozen
-class Step:
-    name: str
-    #: What it does, in words (for a failure's message).
-    what: str
-    run: Callable[[], dict[str, Any] | None]
-    #: A step of the same entry that must be done first (else this one waits for a replay
-    #: in which it is): registering needs the composed model logged.
-    needs: str | None = None
-
-
-def _bytes(content: Any) -> bytes:
-    """An artifact's content: bytes, or drawn now from what it is made of (``render()``)."""
-    return content if isinstance(content, bytes) else content.render()
-
-
-def _raise(error: BaseException) -> None:
-    raise error
-
-
 class _RunSteps:
     """The steps that create, log on and end runs; each resolves the run ids it needs
     when it runs."""
+
+    #: A sweep's session: stages' heavy parts go to ``state.aside``, not to the store.
+    keep_aside = False
 
     def __init__(
         self, backend: Any, header: Header, state: ReplayState, *, find_existing: bool
@@ -73,7 +55,9 @@ class _RunSteps:
         assert run_id is not None
         return run_id
 
-    def _create_run(self, entry: StartRun | StageEntry | NestedRun, experiment: str | None):
+    def _create_run(
+        self, entry: StartRun | StageEntry | NestedRun, experiment: str | None, **extra: str
+    ):
         local = entry.run
         # A stage called by another stage nests under that stage's run (created before it:
         # the caller's record is written first); under the parent run if that one failed.
@@ -89,7 +73,7 @@ class _RunSteps:
             )
             if found is not None:
                 return {"run": local, "id": found}
-        tags = {**self.header.source_tags, **entry.tags, LOCAL_ID_TAG: local}
+        tags = {**self.header.source_tags, **entry.tags, **extra, LOCAL_ID_TAG: local}
         run_id = backend.start_run(
             experiment=experiment,
             run_name=entry.run_name,
@@ -221,9 +205,11 @@ class StepBuilder(_RunSteps):
 
     def _stage(self, entry: StageEntry, payload: StagePayload) -> list[Step]:
         stage, backend = entry.stage, self.backend
+        left = aside.left_out(payload) if self.keep_aside else ""
+        left_out = {LEFT_OUT_TAG: left} if left else {}
         steps = []
         if entry.new_run:  # else it logs on a run an earlier entry created (a series)
-            create = lambda: self._create_run(entry, entry.experiment)  # noqa: E731
+            create = lambda: self._create_run(entry, entry.experiment, **left_out)  # noqa: E731
             steps.append(Step(CREATE_RUN, f"record stage {stage!r}", create))
         computed = self._scores(entry, payload, steps)
         metrics = [*entry.metrics, *computed]
@@ -232,13 +218,13 @@ class StepBuilder(_RunSteps):
             self.state.evaluation = {m.key: m.value for m in parent_metrics}
         child = lambda: self._id(entry.run)  # noqa: E731 - resolved when the step runs
         # On a run created earlier, the tags are logged again: a series' count and name.
-        tags = None if entry.new_run else dict(entry.tags)
-        if entry.params or metrics or tags:
+        again = None if entry.new_run else dict(entry.tags)
+        if entry.params or metrics or again:
             steps.append(
                 Step(
                     "log",
                     f"log params and metrics of stage {stage!r}",
-                    lambda: backend.log(child(), params=entry.params, metrics=metrics, tags=tags),
+                    lambda: backend.log(child(), params=entry.params, metrics=metrics, tags=again),
                 )
             )
         for index, nested in enumerate(entry.nested):
@@ -266,11 +252,17 @@ class StepBuilder(_RunSteps):
             computed, failed = (), (("evaluation metrics", exc),)
         for name, error in failed:
             what = f"compute the {name} metric of stage {entry.stage!r}"
-            steps.append(Step(f"score:{name}", what, lambda error=error: _raise(error)))
+            steps.append(Step(f"score:{name}", what, lambda error=error: raise_again(error)))
         return list(computed)
 
     def _files(self, entry: StageEntry, payload: StagePayload, child) -> list[Step]:
         stage, backend, steps = entry.stage, self.backend, []
+        if self.keep_aside:
+            if not aside.left_out(payload):
+                return []
+            keep = lambda: aside.keep(child(), stage, payload, self._model_options())  # noqa: E731
+            what = f"keep the pictures, files, datasets and model of {stage!r} aside"
+            return [Step("aside", what, lambda: self.state.aside.extend(keep()))]
         pictures = payload.pictures
         if pictures is not None:
             steps.append(
@@ -286,7 +278,7 @@ class StepBuilder(_RunSteps):
                     f"artifact:{name}",
                     f"log {name} of stage {stage!r}",
                     lambda name=name, content=content: backend.log_artifact(
-                        child(), name, _bytes(content)
+                        child(), name, content_bytes(content)
                     ),
                 )
             )
@@ -327,22 +319,22 @@ class StepBuilder(_RunSteps):
         # owner's model, metrics and their steps are the owner's.
         backend, steps = self.backend, []
         owner = lambda: self._id(entry.run if entry.copy else entry.parent)  # noqa: E731
+        tags = bool(entry.parent_tags)
         if parent_metrics and not entry.copy:
-            steps.append(
-                Step(
-                    "parent_metrics",
-                    "log evaluation metrics on the parent run",
-                    lambda: backend.log(self._id(entry.parent), metrics=parent_metrics),
-                )
+            # With the parent's tags in one call (``parent_log``), unless a replay that began
+            # before this version did one of the two.
+            done = {(entry.seq, "parent_metrics"), (entry.seq, "parent_tags")} & self.state.done
+            both, tags = tags and not done, tags and bool(done)
+            log = lambda: backend.log(  # noqa: E731
+                self._id(entry.parent),
+                metrics=parent_metrics,
+                tags=self._parent_tags(entry) if both else None,
             )
-        if entry.parent_tags:
-            steps.append(
-                Step(
-                    "parent_tags",
-                    "tag the parent run",
-                    lambda: backend.log(owner(), tags=self._parent_tags(entry)),
-                )
-            )
+            what = "log evaluation metrics on the parent run"
+            steps.append(Step("parent_log" if both else "parent_metrics", what, log))
+        if tags:
+            log_tags = lambda: backend.log(owner(), tags=self._parent_tags(entry))  # noqa: E731
+            steps.append(Step("parent_tags", "tag the parent run", log_tags))
         registered = None if entry.copy else self.header.registered_model_name
         if payload.composed is not None:
             steps.extend(self._composed(entry, payload.composed, owner, registered))
