@@ -5,18 +5,21 @@ calls after them are one run per stage and phase, with a metric step per call.""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
 import pytest
 from pipelines import Batches, batches_data
 from servers import free_port
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.metrics import accuracy_score
 
 import tracked
-from tracked import PipelineDefinitionError, TrackedPipeline, TrackingWarning
+from tracked import PipelineDefinitionError, TrackedPipeline, TrackingError, TrackingWarning
 from tracked.records.names import FOLDED_CALLS_TAG, PHASE_TAG, STAGE_TAG
+from tracked.testing import MemoryBackend
 
 
 class Learner(TrackedPipeline):
@@ -290,3 +293,90 @@ def test_a_series_spooled_while_the_store_is_away_syncs_whole(spool_dir, client,
     assert list(range(2, 150)) == sorted(m.step for m in history)
     models = client.search_logged_models([experiment])
     assert ["model"] == [m.name for m in models if m.source_run_id == series.info.run_id]
+
+
+def test_a_call_that_raises_is_a_run_of_its_own_and_the_series_goes_on(memory):
+    X, y = data()
+    pipe = Serving()
+    pipe.backend = memory
+    with pipe:
+        pipe.fit(X, y)
+        for i in range(4):
+            pipe.serve(X[i : i + 1])
+        with pytest.raises(ValueError, match="features"):
+            pipe.serve(X[:1, :2])  # the user's error reaches the user, unchanged
+        for i in range(3):
+            pipe.serve(X[i : i + 1])
+    runs = stage_runs(memory, "serve")
+    [failed] = [run for run in runs if run.status == "FAILED"]
+    assert FOLDED_CALLS_TAG not in failed.tags
+    [series] = [run for run in runs if FOLDED_CALLS_TAG in run.tags]
+    assert "5" == series.tags[FOLDED_CALLS_TAG]
+
+
+def test_a_copys_calls_are_not_folded_as_nothing_would_end_its_series(memory):
+    X, y = data()
+    pipe = Serving()
+    pipe.backend = memory
+    with pipe:
+        pipe.fit(X, y)
+        worker = copy.copy(pipe)  # logs under the owner's run, which the owner ends
+        for i in range(5):
+            worker.serve(X[i : i + 1])
+    runs = stage_runs(memory, "serve")
+    assert 5 == len(runs)
+    assert all(run.status == "FINISHED" and FOLDED_CALLS_TAG not in run.tags for run in runs)
+
+
+def test_ending_a_fit_series_gives_back_the_global_random_state(memory):
+    """Composing the final model predicts (a stratified dummy draws from the global
+    generator): the user's next draw is an untracked run's."""
+    X, y = data()
+
+    class Dummy(TrackedPipeline):
+        def train(self, X, y=None, stage="estimator"):
+            self.operator = DummyClassifier(strategy="stratified").fit(X, y)
+            return self
+
+    def next_draw(tracking):
+        np.random.seed(7)
+        pipe = Dummy()
+        pipe.tracking, pipe.backend = tracking, memory
+        with pipe:
+            for _ in range(4):
+                pipe.train(X, y)
+        return np.random.rand()
+
+    assert next_draw(False) == next_draw(True)
+    assert any(FOLDED_CALLS_TAG in run.tags for run in stage_runs(memory, "train"))
+
+
+class RefusedOnce(MemoryBackend):
+    """Refuses the first checkpoint model it is given."""
+
+    refused = 0
+
+    def log_model(self, run_id, name, model, **options):
+        if name.startswith("checkpoint") and not self.refused:
+            self.refused += 1
+            raise ValueError("model refused once")
+        return super().log_model(run_id, name, model, **options)
+
+
+def test_a_failure_reported_in_strict_mode_leaves_one_series_run_which_ends():
+    X, y = data()
+    backend = RefusedOnce()
+    pipe = Learner()
+    pipe.backend, pipe.strict, pipe.checkpoint_every = backend, True, 1
+    raised = 0
+    with pipe:
+        for batch in range(6):
+            try:
+                pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+            except TrackingError as exc:
+                assert "model refused once" in str(exc)
+                raised += 1
+    assert 1 == raised
+    [series] = [run for run in stage_runs(backend, "learn") if FOLDED_CALLS_TAG in run.tags]
+    assert "FINISHED" == series.status
+    assert list(range(2, 6)) == steps(series, "rows")

@@ -171,3 +171,36 @@ def test_a_fit_called_by_another_stage_is_scored_on_the_caller(tracking_uri, cli
     on_training_set = [thread for thread, rows in calls if rows == len(X)]
     assert len(on_training_set) >= 2
     assert {threading.main_thread()} == set(on_training_set)
+
+
+def _jitter(X):
+    return X + np.random.normal(scale=1e-3, size=np.shape(X))  # draws from the global RNG
+
+
+def test_a_pipeline_holding_a_function_is_scored_on_the_caller_and_gives_the_state_back():
+    """A FunctionTransformer's function may draw from the global generator: the writer
+    never predicts with it (it would draw on another thread, at any time)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from tracked.testing import MemoryBackend
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+
+    class Jittered(TrackedPipeline):
+        def train(self, X, y=None, stage="estimator"):
+            steps = (FunctionTransformer(_jitter), KNeighborsClassifier())
+            self.operator = make_pipeline(*steps).fit(X, y)
+            return self
+
+    def next_draw(tracking):
+        np.random.seed(42)
+        pipe = Jittered()
+        pipe.tracking, pipe.backend = tracking, MemoryBackend()  # writes in the call
+        with pipe:
+            pipe.train(X, y)
+            return np.random.rand()
+
+    assert next_draw(False) == next_draw(True)

@@ -30,10 +30,11 @@ if TYPE_CHECKING:
 @attrs.frozen
 class SeriesChunk:
     """How a series' chunk differs from a stage record of its own: it logs on the series'
-    ``run`` (None: the first chunk, which creates it), renames it, may leave it open, and
-    names its model (a checkpoint's)."""
+    ``run`` (which the first chunk, ``new_run``, creates), renames it, may leave it open,
+    and names its model (a checkpoint's)."""
 
-    run: str | None
+    run: str
+    new_run: bool
     run_name: str
     ends_run: bool = True
     model_name: str = "model"
@@ -41,9 +42,9 @@ class SeriesChunk:
     def applied(self, entry: StageEntry) -> StageEntry:
         return attrs.evolve(
             entry,
-            run=entry.run if self.run is None else self.run,
+            run=self.run,
             run_name=self.run_name,
-            new_run=self.run is None,
+            new_run=self.new_run,
             ends_run=self.ends_run,
             model_name=self.model_name,
         )

@@ -208,6 +208,8 @@ class ScoreTrail:
     by the writer; a metric that fails is reported once, not once per step."""
 
     items: tuple[Scores, ...]
+    #: Its metrics stay on the series' run (steps of calls, not the parent's evaluations).
+    to_parent: ClassVar[bool] = False
 
     def evaluate(self) -> tuple[tuple[Metric, ...], tuple[tuple[str, Exception], ...]]:
         metrics: list[Metric] = []

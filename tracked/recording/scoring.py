@@ -147,8 +147,11 @@ def predicts_without_global_draws(operator: object) -> bool:
     except Exception:
         return False
     for name, value in params.items():
-        if callable(getattr(value, "get_params", None)) and not _scikit_learn_own(value):
-            return False
+        if callable(getattr(value, "get_params", None)):
+            if not _scikit_learn_own(value):
+                return False
+        elif callable(value) and not isinstance(value, type):
+            return False  # a function of the user's (a FunctionTransformer's, a metric)
         if (name == "random_state" or name.endswith("__random_state")) and value is None:
             return False
     return True

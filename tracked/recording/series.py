@@ -18,6 +18,7 @@ calls of a fit series (``checkpoint-<call>``).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +84,9 @@ def fold(call: Call, phase: str, result: Any) -> bool:
     in the stage's series (and return True): the caller then records nothing else of it."""
     session, name = call.session, call.spec.name
     limit = session.settings.fold_after
-    if limit is None:
+    if limit is None or not session.owned:
+        # A copy (a thread's, a worker's) logs under a run it does not end: its calls are
+        # written as they come, as nothing would end its series with that run.
         return False
     with session.lock:
         series = series_of(session)
@@ -190,16 +193,31 @@ def finish_all(session: Session, *, may_raise: bool) -> None:
 def _finish(session: Session, series: _Series, *, may_raise: bool) -> None:
     """Hand on what is pending of ``series`` as its last chunk, which ends its run; the
     calls counted stay counted (the next call of the stage in that phase starts a new run)."""
-    if series.last is not None:
+    if series.last is None:
+        return
+    try:
         _hand_on(session, series, ends=True, checkpoint=False, may_raise=may_raise)
-    series.last, series.run = None, None
+    finally:  # a failure reported in strict mode leaves no half-ended series behind
+        series.last, series.run = None, None
 
 
 def _hand_on(
     session: Session, series: _Series, *, ends: bool, checkpoint: bool, may_raise: bool
 ) -> None:
     """One entry for the series' pending calls: the first creates its run, the last ends it
-    (then also with what a fit series leaves: params, fitted attributes, model, composed)."""
+    (then also with what a fit series leaves: params, fitted attributes, model, composed).
+
+    Composing predicts with the final model: whatever that draws from the global random
+    generators is given back, as for a call recorded on its own."""
+    from tracked.recording.randomness import preserved_random_state
+
+    with preserved_random_state():
+        _hand_on_chunk(session, series, ends=ends, checkpoint=checkpoint, may_raise=may_raise)
+
+
+def _hand_on_chunk(
+    session: Session, series: _Series, *, ends: bool, checkpoint: bool, may_raise: bool
+) -> None:
     from tracked.recording.deferred import ScoreTrail
 
     call: Call = series.last
@@ -224,15 +242,17 @@ def _hand_on(
     )
     series.metrics, series.scores, series.duration_s = [], [], 0.0
     series.pending, series.since = 0, time.monotonic()
+    first = series.run is None
+    if first:  # named here, before anything can raise: the next chunk logs on it
+        series.run = f"{session.local_id}-series-{os.urandom(4).hex()}"
     chunk = SeriesChunk(
         run=series.run,
+        new_run=first,
         run_name=name,
         ends_run=ends,
         model_name=f"checkpoint-{series.calls}" if checkpoint else "model",
     )
-    run = session.write_stage(record, may_raise=may_raise, chunk=chunk)
-    if series.run is None:
-        series.run = run
+    session.write_stage(record, may_raise=may_raise, chunk=chunk)
 
 
 def _chunk_tags(series: _Series, operator: Any, name: str, *, ends: bool) -> dict[str, str]:

@@ -44,7 +44,13 @@ def left_out(payload: Any) -> str:
     return ", ".join(part for part in PARTS if getattr(payload, part, None))
 
 
-def keep(run_id: str, stage: str, payload: Any, model_options: dict[str, Any]) -> list[Aside]:
+def keep(
+    run_id: str,
+    stage: str,
+    payload: Any,
+    model_options: dict[str, Any],
+    model_name: str = "model",
+) -> list[Aside]:
     """A stage payload's heavy parts, as records to log later. Artifacts are drawn now
     (previews are small; their sources may hold the stage's data); pictures are not."""
     kept: list[Aside] = []
@@ -68,7 +74,7 @@ def keep(run_id: str, stage: str, payload: Any, model_options: dict[str, Any]) -
             Aside(
                 run_id=run_id,
                 kind="model",
-                name="model",
+                name=model_name,
                 content=payload.model,
                 options=dict(model_options),
             )

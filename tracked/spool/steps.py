@@ -213,10 +213,15 @@ class StepBuilder(_RunSteps):
             steps.append(Step(CREATE_RUN, f"record stage {stage!r}", create))
         computed = self._scores(entry, payload, steps)
         metrics = [*entry.metrics, *computed]
-        parent_metrics = [*entry.parent_metrics, *computed]
+        # A series' trail stays on its run: its steps are calls, not the parent's evaluations.
+        shared = computed if getattr(payload.scores, "to_parent", True) else []
+        parent_metrics = [*entry.parent_metrics, *shared]
         if parent_metrics and not entry.training:
             self.state.evaluation = {m.key: m.value for m in parent_metrics}
-        child = lambda: self._id(entry.run)  # noqa: E731 - resolved when the step runs
+        if entry.new_run:
+            child = lambda: self._id(entry.run)  # noqa: E731 - resolved when the step runs
+        else:  # a series' run, which an earlier sync (whose folder is gone) may have made
+            child = lambda: self._resolve_parent(entry.run, entry.experiment)  # noqa: E731
         # On a run created earlier, the tags are logged again: a series' count and name.
         again = None if entry.new_run else dict(entry.tags)
         if entry.params or metrics or again:
@@ -260,7 +265,8 @@ class StepBuilder(_RunSteps):
         if self.keep_aside:
             if not aside.left_out(payload):
                 return []
-            keep = lambda: aside.keep(child(), stage, payload, self._model_options())  # noqa: E731
+            options = self._model_options()
+            keep = lambda: aside.keep(child(), stage, payload, options, entry.model_name)  # noqa: E731
             what = f"keep the pictures, files, datasets and model of {stage!r} aside"
             return [Step("aside", what, lambda: self.state.aside.extend(keep()))]
         pictures = payload.pictures
