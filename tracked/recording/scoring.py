@@ -130,15 +130,14 @@ class Predictor:
 
 def predicts_without_global_draws(operator: object) -> bool:
     """Whether predicting with a copy of ``operator`` on another thread leaves the global
-    random generators alone: it is one of scikit-learn's own estimators, every estimator
-    among its params is one too, and none of them has ``random_state=None``.
+    random generators alone: it and every estimator among its params are scikit-learn's
+    own, none has ``random_state=None`` and no param is a function (a ``func``, a metric).
 
     scikit-learn's estimators do not draw to predict, by convention; where one does (a
     ``DummyClassifier`` with the ``stratified`` strategy) it draws from its ``random_state``,
     which a copy holds a copy of, unless that is None: the global generator. Anything else
-    (a class of the user's or of another library, a subclass of scikit-learn's) may draw
-    from NumPy's or Python's global generator, which another thread cannot draw from
-    without changing the user's next draw.
+    (a class or function of the user's or of another library) may draw from NumPy's or
+    Python's global generator, which another thread cannot draw from unseen.
     """
     if not _scikit_learn_own(operator):
         return False
