@@ -103,7 +103,7 @@ class MlflowBackend(ModelLogging):
     def prepare(self) -> None:
         """Import every part of mlflow this backend uses (once per process), so that the
         writer thread never imports while the caller's stages run."""
-        import_mlflow()
+        import_mlflow(self.spool_uri)
 
     def outer_run_id(self) -> str | None:
         """The run the caller has open in this store (a fluent run, ``MLFLOW_RUN_ID``)."""
