@@ -66,17 +66,28 @@ def stage_runs(memory, stage, phase=None):
     ]
 
 
+def learner(backend, **settings):
+    pipe = Learner()
+    pipe.backend = backend
+    for name, value in settings.items():
+        setattr(pipe, name, value)
+    return pipe
+
+
+def learn_batches(pipe, X, y, batches, rows=50):
+    for batch in range(batches):
+        pipe.learn(X[batch * rows : (batch + 1) * rows], y[batch * rows : (batch + 1) * rows])
+
+
 def steps(run, key):
     return [point.step for point in run.metrics[key]]
 
 
 def test_a_partial_fit_loop_leaves_two_runs_and_one_series_with_a_step_per_call(memory):
     X, y = data()
-    pipe = Learner()
-    pipe.backend = memory
+    pipe = learner(memory)
     with pipe:
-        for batch in range(12):
-            pipe.learn(X[batch * 30 : (batch + 1) * 30], y[batch * 30 : (batch + 1) * 30])
+        learn_batches(pipe, X, y, 12, rows=30)
     runs = stage_runs(memory, "learn")
     assert 3 == len(runs)
     [series] = [run for run in runs if FOLDED_CALLS_TAG in run.tags]
@@ -142,11 +153,9 @@ def test_a_serving_loop_folds_into_one_run_with_its_trail(memory):
 
 def test_another_stage_called_between_does_not_end_a_series(memory):
     X, y = data()
-    pipe = Learner()
-    pipe.backend = memory
+    pipe = learner(memory)
     with pipe:
-        for batch in range(4):
-            pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+        learn_batches(pipe, X, y, 4)
         state = pipe.clf.coef_.copy()
         pipe.classify(X)  # another stage in between does not end the series
         pipe.learn(X[:50], y[:50])
@@ -189,11 +198,9 @@ def test_a_stage_switching_phase_ends_its_series_with_the_final_model(memory):
 
 def test_flush_ends_a_series_and_the_loop_goes_on_in_a_new_one(memory):
     X, y = data()
-    pipe = Learner()
-    pipe.backend = memory
+    pipe = learner(memory)
     with pipe:
-        for batch in range(4):
-            pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+        learn_batches(pipe, X, y, 4)
         assert tracked.flush()
         [series] = [run for run in stage_runs(memory, "learn") if FOLDED_CALLS_TAG in run.tags]
         assert "FINISHED" == series.status
@@ -205,12 +212,9 @@ def test_flush_ends_a_series_and_the_loop_goes_on_in_a_new_one(memory):
 
 def test_checkpoints_every_k_calls_of_a_fit_series(memory):
     X, y = data()
-    pipe = Learner()
-    pipe.backend = memory
-    pipe.checkpoint_every = 3
+    pipe = learner(memory, checkpoint_every=3)
     with pipe:
-        for batch in range(8):
-            pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+        learn_batches(pipe, X, y, 8)
     [series] = [run for run in stage_runs(memory, "learn") if FOLDED_CALLS_TAG in run.tags]
     names = [name for name, _, _ in series.logged_models]
     assert ["checkpoint-3", "checkpoint-6", "model"] == names
@@ -218,12 +222,9 @@ def test_checkpoints_every_k_calls_of_a_fit_series(memory):
 
 def test_fold_after_none_keeps_every_call_a_run_of_its_own(memory):
     X, y = data()
-    pipe = Learner()
-    pipe.backend = memory
-    pipe.fold_after = None
+    pipe = learner(memory, fold_after=None)
     with pipe:
-        for batch in range(5):
-            pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+        learn_batches(pipe, X, y, 5)
     runs = stage_runs(memory, "learn")
     assert 5 == len(runs)
     assert not any(FOLDED_CALLS_TAG in run.tags for run in runs)
@@ -261,8 +262,7 @@ def test_a_series_in_mlflow_is_named_for_its_calls_and_its_model_loads(tracking_
     pipe = Learner()
     pipe.tracking_uri = tracking_uri
     with pipe:
-        for batch in range(6):
-            pipe.learn(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+        learn_batches(pipe, X, y, 6)
     experiment = client.get_experiment_by_name("folding").experiment_id
     [series] = client.search_runs([experiment], f"tags.`{FOLDED_CALLS_TAG}` = '4'")
     assert "learn:fit calls 3-6" == series.info.run_name
@@ -366,8 +366,7 @@ class RefusedOnce(MemoryBackend):
 def test_a_failure_reported_in_strict_mode_leaves_one_series_run_which_ends():
     X, y = data()
     backend = RefusedOnce()
-    pipe = Learner()
-    pipe.backend, pipe.strict, pipe.checkpoint_every = backend, True, 1
+    pipe = learner(backend, strict=True, checkpoint_every=1)
     raised = 0
     with pipe:
         for batch in range(6):
