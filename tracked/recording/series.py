@@ -13,7 +13,9 @@ ends it), so that the writer sees one entry per chunk, never one per call. It en
 stage is called in another phase, when the parent run ends, or at ``tracked.flush()``; a fit
 series then logs its operator's final state as ``model``, its params and fitted attributes,
 and the composed ``pipeline`` model. ``checkpoint_every = k`` also logs the model every k
-calls of a fit series (``checkpoint-<call>``).
+calls of a fit series (``checkpoint-<call>``). Only a session that owns its parent run
+folds: a copy's (a forked worker's, ``copy.copy``'s) calls are written as they come, as
+nothing would end its series with the run it logs under.
 """
 
 from __future__ import annotations
