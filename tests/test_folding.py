@@ -379,3 +379,31 @@ def test_a_failure_reported_in_strict_mode_leaves_one_series_run_which_ends():
     [series] = [run for run in stage_runs(backend, "learn") if FOLDED_CALLS_TAG in run.tags]
     assert "FINISHED" == series.status
     assert list(range(2, 6)) == steps(series, "rows")
+
+
+class Stepwise(Batches):
+    """Batches with a stage that calls the others: one call per batch."""
+
+    def step(self, X, y, stage="estimator"):
+        return self.learn(self.reduce(self.scale(X)), y)
+
+
+def test_a_stage_that_calls_stages_folds_with_its_callees(memory):
+    X, y = batches_data(400)
+    pipe = Stepwise()
+    pipe.backend = memory
+    with pipe:
+        for batch in range(8):
+            pipe.step(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])
+    outer = stage_runs(memory, "step")
+    assert 3 == len(outer)
+    [series] = [run for run in outer if FOLDED_CALLS_TAG in run.tags]
+    assert "6" == series.tags[FOLDED_CALLS_TAG]
+    # The callees have runs under the two calls kept as runs of their own, none under it.
+    assert 2 == len(stage_runs(memory, "learn"))
+    assert [] == memory.children(series.run_id)
+    # The series ends with the final state: the estimator's model, and the composed chain.
+    reduced = pipe.pca.transform(pipe.scaler.transform(X))
+    assert pipe.clf.predict(reduced).tolist() == series.models["model"].predict(reduced).tolist()
+    [parent] = memory.parents()
+    assert pipe.clf.predict(reduced).tolist() == parent.models["pipeline"].predict(X).tolist()

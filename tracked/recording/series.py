@@ -13,9 +13,13 @@ ends it), so that the writer sees one entry per chunk, never one per call. It en
 stage is called in another phase, when the parent run ends, or at ``tracked.flush()``; a fit
 series then logs its operator's final state as ``model``, its params and fitted attributes,
 and the composed ``pipeline`` model. ``checkpoint_every = k`` also logs the model every k
-calls of a fit series (``checkpoint-<call>``). Only a session that owns its parent run
-folds: a copy's (a forked worker's, ``copy.copy``'s) calls are written as they come, as
-nothing would end its series with the run it logs under.
+calls of a fit series (``checkpoint-<call>``).
+
+A stage that calls stages folds by its own calls: the records of the stages a folded call
+called are dropped, and its fit series ends with the model and composed model of its
+callees' latest records. Only a session that owns its parent run folds: a copy's (a forked
+worker's, ``copy.copy``'s) calls are written as they come, as nothing would end its series
+with the run it logs under.
 """
 
 from __future__ import annotations
@@ -282,7 +286,8 @@ def _closing_parts(
 
     parts: dict[str, Any] = {}
     if operator is None:
-        return parts
+        # A stage that calls stages: what its callees' latest records hold is its last state.
+        return _callees_parts(call) if ends and series.phase == FIT else parts
     session, spec = call.session, call.spec
     if series.run is None:
         what, where = f"read the params of stage {spec.name!r}", f"stage {spec.owner}.{spec.name}"
@@ -297,4 +302,16 @@ def _closing_parts(
         parts["artifacts"] = artifacts
         if spec.kind == "estimator":
             parts["composed"] = compose_after_fit(call, session)
+    return parts
+
+
+def _callees_parts(call: Call) -> dict[str, Any]:
+    """The model and composed model that the stages called by the series' latest call
+    captured (the latest of each): a fit series of a stage that calls stages logs them."""
+    parts: dict[str, Any] = {}
+    for _, record, _, _ in call.frame.children:
+        if record.model is not None:
+            parts["model"] = record.model
+        if record.composed is not None:
+            parts["composed"] = record.composed
     return parts

@@ -25,7 +25,7 @@ from tracked.records.config import is_strict
 from tracked.records.errors import TrackingError
 from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.report import report_failure
-from tracked.records.values import now_ms
+from tracked.records.values import FINISHED, now_ms
 
 
 def make_stage_wrapper(spec: StageSpec) -> Callable[..., Any]:
@@ -167,9 +167,10 @@ def _record(
     untracked run's. A transformer stage's capture calls nothing of the operator's.
     """
     decided = None
-    if outer is None and error is None and not call.frame.children:
+    if outer is None and error is None and _callees_finished(call.frame.children):
         # A top-level call that returned may be one of a loop: past the stage's first calls
-        # in this phase it folds into the stage's series, read lightly (see ``series``).
+        # in this phase it folds into the stage's series, read lightly (see ``series``);
+        # the stages it called are then folded into it too.
         decided = _decided(call)
         if decided is not None and _folded(call, decided[0], result):
             return
@@ -206,6 +207,11 @@ def _write(
     for child_session, child, grandchildren, step in children:
         under = (run, record.stage) if run is not None and child_session is session else None
         _write(child_session, child, grandchildren, step, may_raise=may_raise, nested_under=under)
+
+
+def _callees_finished(children: list[Any]) -> bool:
+    """Whether every stage the call called returned (a failed one keeps its run)."""
+    return all(own.status == FINISHED for _, own, _, _ in children)
 
 
 def _decided(call: Call) -> tuple[str, str | None] | None:
