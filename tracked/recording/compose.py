@@ -227,7 +227,7 @@ class Composer:
 def bounded_example(example: Any) -> tuple[Any, str | None]:
     """``example`` cut to the rows that fit in ``EXAMPLE_BYTES`` (None when one row does not),
     and a note of what was cut (None when nothing was)."""
-    rows = _rows(example)
+    rows = rows_of(example)
     if rows is None:
         return None, "the input example is not row-indexable, so it is not stored"
     kept = rows
@@ -241,7 +241,8 @@ def bounded_example(example: Any) -> tuple[Any, str | None]:
     return head(example, kept), f"the input example is cut to {kept} of {rows} rows ({limit})"
 
 
-def _rows(data: Any) -> int | None:
+def rows_of(data: Any) -> int | None:
+    """The rows of ``data`` (its first dimension, else its length); None when it has none."""
     shape = getattr(data, "shape", None)
     if shape is not None and len(shape) > 0:
         return int(shape[0])
@@ -258,7 +259,7 @@ def _size(data: Any) -> int:
     import numpy as np
 
     if is_sparse(data):
-        return int(data.nnz) * 24 + _rows(data) * 8
+        return int(data.nnz) * 24 + rows_of(data) * 8
     if hasattr(data, "to_json"):
         return len(data.to_json(orient="split"))
     array = np.asarray(data)

@@ -39,6 +39,7 @@ from tracked.recording.scoring import (
     task_of,
 )
 from tracked.recording.spec import Call, StageSpec
+from tracked.records.errors import TrackingError
 from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.report import describe, notice, report_failure
 from tracked.records.values import (
@@ -93,19 +94,8 @@ def evaluate(
         if later is not None:
             return (), None, later
     predictor = Predictor(operator)
-    try:
-        if y_pred is None:
-            y_pred = predictor.call("predict", X)
-        if scoring is not None:
-            predictor.get()
-    except Exception as exc:
-        # Usually the stage reshapes its input before the operator sees it, so the operator
-        # cannot predict on what the stage received: a fact about the pipeline, not a failure.
-        notice(
-            f"stage {spec.owner}.{spec.name} is not evaluated: its operator could not score "
-            f"the stage's own input ({describe(exc, 300)})",
-            key=f"no-evaluation:{spec.owner}.{spec.name}",
-        )
+    scored, y_pred = predicted(spec, predictor, X, y_pred, copy=scoring is not None)
+    if not scored:
         return (), None, None
     task = task_of(operator, y, y_pred)
     predictions = _Predictions(task=task, y=y, y_pred=y_pred, pos_label=pos_label)
@@ -120,6 +110,29 @@ def evaluate(
     if scoring is None:
         return (), pictures, _deferred(session, predictions, prefix)
     return _scored_now(call, scoring, predictor, X, y, prefix), pictures, None
+
+
+def predicted(
+    spec: StageSpec, predictor: Predictor, X: Any, y_pred: Any, *, copy: bool = False
+) -> tuple[bool, Any]:
+    """``(True, predictions)``: ``y_pred`` (what the stage returned) or, when None, those of
+    the operator's copy (None when it has no ``predict``); ``copy`` also makes the copy.
+    ``(False, None)``, with a notice, when the operator cannot score the stage's input."""
+    try:
+        if y_pred is None:
+            y_pred = predictor.call("predict", X)
+        if copy:
+            predictor.get()
+    except Exception as exc:
+        # Usually the stage reshapes its input before the operator sees it, so the operator
+        # cannot predict on what the stage received: a fact about the pipeline, not a failure.
+        notice(
+            f"stage {spec.owner}.{spec.name} is not evaluated: its operator could not score "
+            f"the stage's own input ({describe(exc, 300)})",
+            key=f"no-evaluation:{spec.owner}.{spec.name}",
+        )
+        return False, None
+    return True, y_pred
 
 
 def _classified(
@@ -330,5 +343,7 @@ def guarded(session: Session, what: str, call: Any, *args: Any, may_raise: bool 
     except Warning:
         raise  # a warning turned into an error by the user's filters: not a tracking failure
     except Exception as exc:
+        if isinstance(exc, TrackingError) and may_raise:
+            raise  # reported already, in strict mode: not wrapped in a second message
         report_failure(what, exc, strict=session.strict, may_raise=may_raise)
         return None

@@ -16,6 +16,7 @@ from tracked.delivery.context import Context, Frame, context_for
 from tracked.delivery.session import Session
 from tracked.delivery.writer import writer
 from tracked.recording.compose import Composer
+from tracked.recording.evaluate import guarded
 from tracked.recording.observe import capture, phase_of
 from tracked.recording.phase import snapshot
 from tracked.recording.randomness import preserved_random_state
@@ -171,8 +172,9 @@ def _record(
         # A top-level call that returned may be one of a loop: past the stage's first calls
         # in this phase it folds into the stage's series, read lightly (see ``series``);
         # the stages it called are then folded into it too.
-        decided = _decided(call)
-        if decided is not None and _folded(call, decided[0], result):
+        decided = guarded(call.session, f"capture stage {call.spec.name!r}", phase_of, call)
+        folding = f"fold a call of stage {call.spec.name!r}"
+        if decided is not None and guarded(call.session, folding, fold, call, decided[0], result):
             return
     if call.spec.kind == "transformer":  # nothing is predicted or scored again
         record = _capture_call(call, result, error, decided)
@@ -212,29 +214,6 @@ def _write(
 def _callees_finished(children: list[Any]) -> bool:
     """Whether every stage the call called returned (a failed one keeps its run)."""
     return all(own.status == FINISHED for _, own, _, _ in children)
-
-
-def _decided(call: Call) -> tuple[str, str | None] | None:
-    """The call's phase and its basis; None when they cannot be read (reported)."""
-    try:
-        return phase_of(call)
-    except (TrackingError, Warning):
-        raise
-    except Exception as exc:
-        report_failure(f"capture stage {call.spec.name!r}", exc, strict=call.session.strict)
-        return None
-
-
-def _folded(call: Call, phase: str, result: Any) -> bool:
-    """Whether the call went into its stage's series (a failure to fold is reported, and
-    the call is then recorded on its own)."""
-    try:
-        return fold(call, phase, result)
-    except (TrackingError, Warning):
-        raise
-    except Exception as exc:
-        report_failure(f"fold a call of stage {call.spec.name!r}", exc, strict=call.session.strict)
-        return False
 
 
 def _capture_call(call: Call, result: Any, error: BaseException | None, decided: Any = None) -> Any:
