@@ -42,7 +42,6 @@ class SeriesChunk:
     def applied(self, entry: StageEntry) -> StageEntry:
         return attrs.evolve(
             entry,
-            run=self.run,
             run_name=self.run_name,
             new_run=self.new_run,
             ends_run=self.ends_run,
@@ -147,7 +146,8 @@ class Outbox:
                 self.total_duration_s += record.duration_s
             if not self.owned:
                 tags[COPY_TAG] = "true"
-            entry = self._stage_entry(record, tags, nested_under, composed_step)
+            run = chunk.run if chunk is not None else f"{self.local_id}-{self._seq}"
+            entry = self._stage_entry(run, record, tags, nested_under, composed_step)
             if chunk is not None:
                 entry = chunk.applied(entry)
             self._submit(entry, _payload_of(record))
@@ -156,12 +156,12 @@ class Outbox:
 
     def _stage_entry(
         self,
+        run: str,
         record: StageRecord,
         tags: dict[str, str],
         nested_under: tuple[str, str] | None,
         composed_step: int | None,
     ) -> StageEntry:
-        run = f"{self.local_id}-{self._seq}"
         return StageEntry(
             run=run,
             parent=self.parent_ref,

@@ -28,10 +28,18 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from attrs import define, field
-
 from tracked.delivery.outbox import SeriesChunk
-from tracked.recording.evaluate import guarded
+from tracked.recording.compose import rows_of
+from tracked.recording.composed import compose_after_fit
+from tracked.recording.evaluate import guarded, predicted
+from tracked.recording.observe import (
+    fitted_metrics,
+    loggable_model,
+    note_for_composer,
+    stage_data,
+)
+from tracked.recording.randomness import preserved_random_state
+from tracked.recording.scoring import Predictor, returned_predictions, task_of
 from tracked.records.names import (
     FOLDED_CALLS_TAG,
     KIND_TAG,
@@ -40,7 +48,7 @@ from tracked.records.names import (
     RUN_NAME_TAG,
     STAGE_TAG,
 )
-from tracked.records.report import describe, notice
+from tracked.records.params import operator_params
 from tracked.records.text import qualified_name
 from tracked.records.values import FINISHED, FIT, Metric, StageRecord, now_ms
 
@@ -56,24 +64,40 @@ CHUNK_CALLS = 100
 CHUNK_SECONDS = 10.0
 
 
-@define
 class _Series:
-    """One stage's calls in one phase: how many, and the folded ones not yet handed on."""
+    """One stage's calls in one phase: how many, and the folded ones not yet handed on.
 
-    phase: str
-    #: Calls of the stage in this phase so far (individual ones included).
-    calls: int = 0
-    #: The series' run (its local id) once its first chunk was handed on.
-    run: str | None = None
-    first_call: int = 0
-    start_ms: int = 0
-    #: The latest folded call: its operator is the one logged when the series ends.
-    last: Any = None
-    metrics: list[Metric] = field(factory=list)
-    scores: list[Any] = field(factory=list)
-    duration_s: float = 0.0
-    pending: int = 0
-    since: float = field(factory=time.monotonic)
+    A plain class: an attrs class would cost ``import tracked`` milliseconds."""
+
+    __slots__ = (
+        "calls",
+        "duration_s",
+        "first_call",
+        "last",
+        "metrics",
+        "pending",
+        "phase",
+        "run",
+        "scores",
+        "since",
+        "start_ms",
+    )
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+        #: Calls of the stage in this phase so far (individual ones included).
+        self.calls = 0
+        #: The series' run (its local id) once its first chunk was handed on.
+        self.run: str | None = None
+        self.first_call = 0
+        self.start_ms = 0
+        #: The latest folded call: its operator is the one logged when the series ends.
+        self.last: Any = None
+        self.metrics: list[Metric] = []
+        self.scores: list[Any] = []
+        self.duration_s = 0.0
+        self.pending = 0
+        self.since = time.monotonic()
 
 
 def series_of(session: Session) -> dict[str, _Series]:
@@ -109,7 +133,6 @@ def fold(call: Call, phase: str, result: Any) -> bool:
 
 
 def _fold_call(call: Call, series: _Series, result: Any) -> None:
-    from tracked.recording.observe import note_for_composer, stage_data
 
     if series.last is None:
         series.first_call, series.start_ms = series.calls, call.start_ms
@@ -117,7 +140,7 @@ def _fold_call(call: Call, series: _Series, result: Any) -> None:
     X, y = stage_data(call)
     stamp = call.start_ms
     series.metrics.append(Metric(key="duration_s", value=call.duration, step=step, timestamp=stamp))
-    rows = _rows(X)
+    rows = rows_of(X)
     if rows is not None:
         series.metrics.append(Metric(key="rows", value=rows, step=step, timestamp=stamp))
     operator = call.operator()
@@ -148,22 +171,11 @@ def _step_scores(call: Call, operator: Any, X: Any, y: Any, result: Any, phase: 
     import numpy as np
 
     from tracked.recording.deferred import Scores
-    from tracked.recording.randomness import preserved_random_state
-    from tracked.recording.scoring import Predictor, returned_predictions, task_of
 
     y_pred = returned_predictions(result, operator, X, y)
     if y_pred is None:
-        try:
-            with preserved_random_state():  # a copy predicts; the global state is given back
-                y_pred = Predictor(operator).call("predict", X)
-        except Exception as exc:
-            spec = call.spec
-            notice(
-                f"the folded calls of stage {spec.owner}.{spec.name} are not evaluated: its "
-                f"operator could not predict the stage's own input ({describe(exc, 300)})",
-                key=f"no-evaluation:{spec.owner}.{spec.name}",
-            )
-            return None
+        with preserved_random_state():  # a copy predicts; the global state is given back
+            _, y_pred = predicted(call.spec, Predictor(operator), X, None)
         if y_pred is None:
             return None
     task = task_of(operator, y, y_pred)
@@ -177,16 +189,6 @@ def _step_scores(call: Call, operator: Any, X: Any, y: Any, result: Any, phase: 
         step=step,
         timestamp=call.start_ms,
     )
-
-
-def _rows(X: Any) -> int | None:
-    shape = getattr(X, "shape", None)
-    if shape:
-        return int(shape[0])
-    try:
-        return len(X)
-    except TypeError:
-        return None
 
 
 def finish_all(session: Session, *, may_raise: bool) -> None:
@@ -215,7 +217,6 @@ def _hand_on(
 
     Composing predicts with the final model: whatever that draws from the global random
     generators is given back, as for a call recorded on its own."""
-    from tracked.recording.randomness import preserved_random_state
 
     with preserved_random_state():
         _hand_on_chunk(session, series, ends=ends, checkpoint=checkpoint, may_raise=may_raise)
@@ -280,9 +281,6 @@ def _closing_parts(
     """What a chunk carries besides the calls' metrics: the operator's params in the first
     one; the model at a checkpoint; and, ending a fit series, the fitted attributes, the
     model and the composed model."""
-    from tracked.recording.composed import compose_after_fit
-    from tracked.recording.observe import fitted_metrics, loggable_model
-    from tracked.records.params import operator_params
 
     parts: dict[str, Any] = {}
     if operator is None:
