@@ -66,8 +66,9 @@ def stage_runs(memory, stage, phase=None):
     ]
 
 
-def learner(backend, **settings):
-    pipe = Learner()
+def learner(backend, cls=None, **settings):
+    """A pipeline of ``cls`` (default ``Learner``) on ``backend`` with ``settings``."""
+    pipe = (cls or Learner)()
     pipe.backend = backend
     for name, value in settings.items():
         setattr(pipe, name, value)
@@ -127,8 +128,7 @@ def test_a_training_step_scores_the_batch_with_the_model_of_that_call(memory):
 
 def test_a_serving_loop_folds_into_one_run_with_its_trail(memory):
     X, y = data()
-    pipe = Serving()
-    pipe.backend = memory
+    pipe = learner(memory, Serving)
     with pipe:
         pipe.fit(X, y)
         predicted = [pipe.serve(X[i : i + 1]) for i in range(40)]
@@ -170,8 +170,6 @@ def test_another_stage_called_between_does_not_end_a_series(memory):
 
 def test_a_stage_switching_phase_ends_its_series_with_the_final_model(memory):
     X, y = data()
-    pipe = Serving()
-    pipe.backend = memory
 
     class Refit(Serving):
         def serve(self, X, y=None, refit=False, stage="estimator"):
@@ -180,8 +178,7 @@ def test_a_stage_switching_phase_ends_its_series_with_the_final_model(memory):
             self.operator = self.clf
             return self.clf.predict(X)
 
-    pipe = Refit()
-    pipe.backend = memory
+    pipe = learner(memory, Refit)
     with pipe:
         pipe.fit(X, y)
         for i in range(5):
@@ -297,8 +294,7 @@ def test_a_series_spooled_while_the_store_is_away_syncs_whole(spool_dir, client,
 
 def test_a_call_that_raises_is_a_run_of_its_own_and_the_series_goes_on(memory):
     X, y = data()
-    pipe = Serving()
-    pipe.backend = memory
+    pipe = learner(memory, Serving)
     with pipe:
         pipe.fit(X, y)
         for i in range(4):
@@ -316,8 +312,7 @@ def test_a_call_that_raises_is_a_run_of_its_own_and_the_series_goes_on(memory):
 
 def test_a_copys_calls_are_not_folded_as_nothing_would_end_its_series(memory):
     X, y = data()
-    pipe = Serving()
-    pipe.backend = memory
+    pipe = learner(memory, Serving)
     with pipe:
         pipe.fit(X, y)
         worker = copy.copy(pipe)  # logs under the owner's run, which the owner ends
@@ -407,3 +402,66 @@ def test_a_stage_that_calls_stages_folds_with_its_callees(memory):
     assert pipe.clf.predict(reduced).tolist() == series.models["model"].predict(reduced).tolist()
     [parent] = memory.parents()
     assert pipe.clf.predict(reduced).tolist() == parent.models["pipeline"].predict(X).tolist()
+
+
+def test_a_long_series_is_handed_on_in_chunks_and_stays_one_run(memory, monkeypatch):
+    from tracked.recording import series
+
+    X, y = data()
+    monkeypatch.setattr(series, "CHUNK_CALLS", 7)
+    pipe = learner(memory, Serving)
+    with pipe:
+        pipe.fit(X, y)
+        for i in range(40):
+            pipe.serve(X[i : i + 1])
+    [run] = [run for run in stage_runs(memory, "serve") if FOLDED_CALLS_TAG in run.tags]
+    assert "38" == run.tags[FOLDED_CALLS_TAG]
+    assert "FINISHED" == run.status
+    assert list(range(2, 40)) == steps(run, "duration_s")
+
+
+def test_a_slow_loop_hands_on_its_calls_by_time(memory, monkeypatch):
+    """Past CHUNK_SECONDS the pending calls go to the writer: visible before the run ends."""
+    from tracked.recording import series
+
+    X, y = data()
+    monkeypatch.setattr(series, "CHUNK_SECONDS", 0.0)
+    pipe = learner(memory, Serving)
+    with pipe:
+        pipe.fit(X, y)
+        for i in range(5):
+            pipe.serve(X[i : i + 1])
+        assert tracked.flush()
+        [run] = [run for run in stage_runs(memory, "serve") if FOLDED_CALLS_TAG in run.tags]
+        assert [2, 3, 4] == steps(run, "duration_s")
+
+
+def test_threads_sharing_a_pipeline_fold_into_one_series_with_a_step_per_call(memory):
+    import threading
+
+    X, y = data()
+    pipe = learner(memory, Serving)
+    with pipe:
+        pipe.fit(X, y)
+        threads = [
+            threading.Thread(target=lambda: [pipe.serve(X[i : i + 1]) for i in range(60)])
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    [run] = [run for run in stage_runs(memory, "serve") if FOLDED_CALLS_TAG in run.tags]
+    assert "118" == run.tags[FOLDED_CALLS_TAG]
+    assert list(range(2, 120)) == sorted(steps(run, "duration_s"))
+
+
+def test_fold_after_zero_folds_from_the_first_call(memory):
+    X, y = data()
+    pipe = learner(memory, fold_after=0)
+    with pipe:
+        learn_batches(pipe, X, y, 3)
+    [run] = stage_runs(memory, "learn")
+    assert "3" == run.tags[FOLDED_CALLS_TAG]
+    assert [0, 1, 2] == steps(run, "rows")
+    assert ["model"] == [name for name, _, _ in run.logged_models]
