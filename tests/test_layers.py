@@ -45,22 +45,3 @@ def test_importing_tracked_neither_imports_mlflow_nor_installs_process_hooks():
         check=True,
     )
     assert "False 0" == done.stdout.strip()
-
-
-def test_no_module_class_or_function_outgrows_its_room():
-    """Modules up to 400 lines, classes up to 200, functions up to 60 (tests excepted)."""
-    import ast
-
-    too_big = []
-    for path in sorted((ROOT / "tracked").rglob("*.py")):
-        source = path.read_text()
-        name = path.relative_to(ROOT)
-        if len(source.splitlines()) > 400:
-            too_big.append(f"{name}: {len(source.splitlines())} lines")
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                limit = 200 if isinstance(node, ast.ClassDef) else 60
-                size = node.end_lineno - node.lineno + 1
-                if size > limit:
-                    too_big.append(f"{name}: {node.name} {size} lines")
-    assert [] == too_big
