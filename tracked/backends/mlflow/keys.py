@@ -1,4 +1,4 @@
-"""TODO."""
+"""MLflow's limits on keys and values, and what logging changed to fit them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from tracked.records.errors import StoreRejected
-from tracked.records.text import masked, shorten
+from tracked.records.text import mask_secrets, masked, shorten
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
 
@@ -65,12 +65,17 @@ def sanitize_keys(
     masked (the last net: capture masks them already); ``notes`` collects what changed,
     under ``kind``."""
     clean: dict[str, str] = {}
-    for key, name in unique_keys(list(mapping)).items():
-        value = masked(key, mapping[key])
+    # A name may hold a credential too (a dict hyperparameter keyed by a token): it is
+    # masked before anything, key_notes.json included, sees it.
+    shown = {key: mask_secrets(key) for key in mapping}
+    names = unique_keys(list(shown.values()))
+    for key, value in mapping.items():
+        name = names[shown[key]]
+        value = masked(shown[key], value)
         clean[name] = shorten(value, limit)
         if notes is not None:
-            if name != key:
-                notes.renamed[kind][key] = name
+            if name != shown[key]:
+                notes.renamed[kind][shown[key]] = name
             if len(value) > limit:
                 notes.truncated[kind][name] = value
     return clean

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import frozen
 
 from tracked.backends.mlflow import needs
-from tracked.backends.mlflow.keys import sanitize_key
+from tracked.backends.mlflow.keys import MAX_TAG_VALUE_LENGTH, sanitize_keys
 from tracked.records.errors import StoreRejected
 
 
@@ -94,8 +94,8 @@ class ModelLogging:
         return str(version.version)
 
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_model_version_tag(name, version, sanitize_key(key), value)
+        for key, value in sanitize_keys(tags, MAX_TAG_VALUE_LENGTH).items():
+            self.client.set_model_version_tag(name, version, key, value)
 
 
 @frozen
