@@ -8,10 +8,17 @@ from tracked._group import group
 from tracked._pipeline import TrackedPipeline
 from tracked._sweep import sweep
 from tracked._version import __version__
+from tracked.backends.mlflow.loading import load_model
 from tracked.delivery.runtime import flush
-from tracked.records.errors import PipelineDefinitionError, TrackingError, TrackingWarning
+from tracked.records.errors import (
+    ModelRefused,
+    PipelineDefinitionError,
+    TrackingError,
+    TrackingWarning,
+)
 
 __all__ = [
+    "ModelRefused",
     "PipelineDefinitionError",
     "TrackedPipeline",
     "TrackingError",
@@ -19,5 +26,6 @@ __all__ = [
     "__version__",
     "flush",
     "group",
+    "load_model",
     "sweep",
 ]
