@@ -238,7 +238,9 @@ def model_format(model: object, serialization_format: str, modules: set[str]) ->
         f"the model {type(model).__name__} holds classes or functions defined in {names}, "
         "which skops can only name, so it could not be loaded in another process: it is "
         "saved with cloudpickle, which stores them by value (loading it runs code, so trust "
-        "its source). Define them in an installed package to keep the skops format",
+        "its source; its readers see tracked.model_format.<name> = cloudpickle on the run, "
+        "and tracked.load_model asks them for allow_pickle=True). Define them in an "
+        "installed package to keep the skops format",
         key=f"by-value:{names}",
     )
     return "cloudpickle"
