@@ -87,6 +87,7 @@ _add(
 )
 _add("client_secret pair", "client_id=abc client_secret=cs-value-82b", "cs-value-82b")
 _add("password in a JSON string", '{"db_password": "dbpw-93c", "host": "h"}', "dbpw-93c")
+_add("password in a bytes repr", "{'password': b'bytespw-3d6', 'n': 1}", "bytespw-3d6")
 _add("x-api-key header", "X-Api-Key: apikey-a4d", "apikey-a4d")
 _basic = base64.b64encode(b"ada:basicpw-b5e").decode()
 _add("basic authorization header", f"Authorization: Basic {_basic}", _basic)
