@@ -1,6 +1,6 @@
 """The reader's side of a model: ``load_model`` loads it with the format and the trust the
 reader chooses, after checking its files against the digest recorded when it was logged;
-``model_digest`` and ``model_tags`` are what the writer records for that.
+``model_digest`` and ``Recorded`` are what the writer records for that.
 
 ``mlflow.pyfunc.load_model`` trusts the files: the ``MLmodel`` file names the format and
 skops' trusted types, so whoever can write a model's artifacts (a default ``mlflow server``
