@@ -10,6 +10,7 @@ from tracked._sweep import sweep
 from tracked._version import __version__
 from tracked.delivery.runtime import flush
 from tracked.records.errors import PipelineDefinitionError, TrackingError, TrackingWarning
+from tracked.records.settings import configure
 
 __all__ = [
     "PipelineDefinitionError",
@@ -17,6 +18,7 @@ __all__ = [
     "TrackingError",
     "TrackingWarning",
     "__version__",
+    "configure",
     "flush",
     "group",
     "sweep",

@@ -19,6 +19,9 @@ OPERATOR_ATTRIBUTE = "operator"
 
 CONTEXT_ATTRIBUTE = "_tracked_context"
 
+#: Where ``tracked.configure`` keeps an instance's own settings (a dict in its ``__dict__``).
+SETTINGS_ATTRIBUTE = "_tracked_settings"
+
 
 ERROR_TAG_LIMIT = 1000
 
