@@ -1,4 +1,6 @@
-"""TODO."""
+"""What the metaclass knows of a stage (its kind and signature), one call's bound arguments, and
+the ``operator`` slot.
+"""
 
 from __future__ import annotations
 

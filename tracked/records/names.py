@@ -1,4 +1,6 @@
-"""TODO."""
+"""The names tracked writes into a store (tags, metric and artifact names) and the reserved
+attribute names, in one place so readers and writers agree.
+"""
 
 from __future__ import annotations
 

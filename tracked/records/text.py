@@ -1,4 +1,6 @@
-"""TODO."""
+"""Text helpers shared by every layer: qualified names, values as short text, and masking of
+secrets in names, values and store URIs.
+"""
 
 from __future__ import annotations
 

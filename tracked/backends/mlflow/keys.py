@@ -1,4 +1,6 @@
-"""TODO."""
+"""Param, metric and tag keys made acceptable to MLflow (characters, lengths, duplicates), with
+notes of what changed.
+"""
 
 from __future__ import annotations
 
