@@ -276,11 +276,6 @@ def returned_predictions(result: Any, operator: Any, X: Any, y: Any) -> Any:
     return result
 
 
-def default_metrics(task: str, y_true: Any, y_pred: Any) -> dict[str, float]:
-    """The default evaluation set for ``task`` (label metrics for ``probability`` too)."""
-    return {name: float(metric()) for name, metric in default_metric_calls(task, y_true, y_pred)}
-
-
 def default_metric_calls(
     task: str, y_true: Any, y_pred: Any
 ) -> list[tuple[str, Callable[[], float]]]:
