@@ -4,11 +4,11 @@ Subclass :class:`TrackedPipeline`, give each stage method a ``stage="transformer
 ``stage="estimator"`` default, and every call becomes an MLflow child run of one parent run.
 """
 
+from tracked._flush import flush
 from tracked._group import group
 from tracked._pipeline import TrackedPipeline
 from tracked._sweep import sweep
 from tracked._version import __version__
-from tracked.delivery.runtime import flush
 from tracked.records.errors import PipelineDefinitionError, TrackingError, TrackingWarning
 from tracked.records.settings import configure
 

@@ -12,7 +12,7 @@ from typing import Any
 import wrapt
 
 from tracked.recording.spec import SPEC_ATTRIBUTE, StageSpec
-from tracked.recording.stage import make_stage_wrapper
+from tracked.recording.wrapper import make_stage_wrapper
 from tracked.records.errors import PipelineDefinitionError
 from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.settings import check_declared, class_setting

@@ -8,8 +8,6 @@ from typing import Any
 from attrs import fields
 
 from tracked._meta import TrackedMeta, instrument
-from tracked.delivery.context import context_for
-from tracked.recording.compose import Composer
 from tracked.recording.spec import OperatorSlot
 from tracked.records.names import CONTEXT_ATTRIBUTE, SETTINGS_ATTRIBUTE
 from tracked.records.params import init_params, params_text
@@ -52,6 +50,11 @@ class TrackedPipeline(metaclass=TrackedMeta):
     def __enter__(self):
         """Open the parent run now (when tracking is on) and return the pipeline."""
         if self._tracking_active():
+            # The delivery layer and the composer load with the first tracked run, not with
+            # `import tracked` (as the capture machinery does, see recording/wrapper.py).
+            from tracked.delivery.context import context_for
+            from tracked.recording.compose import Composer
+
             context_for(self).open_session(self, Composer)
         return self
 
@@ -163,5 +166,7 @@ def _clone(pipe: TrackedPipeline) -> TrackedPipeline:
             state[name] = copy.copy(pipe.__dict__[name])
     context = pipe.__dict__.get(CONTEXT_ATTRIBUTE)
     if context is not None and context.owned_by(pipe) and pipe._tracking_active():
+        from tracked.delivery.context import context_for  # loaded already: a run was open
+
         context_for(twin).clone_of(context)
     return twin
