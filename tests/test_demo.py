@@ -79,10 +79,12 @@ def test_the_demo_without_tracking_leaves_no_store(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_the_dask_sweep_demo_leaves_one_complete_group_run(tmp_path):
+def test_the_dask_sweep_demo_leaves_one_complete_group_run(tmp_path, new_store):
     from mlflow import MlflowClient
     from test_sweep import assert_pipelines_complete
 
+    # The default store exists already (a copied template): the workers do not race to make it.
+    new_store(tmp_path / "mlflow.db", tmp_path)
     output = run_demo(tmp_path, "--backend", "dask", script=DEMO.parent / "sweep.py")
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     group_run_id = printed(output, "group run id")

@@ -64,6 +64,14 @@ def test_a_run_keeps_the_settings_it_opened_with(memory):
     assert [False] == ["output.csv" in run.artifacts for run in second]
 
 
+def test_configure_switches_tracking_off_as_the_instance_attribute_does(memory):
+    pipe = tracked.configure(Scale(), backend=memory, tracking=False)
+    assert pipe.tracking is False
+    with pipe:
+        pipe.scale(X)
+    assert [] == memory.parents()
+
+
 def test_configure_refuses_unknown_names_and_values_that_do_not_fit():
     with pytest.raises(TypeError, match=r"no setting 'scorng'.*scoring"):
         tracked.configure(Scale(), scorng="f1")

@@ -409,6 +409,8 @@ def configure(pipe: Any, **settings: Any) -> Any:
             msg = f"configure(..., {name}=...) {type(pipe).__name__}.{name}{sep}{wrong}"
             raise PipelineDefinitionError(msg)
     state = pipe.__dict__
+    if "tracking" in settings:  # the switch is the instance's own attribute: the wrapper reads it
+        state["tracking"] = settings.pop("tracking")
     state[SETTINGS_ATTRIBUTE] = {**state.get(SETTINGS_ATTRIBUTE, {}), **settings}
     return pipe
 
