@@ -31,6 +31,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import tracked
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "demo")]
 
@@ -95,7 +97,7 @@ def run_configs(pipeline_class, configs: list[dict], synchronous: bool) -> float
     for params in configs:
         pipe = pipeline_class(**params)
         if synchronous:
-            pipe.synchronous = True
+            tracked.configure(pipe, synchronous=True)
         with pipe:
             train_and_score(pipe)
         session = pipe._last_session()

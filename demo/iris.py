@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+import tracked
 from tracked import TrackedPipeline
 
 
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = IrisPipeline(n_components=args.n_components, C=args.C)
     pipe.tracking = not args.no_tracking
     if args.tracking_uri:
-        pipe.tracking_uri = args.tracking_uri
+        tracked.configure(pipe, tracking_uri=args.tracking_uri)
 
     with pipe:
         pipe.train(X_train, y_train)

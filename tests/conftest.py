@@ -15,7 +15,11 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 # tests/test_stalled_store.py tests the bound itself, with the default put back.
 os.environ.setdefault("TRACKED_EXIT_TIMEOUT", "240")
 
+import functools
+from pathlib import Path
+
 import pytest
+import stores
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 
@@ -61,14 +65,29 @@ def memory() -> MemoryBackend:
     return MemoryBackend()
 
 
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> Path:
+    """One migrated sqlite store for the whole run (shared by the xdist workers)."""
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker has its own base folder; their parent is the run's.
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return stores.template(root)
+
+
 @pytest.fixture
-def tracking_uri(tmp_path, monkeypatch) -> str:
+def new_store(store_template):
+    """``new_store(path)``: a fresh (copied, already migrated) sqlite store at ``path``."""
+    return functools.partial(stores.fresh_store, store_template)
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch, new_store) -> str:
     """A fresh sqlite MLflow store in a temporary folder, which is also the working folder.
 
     MLflow puts a sqlite store's artifacts in ``./mlruns`` of the working folder.
     """
     monkeypatch.chdir(tmp_path)
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return new_store(tmp_path / "mlflow.db")
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import stores
 from pipelines import Iris, Regression
 from servers import free_port
 
@@ -38,14 +39,14 @@ def track_iris(tracking_uri: str, iris, **params) -> str:
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, iris) -> dict:
+def two_runs(tmp_path_factory, store_template, iris) -> dict:
     """A store with two Iris runs that differ in C only; the older one is the better.
 
     C=0.1 scores accuracy 0.933 on the demo's split, C=1.0 scores 0.9: ranking by accuracy
     must reverse the newest-first order MLflow returns.
     """
     folder = tmp_path_factory.mktemp("compare")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = stores.fresh_store(store_template, folder / "mlflow.db", folder)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)  # MLflow puts a sqlite store's artifacts in ./mlruns
         better = track_iris(uri, iris, C=0.1)

@@ -79,10 +79,12 @@ def test_the_demo_without_tracking_leaves_no_store(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_the_dask_sweep_demo_leaves_one_complete_group_run(tmp_path):
+def test_the_dask_sweep_demo_leaves_one_complete_group_run(tmp_path, new_store):
     from mlflow import MlflowClient
     from test_sweep import assert_pipelines_complete
 
+    # The default store exists already (a copied template): the workers do not race to make it.
+    new_store(tmp_path / "mlflow.db", tmp_path)
     output = run_demo(tmp_path, "--backend", "dask", script=DEMO.parent / "sweep.py")
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     group_run_id = printed(output, "group run id")
@@ -96,7 +98,9 @@ def test_the_dask_sweep_demo_leaves_one_complete_group_run(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_the_demo_with_its_store_away_keeps_everything_for_tracked_sync(tmp_path, spool_dir):
+def test_the_demo_with_its_store_away_keeps_everything_for_tracked_sync(
+    tmp_path, spool_dir, new_store
+):
     """The issue's scenario: the server is down, the demo still answers and warns once;
     `tracked sync` then writes the whole run (here into a sqlite store standing in for it)."""
     from mlflow import MlflowClient
@@ -112,7 +116,7 @@ def test_the_demo_with_its_store_away_keeps_everything_for_tracked_sync(tmp_path
     [warning] = [line for line in errors[0].splitlines() if "TrackingWarning" in line]
     assert f"kept in the spool at {spool_dir}" in warning
 
-    store = f"sqlite:///{tmp_path / 'synced.db'}"
+    store = new_store(tmp_path / "synced.db")
     done = subprocess.run(
         [sys.executable, "-m", "tracked", "sync", "--tracking-uri", store],
         capture_output=True,

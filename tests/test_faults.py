@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import stores
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
@@ -62,17 +63,8 @@ def mlflow_prints_links(monkeypatch):
     monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
 
 
-@pytest.fixture(scope="session")
-def template_store(tmp_path_factory) -> Path:
-    """An empty sqlite MLflow store, its tables made once: copies of it are fresh stores
-    without MLflow's schema migrations (a second or two each)."""
-    path = tmp_path_factory.mktemp("template-store") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def new_store(template_store, tmp_path, monkeypatch):
+def new_store(store_template, tmp_path, monkeypatch):
     """``new_store(name)``: the URI of a fresh sqlite store ``<tmp_path>/<name>.db``.
 
     The working folder is ``tmp_path``: MLflow puts a sqlite store's artifacts in ./mlruns.
@@ -82,8 +74,7 @@ def new_store(template_store, tmp_path, monkeypatch):
     def make(name: str) -> str:
         path = tmp_path / f"{name}.db"
         assert not path.exists(), f"store {name} made twice"
-        shutil.copyfile(template_store, path)
-        return f"sqlite:///{path}"
+        return stores.fresh_store(store_template, path)
 
     return make
 

@@ -60,8 +60,10 @@ print(pipe.run_id)
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(("how", "calls"), [("pool", 2), ("executor", 2), ("os.fork", 1)])
-def test_stage_calls_in_forked_workers_are_in_the_store_when_they_return(tmp_path, how, calls):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_stage_calls_in_forked_workers_are_in_the_store_when_they_return(
+    tmp_path, how, calls, new_store
+):
+    store = new_store(tmp_path / "mlflow.db")
     spool = tmp_path / "spool"
     env = {
         **os.environ,
@@ -105,7 +107,9 @@ print(pipe.run_id)
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_sync_dry_run_and_sync_agree_on_a_forked_workers_records_and_name_the_run(tmp_path):
+def test_sync_dry_run_and_sync_agree_on_a_forked_workers_records_and_name_the_run(
+    tmp_path, new_store
+):
     from servers import free_port
 
     from tracked.spool.sync import sync
@@ -123,7 +127,7 @@ def test_sync_dry_run_and_sync_agree_on_a_forked_workers_records_and_name_the_ru
     local_id = done.stdout.split()[-1]
     assert local_id.startswith("local-")
     assert 2 == len(list(spool.iterdir()))  # the parent's folder and the worker's
-    target = f"sqlite:///{tmp_path / 'target.db'}"
+    target = new_store(tmp_path / "target.db")
 
     dry = sync(spool, tracking_uri=target, dry_run=True)
     assert 2 == len(dry.done)
@@ -172,8 +176,10 @@ print(pipe.run_id)
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_forked_worker_s_pass_agreeing_with_the_parent_s_logged_model_is_verified(tmp_path):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_forked_worker_s_pass_agreeing_with_the_parent_s_logged_model_is_verified(
+    tmp_path, new_store
+):
+    store = new_store(tmp_path / "mlflow.db")
     env = {
         **os.environ,
         "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}",

@@ -68,10 +68,10 @@ def test_nest_under_active_run_false_keeps_the_parent_top_level(global_uri, clie
     assert "mlflow.parentRunId" not in client.get_run(pipe.run_id).data.tags
 
 
-def test_an_active_run_in_another_store_is_not_nested_under(global_uri, tmp_path, iris):
+def test_an_active_run_in_another_store_is_not_nested_under(global_uri, tmp_path, iris, new_store):
     from mlflow import MlflowClient
 
-    other = f"sqlite:///{tmp_path / 'other.db'}"
+    other = new_store(tmp_path / "other.db")
     with mlflow.start_run():
         pipe = Iris()
         pipe.tracking_uri = other

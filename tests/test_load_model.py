@@ -88,7 +88,7 @@ def test_an_untampered_model_loads_and_predicts_like_the_live_pipeline(iris, tra
 def test_a_by_value_model_is_announced_and_needs_allow_pickle(iris, tracking_uri):
     _, X_test, _, _ = iris
     pipe = ByValue()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrackingWarning)
         X_train, _, y_train, _ = iris

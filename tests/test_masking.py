@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.preprocessing import StandardScaler
 
+import tracked
 from tracked import TrackedPipeline, TrackingWarning
 from tracked.backends.mlflow.backend import masked_text_artifact
 from tracked.cli import main as tracked_cli
@@ -271,7 +272,7 @@ def test_no_credential_of_the_corpus_survives_any_output_channel(
 
     # Every channel of a stage call once, with the whole corpus.
     pipe = Leaky()
-    pipe.tracking_uri = uri
+    tracked.configure(pipe, tracking_uri=uri)
     with pipe:
         pipe.classify(pipe.carry(X_train, y_train), y_train)
         with pytest.raises(ValueError, match="cannot reach the feature store"):
@@ -279,7 +280,7 @@ def test_no_credential_of_the_corpus_survives_any_output_channel(
     # The run name, one entry at a time: a run name is cut at 250 characters.
     for text, _ in CORPUS.values():
         pipe = Leaky(source=text)
-        pipe.tracking_uri = uri
+        tracked.configure(pipe, tracking_uri=uri)
         with pipe:
             pipe.scale(X_train)
 
@@ -291,7 +292,7 @@ def test_no_credential_of_the_corpus_survives_any_output_channel(
     with strict(False), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pipe = Leaky(source=CORPUS["github token"][0])
-        pipe.tracking_uri = away
+        tracked.configure(pipe, tracking_uri=away)
         with pipe:
             pipe.carry(X_train, y_train)
     shown = [str(w.message) for w in caught if issubclass(w.category, TrackingWarning)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import stores
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -69,10 +70,11 @@ def logged_params(tracking_uri, client, params):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, store_template):
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('properties') / 'mlflow.db'}"
+    folder = tmp_path_factory.mktemp("properties")
+    uri = stores.fresh_store(store_template, folder / "mlflow.db", folder)
     return uri, MlflowClient(uri)
 
 

@@ -38,8 +38,8 @@ SETUP = """
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_displayed_exception_leaves_open_runs_finished_at_exit(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_displayed_exception_leaves_open_runs_finished_at_exit(tmp_path, new_store):
+    uri = new_store(tmp_path / "mlflow.db")
     runs = run_repl(textwrap.dedent(SETUP).format(uri=uri) + "1/0\n", tmp_path)
     client = MlflowClient(uri)
     assert "FINISHED" == client.get_run(runs["run-p"]).info.status
@@ -47,8 +47,8 @@ def test_a_displayed_exception_leaves_open_runs_finished_at_exit(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_after_an_interrupted_statement_only_its_own_runs_end_killed(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_after_an_interrupted_statement_only_its_own_runs_end_killed(tmp_path, new_store):
+    uri = new_store(tmp_path / "mlflow.db")
     lines = textwrap.dedent(SETUP).format(uri=uri) + textwrap.dedent(
         """
         class Interrupted(Iris):
@@ -89,11 +89,11 @@ for cell in cells:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_in_ipython_only_the_interrupted_cells_own_runs_end_killed(tmp_path):
+def test_in_ipython_only_the_interrupted_cells_own_runs_end_killed(tmp_path, new_store):
     """The cells of a notebook kernel, run by IPython's shell in a plain interpreter (whose
     exit then ends the runs left open, as a kernel's shutdown does)."""
     pytest.importorskip("IPython")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}", "TRACKED_STRICT": "0"}
     done = run_python("-c", IPYTHON_CELLS, uri, cwd=tmp_path, env=env)
     runs = dict(line.split() for line in done.stdout.splitlines() if line.startswith("run-"))

@@ -107,12 +107,12 @@ def python(args, cwd, **env):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_model_of_script_defined_classes_loads_and_predicts_in_a_fresh_process_elsewhere(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, new_store
 ):
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
     here.mkdir()
     elsewhere.mkdir()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     (here / "train.py").write_text(textwrap.dedent(SCRIPT))
     trained = python(
         ["train.py"], here, PYTHONPATH=str(ROOT), MLFLOW_TRACKING_URI=uri, TRACKED_STRICT="1"

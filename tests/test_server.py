@@ -87,8 +87,8 @@ def test_a_pipeline_is_tracked_and_its_model_loads_through_the_server(
     assert any(team_server.artifacts_dir.rglob("MLmodel"))
 
 
-def test_eight_threads_track_three_pipelines_each_without_mixing_runs(team_server, client, iris):
-    threads, runs_per_thread = 8, 3
+def test_four_threads_track_two_pipelines_each_without_mixing_runs(team_server, client, iris):
+    threads, runs_per_thread = 4, 2
     X_train, X_test, y_train, y_test = iris
     start_together = threading.Barrier(threads)
 

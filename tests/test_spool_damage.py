@@ -63,9 +63,9 @@ def stage_document(folder: Path, stage: str) -> tuple[int, dict]:
 
 
 @pytest.fixture
-def target(tmp_path, monkeypatch):
+def target(tmp_path, monkeypatch, new_store):
     monkeypatch.chdir(tmp_path)
-    return f"sqlite:///{tmp_path / 'target.db'}"
+    return new_store(tmp_path / "target.db")
 
 
 def test_bytes_flipped_in_a_payload_are_reported_and_the_rest_is_written(iris, target, spool_dir):

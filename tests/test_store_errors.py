@@ -119,7 +119,7 @@ def test_a_store_nobody_answers_on_is_away():
 
 @pytest.mark.timeout(300)
 def test_sync_reports_a_refused_record_with_its_run_and_never_calls_the_store_away(
-    iris, spool_dir, tmp_path, monkeypatch
+    iris, spool_dir, tmp_path, monkeypatch, new_store
 ):
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings():
@@ -133,7 +133,7 @@ def test_sync_reports_a_refused_record_with_its_run_and_never_calls_the_store_aw
     bad["metrics"][0]["step"] = 2**70
     write_entry_documents(folder, documents)  # signed: an edit of the spool's owner
 
-    target = f"sqlite:///{tmp_path / 'target.db'}"
+    target = new_store(tmp_path / "target.db")
     outputs = [cli("sync", "--spool", str(spool_dir), "--tracking-uri", target) for _ in "12"]
     for code, _out, err in outputs:
         assert 1 == code

@@ -42,10 +42,10 @@ print("WRITER-IMPORTS", sorted({name.split(".")[0] for name in writer_imports}))
 PROBED = {"pandas", "polars", "pyarrow", "torch", "cupy", "jax", "dask", "xarray", "modin"}
 
 
-def test_the_writer_thread_imports_no_module_that_data_checks_probe(tmp_path):
+def test_the_writer_thread_imports_no_module_that_data_checks_probe(tmp_path, new_store):
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": new_store(tmp_path / "mlflow.db"),
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
     }
     done = run_python("-c", PROGRAM, cwd=tmp_path, env=env)

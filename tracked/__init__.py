@@ -4,18 +4,19 @@ Subclass :class:`TrackedPipeline`, give each stage method a ``stage="transformer
 ``stage="estimator"`` default, and every call becomes an MLflow child run of one parent run.
 """
 
+from tracked._flush import flush
 from tracked._group import group
+from tracked._loading import load_model
 from tracked._pipeline import TrackedPipeline
 from tracked._sweep import sweep
 from tracked._version import __version__
-from tracked.backends.mlflow.loading import load_model
-from tracked.delivery.runtime import flush
 from tracked.records.errors import (
     ModelRefused,
     PipelineDefinitionError,
     TrackingError,
     TrackingWarning,
 )
+from tracked.records.settings import configure
 
 __all__ = [
     "ModelRefused",
@@ -24,6 +25,7 @@ __all__ = [
     "TrackingError",
     "TrackingWarning",
     "__version__",
+    "configure",
     "flush",
     "group",
     "load_model",

@@ -7,16 +7,17 @@ workers, and an instance created in a worker thread outside the block is not in 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracked._version import __version__
-from tracked.delivery.context import outer_run_of
-from tracked.delivery.groups import GroupRef, enter_group, leave_group
 from tracked.records.config import is_strict, killed_by_env
 from tracked.records.errors import TrackingError
 from tracked.records.names import DEFAULT_EXPERIMENT, GROUP_TAG, VERSION_TAG
 from tracked.records.report import report_failure
 from tracked.records.values import now_ms, status_for
+
+if TYPE_CHECKING:
+    from tracked.delivery.groups import GroupRef
 
 
 class group:
@@ -67,12 +68,18 @@ class group:
         return self.ref.run_id if self.ref is not None else None
 
     def __enter__(self) -> group:
+        # The delivery layer loads when a group opens, not with `import tracked`.
+        from tracked.delivery.groups import enter_group
+
         if not killed_by_env():
             self._start()
         enter_group(self.ref)
         return self
 
     def _start(self) -> None:
+        from tracked.delivery.context import outer_run_of
+        from tracked.delivery.groups import GroupRef
+
         try:
             if self.backend is not None:
                 backend = self.backend
@@ -97,6 +104,8 @@ class group:
         self.ref = GroupRef(run_id, self.experiment, uri, self.backend, self.keep_aside)
 
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        from tracked.delivery.groups import leave_group
+
         leave_group()
         if self.ref is None:
             return

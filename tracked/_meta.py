@@ -11,11 +11,11 @@ from typing import Any
 
 import wrapt
 
-from tracked._settings import check_attributes
 from tracked.recording.spec import SPEC_ATTRIBUTE, StageSpec
-from tracked.recording.stage import make_stage_wrapper
+from tracked.recording.wrapper import make_stage_wrapper
 from tracked.records.errors import PipelineDefinitionError
 from tracked.records.names import CONTEXT_ATTRIBUTE
+from tracked.records.settings import check_declared, class_setting
 from tracked.records.values import STAGE_KINDS
 
 _NO_DEFAULT = object()
@@ -122,14 +122,8 @@ def discover(cls: type, namespace: Mapping[str, Any]) -> dict[str, str]:
             if spec is not None:
                 found[name] = spec.kind
 
-    stages = namespace.get("stages")
+    stages = namespace.get("stages")  # a mapping: checked with the other settings
     if stages is not None:
-        if not isinstance(stages, Mapping):
-            msg = (
-                f"{name_of_cls}.stages must be a mapping of method name to kind, "
-                f"not {type(stages).__name__}"
-            )
-            raise PipelineDefinitionError(msg)
         for method, kind in stages.items():
             _check_kind(name_of_cls, method, kind, f"stages[{method!r}]")
             value = namespace.get(method, _NO_DEFAULT)
@@ -192,7 +186,7 @@ def _unwrapped_stages(cls: type) -> dict[str, tuple[str, object]]:
         PipelineDefinitionError: a misspelt kind.
     """
     found: dict[str, tuple[str, object]] = {}
-    declared = getattr(cls, "stages", None)
+    declared = class_setting(cls, "stages")
     declared = declared if isinstance(declared, Mapping) else {}
     for name in _mro_names(cls):
         resolved = _resolve(cls, name)
@@ -276,7 +270,7 @@ class TrackedMeta(ABCMeta):
 
     def __new__(mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any):
         cls = super().__new__(mcls, name, bases, namespace, **kwargs)
-        check_attributes(cls, namespace)
+        check_declared(cls, namespace)
         for method, kind in discover(cls, namespace).items():
             raw = namespace.get(method)
             if raw is None:

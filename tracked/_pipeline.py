@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+import copy
+from typing import Any
 
-import attrs
+from attrs import fields
 
 from tracked._meta import TrackedMeta, instrument
-from tracked.delivery.context import context_for
-from tracked.recording.compose import Composer
 from tracked.recording.spec import OperatorSlot
-from tracked.records.names import CONTEXT_ATTRIBUTE
+from tracked.records.names import CONTEXT_ATTRIBUTE, SETTINGS_ATTRIBUTE
 from tracked.records.params import init_params, params_text
 from tracked.records.settings import Settings
 from tracked.records.values import FINISHED, status_for
 
-#: Configuration that ``sklearn.base.clone`` carries over when it is set on the instance.
-CLONED_SETTINGS = ("tracking", *(field.name for field in attrs.fields(Settings)))
+#: What ``sklearn.base.clone`` carries over from the instance: its switch and its own settings
+#: (``tracked.configure``), plus settings set the deprecated way (``pipe.strict = True``).
+CLONED_SETTINGS = ("tracking", SETTINGS_ATTRIBUTE, *(field.name for field in fields(Settings)))
 
 
 class TrackedPipeline(metaclass=TrackedMeta):
@@ -28,85 +27,14 @@ class TrackedPipeline(metaclass=TrackedMeta):
     becomes a child run of the instance's parent run, with the params of ``self.operator``,
     the fitted model of estimator stages and evaluation metrics when ``y`` is given.
 
-    Configuration (class attributes; ``tracking`` and ``strict`` may also be set per instance):
-
-    Attributes:
-        experiment: MLflow experiment name; None means the class name.
-        tracking: False runs stage methods untouched: nothing is logged and mlflow is never
-            imported. ``TRACKED_ENABLED=0`` in the environment switches tracking off for
-            every instance created afterwards, whatever the class says.
-        tracking_uri: the MLflow store; None lets MLflow resolve it (``MLFLOW_TRACKING_URI``,
-            else ``sqlite:///mlflow.db`` in the current directory).
-        backend: None for MLflow, or another backend such as
-            [`tracked.testing.MemoryBackend`][tracked.testing.MemoryBackend].
-        strict: raise [`tracked.TrackingError`][tracked.TrackingError] on tracking failures
-            instead of warning (``TRACKED_STRICT=1`` sets it for every pipeline).
-        scoring: evaluation metrics, in scikit-learn's ``scoring`` convention (a scorer name,
-            a list of names, or a dict of name to scorer); None means accuracy, f1_macro,
-            precision_macro and recall_macro for classifiers, r2, rmse and mae for regressors.
-        run_name: name of the parent run; None means the class name and the hyperparameters
-            that differ from their defaults.
-        registered_model_name: register every composed ``pipeline`` model as a new version of
-            this MLflow registered model (None: do not register).
-        serialization_format: ``"skops"`` (default; loads only the types it trusts, without
-            pickle) or ``"cloudpickle"`` (any Python object; loading runs code, so trust the
-            source).
-        trusted_types: the types (classes, or ``"module.Name"`` strings) beyond
-            scikit-learn's and NumPy's own that a skops model may hold, e.g. imbalanced-learn's
-            ``Pipeline``; a model holding other types is not logged (a warning lists them).
-            Functions of ``os``, ``subprocess``, ``builtins`` and the like are never trusted.
-        nest_under_active_run: nest the parent run under the calling thread's active MLflow
-            run (``mlflow.start_run()``) or ``MLFLOW_RUN_ID`` (``mlflow run``), in that run's
-            experiment unless ``experiment`` is set; False keeps it top-level.
-        log_outputs: what each stage's output leaves as an artifact: ``"preview"`` (the first
-            20 rows as output_preview.csv), ``"full"`` (all of it as output.csv) or ``"none"``.
-        stages: ``{"method": "transformer" | "estimator"}`` for methods whose signature you
-            cannot edit (inherited from a class you do not own).
-        synchronous: write each stage's records before the stage call returns, instead of
-            handing them to the background writer (which the ``with`` exit, ``close()`` and
-            ``tracked.flush()`` wait for).
-        target: the name of the stages' ground-truth parameter (default ``"y"``).
-        pos_label: the positive class of a binary classifier, for ``roc_auc`` and the curves;
-            None means scikit-learn's (``classes_[1]``).
-        max_tuning_runs: how many of a search CV's best candidates get a child run of their
-            own under the search's stage run (None: all of them).
-        log_input_example: store the first rows of the workflow's input (at most 5, cut to
-            64 KB) with the composed ``pipeline`` model as its input example; off by default
-            (they may be personal data). The signature is logged either way.
-        log_models: log each fitted estimator stage's ``model`` (default True); the composed
-            ``pipeline`` model is logged either way.
-        training_metrics: compute the ``training_`` metrics of a fit (default True).
-        log_pictures: draw the evaluation pictures of a scored inference (default True).
-        log_datasets: record each stage's input as an MLflow dataset (default True).
-        fold_after: calls of a stage in one phase kept as runs of their own (default 2; None:
-            all); later ones fold into one series run, a metric step per call.
-        checkpoint_every: also log a fit series' model every this many calls (default None).
+    Settings are declared in the class body (``experiment = "iris-demo"``), overridden for
+    one instance with [`tracked.configure`][tracked.configure], and listed with their
+    defaults on the configuration page. The instance's attributes are yours: tracked reads
+    only ``tracking`` (``pipe.tracking = False`` switches one instance off) and ``operator``.
     """
 
-    experiment: ClassVar[str | None] = None
-    tracking: bool = True
-    tracking_uri: ClassVar[str | None] = None
-    backend: ClassVar[Any] = None
-    strict: bool = False
-    scoring: ClassVar[Any] = None
-    run_name: ClassVar[str | None] = None
-    registered_model_name: ClassVar[str | None] = None
-    serialization_format: ClassVar[str] = "skops"
-    trusted_types: ClassVar[tuple[Any, ...]] = ()
-    nest_under_active_run: ClassVar[bool] = True
-    log_outputs: ClassVar[str] = "preview"
-    stages: ClassVar[Mapping[str, str]] = {}
-    synchronous: ClassVar[bool] = False
-    target: ClassVar[str] = "y"
-    pos_label: ClassVar[Any] = None
-    max_tuning_runs: ClassVar[int | None] = 5
-    log_input_example: ClassVar[bool] = False
-    log_models: ClassVar[bool] = True
-    training_metrics: ClassVar[bool] = True
-    log_pictures: ClassVar[bool] = True
-    log_datasets: ClassVar[bool] = True
-    fold_after: ClassVar[int | None] = 2
-    checkpoint_every: ClassVar[int | None] = None
+    #: The switch: False runs the stages untouched (``TRACKED_ENABLED=0`` for every instance).
+    tracking = fields(Settings).tracking.default
 
     #: The object a stage works with: assign it in every stage (``self.operator = ...``).
     operator = OperatorSlot()
@@ -122,6 +50,11 @@ class TrackedPipeline(metaclass=TrackedMeta):
     def __enter__(self):
         """Open the parent run now (when tracking is on) and return the pipeline."""
         if self._tracking_active():
+            # The delivery layer and the composer load with the first tracked run, not with
+            # `import tracked` (as the capture machinery does, see recording/wrapper.py).
+            from tracked.delivery.context import context_for
+            from tracked.recording.compose import Composer
+
             context_for(self).open_session(self, Composer)
         return self
 
@@ -192,8 +125,8 @@ class TrackedPipeline(metaclass=TrackedMeta):
 
     def __sklearn_clone__(self):
         """``sklearn.base.clone``: a fresh instance with the same constructor arguments (cloned
-        as scikit-learn does), which keeps this instance's own settings (``tracking``,
-        ``strict`` and the other configuration attributes set on the instance).
+        as scikit-learn does), which keeps this instance's own settings (``tracking`` and what
+        [`tracked.configure`][tracked.configure] set).
 
         A clone made while this instance's parent run is open nests its parent run under
         that run, and that run's end ends it too (``cross_val_score`` inside ``with pipe:``).
@@ -230,8 +163,10 @@ def _clone(pipe: TrackedPipeline) -> TrackedPipeline:
     state = twin.__dict__
     for name in CLONED_SETTINGS:
         if name in pipe.__dict__ and name not in params:
-            state[name] = pipe.__dict__[name]
+            state[name] = copy.copy(pipe.__dict__[name])
     context = pipe.__dict__.get(CONTEXT_ATTRIBUTE)
     if context is not None and context.owned_by(pipe) and pipe._tracking_active():
+        from tracked.delivery.context import context_for  # loaded already: a run was open
+
         context_for(twin).clone_of(context)
     return twin

@@ -13,6 +13,7 @@ from tracked._group import group
 from tracked.records.names import BEST_METRIC_TAG, BEST_RUN_TAG, LEFT_OUT_TAG
 from tracked.records.ranking import lower_is_better
 from tracked.records.report import report_failure
+from tracked.records.settings import class_setting
 from tracked.records.text import to_text
 from tracked.records.values import Metric
 
@@ -119,7 +120,7 @@ def sweep(
     from sklearn.model_selection import ParameterGrid
 
     grid = list(ParameterGrid(param_grid))
-    if not getattr(pipeline_class, "tracking", True):  # untracked: the same work, no group
+    if not class_setting(pipeline_class, "tracking"):  # untracked: the same work, no group
         return _sweep_untracked(pipeline_class, grid, fn, n_jobs, backend)
     best = _Best()
     sweep_group = _group_of(pipeline_class, name)
@@ -155,12 +156,12 @@ def _sweep_untracked(
 def _group_of(pipeline_class: type, name: str | None) -> group:
     """The group run a sweep's pipelines nest under: in the class's experiment and store, so
     the sweep sits beside the pipelines' own runs."""
-    experiment = getattr(pipeline_class, "experiment", None) or pipeline_class.__name__
+    experiment = class_setting(pipeline_class, "experiment") or pipeline_class.__name__
     return group(
         name or f"{pipeline_class.__name__} sweep",
         experiment=experiment,
-        tracking_uri=getattr(pipeline_class, "tracking_uri", None),
-        backend=getattr(pipeline_class, "backend", None),
+        tracking_uri=class_setting(pipeline_class, "tracking_uri"),
+        backend=class_setting(pipeline_class, "backend"),
     )
 
 

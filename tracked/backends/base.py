@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from attrs import frozen
 
 from tracked.records.errors import StoreError, StoreRejected, StoreUnavailable
+from tracked.records.settings import BACKEND_METHODS, is_backend
 from tracked.records.values import DataSummary, Metric
 
 __all__ = [
@@ -24,16 +25,9 @@ __all__ = [
     "capabilities",
 ]
 
-REQUIRED_METHODS = (
-    "start_run",
-    "log",
-    "log_model",
-    "log_artifact",
-    "log_dataset",
-    "end_run",
-    "register_model",
-    "tag_model_version",
-)
+REQUIRED_METHODS = BACKEND_METHODS
+
+__all__ = ["REQUIRED_METHODS", "is_backend"]  # re-exported: the protocol's own names
 
 
 @runtime_checkable
@@ -163,11 +157,6 @@ def capabilities(backend: object) -> Capabilities:
         picklable=bool(getattr(backend, "picklable", True)),
         prepare=method("prepare"),
     )
-
-
-def is_backend(obj: object) -> bool:
-    """Whether ``obj`` has every backend method."""
-    return all(callable(getattr(obj, name, None)) for name in REQUIRED_METHODS)
 
 
 #: Called (once each) when a backend first imports its store's library: the runtime moves

@@ -331,9 +331,8 @@ def _resolve_backend(instance: Any, settings: Settings, group: GroupRef | None =
     if backend is not None:
         if not is_backend(backend):
             msg = (
-                f"{type(instance).__name__}.backend is {backend!r}, not a tracking backend; "
-                "a hyperparameter or attribute named `backend` hides TrackedPipeline.backend: "
-                "rename it"
+                f"{type(instance).__name__}.backend is {backend!r}, not a tracking backend "
+                "(a value set on the class after it was defined is not checked there)"
             )
             raise TypeError(msg)
         return backend

@@ -1,4 +1,6 @@
-"""TODO."""
+"""The group run a thread's new pipelines nest under (``tracked.group``, sweeps): a thread-local
+stack of references.
+"""
 
 from __future__ import annotations
 

@@ -151,20 +151,7 @@ def _sessions_of_forked_child() -> None:
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Wait until everything tracked so far in this process has been written.
-
-    Records whose store is away count as written once they are in the spool. A stage's
-    series of folded calls ends here (its last records, a fit series' model, are written).
-    Tracking failures collected meanwhile are reported now (raised, in strict mode).
-
-    Args:
-        timeout: seconds to wait at most; None waits ``TRACKED_EXIT_TIMEOUT`` seconds (default
-            30), after which the records still waiting stay in the spool for ``tracked sync``
-            (one ``TrackingWarning`` says how many).
-
-    Returns:
-        True when everything was written, False when the wait ended first.
-    """
+    """``tracked.flush`` once the delivery layer is loaded (see ``tracked/_flush.py``)."""
     for session in list(REGISTRY.open):  # open series end here: their records go now
         if session.pid == os.getpid() and session.usable:
             session.finish_pending(may_raise=True)

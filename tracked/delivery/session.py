@@ -6,7 +6,7 @@ import enum
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from tracked.backends.base import Backend, capabilities
 from tracked.delivery import runtime
@@ -28,9 +28,6 @@ from tracked.spool.records import (
     Entry,
     StartRun,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class Lifecycle(enum.Enum):

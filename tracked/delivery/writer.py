@@ -145,11 +145,6 @@ class Writer:
                 self._idle.wait(remaining)
         return True
 
-    @property
-    def pending(self) -> int:
-        """Jobs queued or running."""
-        return self._unfinished
-
 
 _writer = Writer()
 

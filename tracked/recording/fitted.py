@@ -1,4 +1,6 @@
-"""TODO."""
+"""A fitted operator's learned state as JSON-ready values (``fitted_attributes.json``): arrays
+summarised, secrets masked.
+"""
 
 from __future__ import annotations
 

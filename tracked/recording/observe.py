@@ -36,6 +36,7 @@ from tracked.records.names import (
 )
 from tracked.records.params import operator_params
 from tracked.records.report import describe, notice
+from tracked.records.settings import class_setting
 from tracked.records.text import qualified_name
 from tracked.records.values import (
     FIT,
@@ -351,8 +352,7 @@ def ground_truth_name(instance: object) -> str:
     Read from the class, which defines the stages' signatures: a hyperparameter of the same
     name (``self.target = "species"``, a column) is the user's, not a setting of ours.
     """
-    target = getattr(type(instance), "target", None)
-    return target if isinstance(target, str) and target else "y"
+    return class_setting(type(instance), "target")
 
 
 def _stateless(operator: Any) -> bool:

@@ -9,8 +9,10 @@ they hold (a shared ``RandomState``, a ``Generator``) draw exactly as in an untr
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from tracked.records.settings import scorers
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
 
@@ -274,11 +276,6 @@ def returned_predictions(result: Any, operator: Any, X: Any, y: Any) -> Any:
     return result
 
 
-def default_metrics(task: str, y_true: Any, y_pred: Any) -> dict[str, float]:
-    """The default evaluation set for ``task`` (label metrics for ``probability`` too)."""
-    return {name: float(metric()) for name, metric in default_metric_calls(task, y_true, y_pred)}
-
-
 def default_metric_calls(
     task: str, y_true: Any, y_pred: Any
 ) -> list[tuple[str, Callable[[], float]]]:
@@ -364,24 +361,6 @@ def binary_metric_calls(
             ("log_loss", lambda: metrics.log_loss(y_true, np.asarray(proba), labels=labels))
         )
     return calls
-
-
-def scorers(scoring: str | Iterable[str] | Mapping[str, Any]) -> dict[str, Callable[..., float]]:
-    """scikit-learn's ``scoring`` convention resolved to ``{name: scorer}``.
-
-    Raises:
-        ValueError: for an unknown scorer name (scikit-learn's message lists the valid ones).
-    """
-    from sklearn.metrics import get_scorer
-
-    if isinstance(scoring, str):
-        return {scoring: get_scorer(scoring)}
-    if isinstance(scoring, Mapping):
-        return {
-            str(name): get_scorer(scorer) if isinstance(scorer, str) else scorer
-            for name, scorer in scoring.items()
-        }
-    return {name: get_scorer(name) for name in scoring}
 
 
 def scored(

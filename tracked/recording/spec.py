@@ -1,17 +1,21 @@
-"""TODO."""
+"""What the metaclass knows of a stage (its kind and signature), one call's bound arguments, and
+the ``operator`` slot.
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
-from tracked.delivery.context import Frame
-from tracked.delivery.session import Session
 from tracked.records.errors import PipelineDefinitionError
 from tracked.records.names import CONTEXT_ATTRIBUTE, OPERATOR_ATTRIBUTE
+
+if TYPE_CHECKING:  # the delivery layer loads with the first tracked call
+    from tracked.delivery.context import Frame
+    from tracked.delivery.session import Session
 
 SPEC_ATTRIBUTE = "__tracked_stage__"
 

@@ -1,4 +1,4 @@
-"""The stage wrapper: what happens around one call of a stage method.
+"""What happens around one tracked call of a stage method (``wrapper`` is the thin front).
 
 The promise: a stage returns and raises exactly what the user's method returns and raises.
 The user's call is never inside a ``try`` that could swallow or re-type its exception: the
@@ -8,7 +8,6 @@ only handler around it records the failure (which cannot raise) and re-raises th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from tracked.backends.mlflow.fluent import autologging_paused
@@ -21,42 +20,15 @@ from tracked.recording.observe import capture, phase_of
 from tracked.recording.phase import snapshot
 from tracked.recording.randomness import preserved_random_state
 from tracked.recording.series import fold
-from tracked.recording.spec import SPEC_ATTRIBUTE, Call, StageSpec
+from tracked.recording.spec import Call, StageSpec
 from tracked.records.config import is_strict
 from tracked.records.errors import TrackingError
-from tracked.records.names import CONTEXT_ATTRIBUTE
 from tracked.records.report import report_failure
 from tracked.records.values import FINISHED, now_ms
 
 
-def make_stage_wrapper(spec: StageSpec) -> Callable[..., Any]:
-    """The wrapt wrapper function for one stage."""
-
-    def stage_wrapper(wrapped, instance, args, kwargs):
-        # The tracking-off path: one attribute read, then the user's method.
-        if instance is None or not instance.tracking:
-            return wrapped(*args, **kwargs)
-        context = instance.__dict__.get(CONTEXT_ATTRIBUTE)
-        if context is not None and context.killed:
-            return wrapped(*args, **kwargs)
-        return _tracked_call(spec, wrapped, instance, args, kwargs)
-
-    async def async_stage_wrapper(wrapped, instance, args, kwargs):
-        # An `async def` stage: the wrapper is a coroutine function too, and awaiting it
-        # awaits the user's coroutine; the run spans that await.
-        if instance is None or not instance.tracking:
-            return await wrapped(*args, **kwargs)
-        context = instance.__dict__.get(CONTEXT_ATTRIBUTE)
-        if context is not None and context.killed:
-            return await wrapped(*args, **kwargs)
-        return await _tracked_call_async(spec, wrapped, instance, args, kwargs)
-
-    wrapper = async_stage_wrapper if spec.asynchronous else stage_wrapper
-    setattr(wrapper, SPEC_ATTRIBUTE, spec)
-    return wrapper
-
-
-def _tracked_call(spec, wrapped, instance, args, kwargs):
+def tracked_call(spec, wrapped, instance, args, kwargs):
+    """One tracked call of a stage (``wrapper.make_stage_wrapper`` decides it is tracked)."""
     # While a tracked call runs, the background writer holds back (see Writer).
     current = writer()
     current.stage_started()
@@ -135,7 +107,8 @@ def _tracked_call_body(spec, wrapped, instance, args, kwargs):
     return result
 
 
-async def _tracked_call_async(spec, wrapped, instance, args, kwargs):
+async def tracked_call_async(spec, wrapped, instance, args, kwargs):
+    """One tracked call of an ``async def`` stage."""
     # The writer is not held back over the await: it may be long and is not CPU-bound.
     running = _begin(spec, instance)
     if running is None:

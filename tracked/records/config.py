@@ -1,13 +1,75 @@
-"""Configuration resolution, in one place.
+"""The environment variables tracked reads, declared in one place.
 
-Order: environment kill switch > instance attribute > class attribute > default.
+Each variable's name, default and doc text are here (the configuration page's table is built
+from ``ENVIRONMENT``); the pipeline settings are declared in ``tracked/records/settings.py``.
+Resolution order: the environment > ``tracked.configure`` > the class body > the default.
 """
 
 from __future__ import annotations
 
 import os
 
+from attrs import frozen
+
 from tracked.records.report import notice
+
+
+@frozen
+class EnvVar:
+    """One environment variable: its ``name``, its ``default`` as the page shows it, ``doc``."""
+
+    name: str
+    default: str
+    doc: str
+
+
+ENVIRONMENT = (
+    EnvVar(
+        "TRACKED_ENABLED",
+        "unset",
+        "`0` (or `false`, `no`, `off`) switches tracking off for every pipeline instance "
+        "created afterwards, whatever the class says",
+    ),
+    EnvVar("TRACKED_STRICT", "unset", "`1` turns strict mode on, `0` off, for every pipeline"),
+    EnvVar(
+        "TRACKED_EXIT_TIMEOUT",
+        "30",
+        "seconds: bounds every wait for the writer (the `with` exit, `close()`, "
+        "`tracked.flush()`, `pipe.run_id`/`model_uri`, interpreter exit); `inf` waits as "
+        "long as it takes ([a store that stalls](stores.md#a-store-that-stalls))",
+    ),
+    EnvVar("TRACKED_QUEUE_SIZE", "256", "bounds the writer's queue of records"),
+    EnvVar(
+        "TRACKED_SPOOL_DIR",
+        "the user cache folder's `tracked/spool`",
+        "where records wait while the store is away "
+        "([stores](stores.md#when-the-store-is-away-the-writer-and-the-spool))",
+    ),
+    EnvVar(
+        "TRACKED_SPOOL_MAX_BYTES",
+        "1073741824 (1 GiB)",
+        "the spool's size cap: past it, new records are not spooled (a warning says so)",
+    ),
+    EnvVar(
+        "TRACKED_SPOOL_KEY_FILE",
+        "the user config folder's `tracked/spool.key`",
+        "the key that signs the spool's records ([security](security.md))",
+    ),
+    EnvVar(
+        "TRACKED_SQLITE_WAL",
+        "unset",
+        "`1` opens a sqlite store in write-ahead logging with `synchronous=NORMAL` "
+        "([performance](performance.md))",
+    ),
+)
+
+
+def environment_table() -> str:
+    """The configuration page's table of environment variables, in markdown."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{var.name}` | {var.default} | {var.doc} |" for var in ENVIRONMENT]
+    return "\n".join(rows)
+
 
 _OFF = frozenset({"0", "false", "no", "off"})
 
@@ -70,7 +132,6 @@ def wait_bound() -> float:
         seconds = -1.0
     if seconds >= 0:  # "inf" waits as long as it takes, knowingly
         return seconds
-    from tracked.records.report import notice
 
     notice(
         f"{EXIT_TIMEOUT_ENV}={value!r} is not a number of seconds; waiting at most "

@@ -1,4 +1,6 @@
-"""TODO."""
+"""The names tracked writes into a store (tags, metric and artifact names) and the reserved
+attribute names, in one place so readers and writers agree.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ OPERATOR_ATTRIBUTE = "operator"
 
 
 CONTEXT_ATTRIBUTE = "_tracked_context"
+
+#: Where ``tracked.configure`` keeps an instance's own settings (a dict in its ``__dict__``).
+SETTINGS_ATTRIBUTE = "_tracked_settings"
 
 
 ERROR_TAG_LIMIT = 1000

@@ -1,5 +1,6 @@
-"""Text helpers every layer uses: printable text of any value, cuts, and the one masker
-of credentials (``mask_secrets``) that every string leaving the process goes through."""
+"""Text helpers shared by every layer: qualified names, values as short text, and the one
+masker of credentials (``mask_secrets``) that every string leaving the process goes through.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO."""
+"""Which types a skops model may hold: never those of ``os``, ``subprocess`` and their like,
+whatever a pipeline lists.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO."""
+"""The MLflow client tracked uses: explicit store URIs, bounded HTTP waits, a store created once
+even by racing processes, and mlflow imported in one place.
+"""
 
 from __future__ import annotations
 

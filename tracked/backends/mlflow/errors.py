@@ -1,4 +1,6 @@
-"""TODO."""
+"""MLflow's errors mapped at the backend boundary to ``StoreUnavailable`` (the store is away) and
+``StoreRejected`` (it refused the content).
+"""
 
 from __future__ import annotations
 

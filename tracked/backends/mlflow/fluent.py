@@ -13,7 +13,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from tracked.backends.mlflow.client import absolute_store_uri, mlflow_imported
+from tracked.backends.mlflow.client import (
+    absolute_store_uri,
+    default_tracking_uri,
+    mlflow_imported,
+)
 
 
 def outer_run_id(store_uri: str) -> str | None:
@@ -23,7 +27,7 @@ def outer_run_id(store_uri: str) -> str | None:
     import mlflow  # imported already, or needed to resolve MLFLOW_RUN_ID's store
 
     # The outer run lives in MLflow's own store: nesting across stores would dangle.
-    if store_uri != absolute_store_uri(mlflow.get_tracking_uri()):
+    if store_uri != absolute_store_uri(default_tracking_uri()):
         return None
     active = mlflow.active_run()
     if active is not None:

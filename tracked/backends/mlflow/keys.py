@@ -1,4 +1,6 @@
-"""MLflow's limits on keys and values, and what logging changed to fit them."""
+"""Param, metric and tag keys made acceptable to MLflow (characters, lengths, duplicates), with
+notes of what changed; credentials masked in keys and values.
+"""
 
 from __future__ import annotations
 
