@@ -85,10 +85,34 @@ def test_an_untampered_model_loads_and_predicts_like_the_live_pipeline(iris, tra
     assert predictions.tolist() == by_id.predict(X_test).tolist()
 
 
+def test_the_newest_of_two_fits_and_a_registered_version_load(iris, tracking_uri):
+    """``runs:/`` names the newest model of its name on the run, whose digest the run's tag
+    holds; a registered version is checked against its logged model's own tags."""
+    X_train, X_test, y_train, _ = iris
+    pipe = tracked.configure(Iris(), tracking_uri=tracking_uri, registered_model_name="iris-loaded")
+    with pipe:
+        pipe.train(X_train, y_train)
+        pipe.C = 0.01
+        pipe.train(X_train, y_train)
+        predictions = pipe.predict(X_test)
+    newest = tracked.load_model(f"runs:/{pipe.run_id}/pipeline", tracking_uri=tracking_uri)
+    assert 0.01 == newest.steps[-1][1].C
+    client = MlflowClient(tracking_uri)
+    version = max(
+        client.search_model_versions("name = 'iris-loaded'"), key=lambda v: int(v.version)
+    )
+    assert not version.description  # a skops model: nothing to announce
+    registered = tracked.load_model(
+        f"models:/iris-loaded/{version.version}", tracking_uri=tracking_uri
+    )
+    assert predictions.tolist() == registered.predict(X_test).tolist()
+
+
 def test_a_by_value_model_is_announced_and_needs_allow_pickle(iris, tracking_uri):
     _, X_test, _, _ = iris
-    pipe = ByValue()
-    tracked.configure(pipe, tracking_uri=tracking_uri)
+    pipe = tracked.configure(
+        ByValue(), tracking_uri=tracking_uri, registered_model_name="iris-by-value"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrackingWarning)
         X_train, _, y_train, _ = iris
@@ -100,6 +124,8 @@ def test_a_by_value_model_is_announced_and_needs_allow_pickle(iris, tracking_uri
     assert "cloudpickle" == client.get_run(pipe.run_id).data.tags["tracked.model_format.pipeline"]
     logged = newest_model(client, pipe.run_id, "pipeline")
     assert "cloudpickle" in logged.tags["mlflow.note.content"]
+    [version] = client.search_model_versions("name = 'iris-by-value'")
+    assert "cloudpickle" in version.description
 
     with pytest.raises(ModelRefused, match="allow_pickle=True"):
         tracked.load_model(uri, tracking_uri=tracking_uri)

@@ -157,7 +157,12 @@ def _resolve(client: Any, model_uri: str) -> tuple[Any, Recorded]:
         rest = model_uri.removeprefix("models:/").strip("/")
         if "/" in rest:
             registered, _, version = rest.partition("/")
-            model_id = client.get_model_version(registered, version).model_id
+            found = client.get_model_version(registered, version)
+            # A store may leave `model_id` empty; the source tracked registers is the model.
+            source = found.source or ""
+            model_id = found.model_id or (
+                source.removeprefix("models:/") if source.startswith("models:/") else ""
+            )
         else:
             model_id = rest
         if not model_id:
