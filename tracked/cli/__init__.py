@@ -39,6 +39,7 @@ from tracked.cli.compare import (  # noqa: F401 - re-exported for scripts and te
     write_table,
 )
 from tracked.records.ranking import lower_is_better  # noqa: F401 - re-exported
+from tracked.records.report import describe, logger
 from tracked.records.text import mask_uri
 
 RANKING_RULE = """\
@@ -244,6 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`| head`): no traceback, and none at exit when Python flushes.
         with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        # Never a traceback from tracked: what failed, in one line (the traceback is on the
+        # `tracked` logger, at DEBUG).
+        logger.debug("tracked %s failed", args.command, exc_info=True)
+        print(f"tracked {args.command}: could not finish: {describe(exc)}", file=sys.stderr)
         return 1
 
 

@@ -31,6 +31,7 @@ import warnings
 from pathlib import Path
 
 from tracked.records.errors import TrackingWarning
+from tracked.records.homes import own_place
 
 SPOOL_ENV = "TRACKED_SPOOL_DIR"
 #: The cap on the spool's size in bytes (see ``tracked.spool.folder.SessionSpool``).
@@ -54,13 +55,17 @@ PRIVATE_DIR = 0o700
 
 
 def spool_root() -> Path:
-    """``TRACKED_SPOOL_DIR``, else the user cache directory's ``tracked/spool``."""
+    """``TRACKED_SPOOL_DIR``, else the user cache directory's ``tracked/spool``, else (no
+    home folder, or one that cannot be written) ``<tmp>/tracked-<uid>/spool``."""
     configured = os.environ.get(SPOOL_ENV)
     if configured:
         return Path(configured).expanduser()
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("tracked")) / "spool"
+    def cache() -> Path:
+        return Path(platformdirs.user_cache_dir("tracked")) / "spool"
+
+    return own_place(cache, "spool")
 
 
 def max_bytes() -> int:

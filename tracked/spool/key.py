@@ -16,6 +16,7 @@ import stat
 import threading
 from pathlib import Path
 
+from tracked.records.homes import own_place
 from tracked.spool.format import (
     NOFOLLOW,
     PRIVATE_FILE,
@@ -34,13 +35,17 @@ class SpoolKeyError(RuntimeError):
 
 
 def key_path() -> Path:
-    """``TRACKED_SPOOL_KEY_FILE``, else the user config directory's ``tracked/spool.key``."""
+    """``TRACKED_SPOOL_KEY_FILE``, else the user config directory's ``tracked/spool.key``,
+    else (no home folder, or one that cannot be written) ``<tmp>/tracked-<uid>/spool.key``."""
     configured = os.environ.get(KEY_ENV)
     if configured:
         return Path(configured).expanduser()
     import platformdirs
 
-    return Path(platformdirs.user_config_dir("tracked")) / "spool.key"
+    def config() -> Path:
+        return Path(platformdirs.user_config_dir("tracked"))
+
+    return own_place(config, "key") / "spool.key"
 
 
 # Path -> key: read once per process (a key never changes under a running process).

@@ -13,14 +13,14 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from tracked.backends.mlflow.client import absolute_store_uri, mlflow_imported
+from tracked.backends.mlflow.client import absolute_store_uri, load_mlflow, mlflow_imported
 
 
 def outer_run_id(store_uri: str) -> str | None:
     """The run open in the calling thread (or ``MLFLOW_RUN_ID``) in store ``store_uri``."""
     if not mlflow_imported() and "MLFLOW_RUN_ID" not in os.environ:
         return None
-    import mlflow  # imported already, or needed to resolve MLFLOW_RUN_ID's store
+    mlflow = load_mlflow()  # imported already, or needed to resolve MLFLOW_RUN_ID's store
 
     # The outer run lives in MLflow's own store: nesting across stores would dangle.
     if store_uri != absolute_store_uri(mlflow.get_tracking_uri()):
