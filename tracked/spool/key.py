@@ -2,7 +2,11 @@
 
 The key is 32 random bytes in a file of its own (0600, in a 0700 folder, both the user's):
 ``TRACKED_SPOOL_KEY_FILE``, else ``spool.key`` in the user config directory's ``tracked``
-folder. It is made on the first spooled session. A key file that another user owns, that
+folder. It is made on the first spooled session, and never again while session folders
+signed with a key that is missing wait (``writer_key``): each folder's header names the
+fingerprint of its key (``fingerprint``), so that a message can say which key to restore.
+Without a home folder the key lives in ``<tmp>/tracked-<uid>`` (``tracked.records.homes``).
+A key file that another user owns, that
 others may read or write, or that is a symbolic link is refused with what to do: a key
 others know authenticates nothing.
 """
