@@ -88,26 +88,27 @@ class SessionSpool:
         # held open (no symbolic link followed at any step): renaming or swapping a folder
         # on the way (its parent's owner may, in a sticky folder) changes nothing of what
         # this writes, nor where.
+        self.session = header.session
+        self.path = root / header.session
+        self._dir = self._lock = self._entries = self._progress = self._payloads = -1
         self._root = open_folder(root, "the spool")
         try:
-            key = writer_key(root)
-            self._key = key
-            self.session = header.session
-            self.path = root / header.session
+            key = self._key = writer_key(root)
             os.mkdir(header.session, PRIVATE_DIR, dir_fd=self._root)
             self._dir = os.open(header.session, DIRECTORY_FLAGS, dir_fd=self._root)
+            os.fchmod(self._dir, PRIVATE_DIR)  # whatever the umask
+            self._lock = self._open(LOCK, os.O_RDWR | os.O_CREAT)
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new folder: never held
+            header = attrs.evolve(header, key_id=fingerprint(key))
+            write_private(HEADER, codec.encode_header(header, key), dir_fd=self._dir)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            self._entries = self._open(ENTRIES, flags)
+            self._progress = self._open(PROGRESS, flags)
+            self._payloads = self._open(PAYLOADS, flags)
         except BaseException:
-            os.close(self._root)
+            self.close()  # no descriptor kept by a folder that never opened
+            self._unlock()
             raise
-        os.fchmod(self._dir, PRIVATE_DIR)  # whatever the umask
-        self._lock = self._open(LOCK, os.O_RDWR | os.O_CREAT)
-        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new folder: never held
-        header = attrs.evolve(header, key_id=fingerprint(key))
-        write_private(HEADER, codec.encode_header(header, key), dir_fd=self._dir)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        self._entries = self._open(ENTRIES, flags)
-        self._progress = self._open(PROGRESS, flags)
-        self._payloads = self._open(PAYLOADS, flags)
         self._payload_size = 0
         self.max_bytes = max_bytes()
         self._size = spool_size(root)
