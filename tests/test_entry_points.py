@@ -8,11 +8,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
+from pipelines import Iris
 from processes import ROOT, TESTS
 from servers import free_port
+
+from tracked import TrackingError, TrackingWarning
+from tracked.testing import MemoryBackend
 
 #: Makes ``import mlflow`` (and any of its modules) raise, in every process it is on the
 #: path of.
@@ -126,3 +131,37 @@ def test_with_the_store_library_failing_to_import_the_cli_says_so_in_a_line(tmp_
         status, text = said[command]
         assert 1 == status, text
         assert "ImportError: No module named 'mlflow'" in text, text
+
+
+class _LibraryMissing(MemoryBackend):
+    """A backend whose store library fails to import when a session opens."""
+
+    def prepare(self) -> None:
+        raise ImportError("No module named 'mlflow' (taken away by the test)")
+
+
+def test_the_with_enter_warns_and_the_block_runs_when_the_store_library_fails(iris, monkeypatch):
+    monkeypatch.delenv("TRACKED_STRICT")
+    X_train, _, y_train, _ = iris
+    pipe = Iris()
+    pipe.backend = _LibraryMissing()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TrackingWarning)
+        with pipe:
+            pipe.train(X_train, y_train)
+            ran = True
+        pipe.close()
+
+    said = [str(w.message) for w in caught if issubclass(w.category, TrackingWarning)]
+    assert ran
+    assert any("could not open the parent run: ImportError" in text for text in said), said
+    assert (None, None) == (pipe.run_id, pipe.model_uri)
+
+
+def test_in_strict_mode_the_with_enter_raises_a_tracking_error(iris):
+    pipe = Iris()
+    pipe.backend = _LibraryMissing()
+
+    with pytest.raises(TrackingError, match="could not open the parent run: ImportError"), pipe:
+        pytest.fail("the block must not run in strict mode")
