@@ -111,6 +111,7 @@ def test_a_spool_root_that_is_not_ones_own_is_refused_when_writing_as_when_readi
     assert said in err
 
 
+@pytest.mark.slow
 def test_a_pipeline_whose_spool_is_refused_says_so_in_status_words(
     tmp_path, iris, monkeypatch, tracking_uri
 ):
