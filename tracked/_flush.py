@@ -18,7 +18,8 @@ def flush(timeout: float | None = None) -> bool:
             (one ``TrackingWarning`` says how many).
 
     Returns:
-        True when everything was written, False when the wait ended first.
+        True when everything was written, False when the wait ended first (or tracking
+        failed: a ``TrackingWarning`` says how).
     """
     runtime = sys.modules.get("tracked.delivery.runtime")
     if runtime is None:  # the delivery layer never loaded: nothing was tracked to wait for

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from tracked.backends.base import when_store_library_loads
 from tracked.delivery.registry import REGISTRY
 from tracked.delivery.writer import fresh_writer, writer
-from tracked.records.config import wait_bound
+from tracked.records.config import is_strict, wait_bound
+from tracked.records.report import guarded_entry
 from tracked.records.values import FINISHED, KILLED, status_for
 
 if TYPE_CHECKING:
@@ -152,6 +153,10 @@ def _sessions_of_forked_child() -> None:
 
 def flush(timeout: float | None = None) -> bool:
     """``tracked.flush`` once the delivery layer is loaded (see ``tracked/_flush.py``)."""
+    return guarded_entry("flush", lambda: _flush(timeout), strict=is_strict(None), default=False)
+
+
+def _flush(timeout: float | None) -> bool:
     for session in list(REGISTRY.open):  # open series end here: their records go now
         if session.pid == os.getpid() and session.usable:
             session.finish_pending(may_raise=True)

@@ -23,6 +23,7 @@ from tracked.backends.mlflow.client import (
     default_artifact_root,
     default_tracking_uri,
     import_mlflow,
+    load_mlflow,
     source_tags,
 )
 from tracked.backends.mlflow.datasets import dataset_input
@@ -240,8 +241,7 @@ class MlflowBackend(ModelLogging):
 def _connect(uri: str, artifact_root: str | None) -> GuardedClient:
     """A client of the store at ``uri``, after a quick check that the store answers: mlflow
     is imported here, the first time a process needs the store."""
-    import mlflow
-
+    mlflow = load_mlflow()
     store_library_loaded()  # mlflow's exit handlers were just registered
     _bound_requests()
     check_reachable(uri)
