@@ -122,7 +122,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
     def __enter__(self):
         """Open the parent run now (when tracking is on) and return the pipeline."""
         if self._tracking_active():
-            context_for(self).open_session(self, Composer)
+            context_for(self).open_session(self, Composer, explicit=True)
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:

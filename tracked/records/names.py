@@ -32,6 +32,8 @@ PARENT_STAGE_TAG = "tracked.parent_stage"
 
 
 GROUP_TAG = "tracked.group"
+#: On the group run of one instance's clones (a search): the pipeline class they are.
+CLONES_OF_TAG = "tracked.clones_of"
 
 
 DEFAULT_EXPERIMENT = "Default"
