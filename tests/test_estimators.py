@@ -182,3 +182,21 @@ def test_a_fit_that_calls_its_base_s_fit_is_one_fit(memory):
     assert ["scale:fit", "scale:fit", "classify:fit"] == [
         child.name for child in memory.children(run.run_id)
     ]
+
+
+def test_clones_of_a_search_against_a_store_that_is_away_each_wait_in_the_spool(
+    tracking_uri, client, spool_dir
+):
+    from servers import free_port
+
+    from tracked import TrackingWarning
+
+    estimator = Estimator()
+    estimator.tracking_uri = f"http://127.0.0.1:{free_port()}"  # nobody listens
+    with pytest.warns(TrackingWarning, match="is away"):
+        scores = cross_val_score(estimator, X, Y, cv=3)
+        gc.collect()
+        tracked.flush()
+    assert 3 == len(scores)
+    # No group run could be made: each clone's run waits in the spool as a top-level run.
+    assert 3 == len([folder for folder in spool_dir.iterdir() if folder.is_dir()])

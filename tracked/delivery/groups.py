@@ -86,7 +86,8 @@ class CloneGroup:
         self.run_id = run_id
         self.name = name
         self.strict = strict
-        #: The clones' sessions (held strongly: a fold's clone is gone before its group ends).
+        #: The clones' open sessions (held strongly: a fold's clone is gone before its
+        #: session has ended).
         self.sessions: list[Any] = []
         self.origin_gone = False
         self.ended = False
@@ -103,7 +104,12 @@ class CloneGroup:
         pipeline: str,
         strict: bool,
     ) -> CloneGroup | None:
-        """Create the group run; None (reported) when the store would not."""
+        """Create the group run; None (reported) when the store would not, or was found
+        away lately: the clones' runs are then top-level, and go to the spool."""
+        offers = capabilities(backend)
+        uri = offers.spool_uri
+        if uri is not None and REGISTRY.store_recently_away(uri):
+            return None
         try:
             run_id = backend.start_run(
                 experiment=experiment,
@@ -112,6 +118,11 @@ class CloneGroup:
                 tags={GROUP_TAG: name, CLONES_OF_TAG: pipeline, VERSION_TAG: __version__},
             )
         except Exception as exc:
+            away = offers.is_store_away
+            if away is not None and away(exc):
+                # The clone's session finds it away too, says so and marks it: later clones
+                # go straight to the spool, without asking the store for a group again.
+                return None
             report_failure(f"start the group run of the clones {name!r}", exc, strict=strict)
             return None
         group = cls(backend, run_id, name, strict)
@@ -119,7 +130,8 @@ class CloneGroup:
         return group
 
     def joined(self, session: Any) -> None:
-        self.sessions.append(session)
+        with self._lock:
+            self.sessions.append(session)
 
     def mark_origin_gone(self) -> None:
         # Called by a weakref finalizer, anywhere: only a flag; ending happens later.
@@ -127,7 +139,10 @@ class CloneGroup:
 
     @property
     def idle(self) -> bool:
-        return all(session.ended for session in self.sessions)
+        # Ended sessions are let go: a large search's fitted clones are not kept alive here.
+        with self._lock:
+            self.sessions = [session for session in self.sessions if not session.ended]
+            return not self.sessions
 
     def end_if_done(self, *, flushing: bool = False, status: str = FINISHED) -> None:
         """End the group run when its clones are all done and the instance they were
