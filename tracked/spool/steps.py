@@ -339,7 +339,9 @@ class StepBuilder(_RunSteps):
         dataset = None
         if payload.datasets:
             summary, _context = payload.datasets[0]
-            dataset = (f"{stage}.input", summary.digest)
+            digest = getattr(summary, "digest", None)  # a DataSummary (``log_dataset``'s)
+            if isinstance(digest, str):
+                dataset = (f"{stage}.input", digest)
 
         def run() -> None:
             # A fit whose model failed links nothing (not to an older fit's model).
