@@ -92,7 +92,7 @@ class Context:
         self._finalizer: weakref.finalize | None = None
         #: The open session was opened (or adopted) by a ``with`` block, which ends it.
         self._explicit = False
-        #: ``fit`` calls of the instance running (``fit_begins``): only the outermost counts.
+        #: ``fit`` calls of the instance running (``fitting``): only the outermost counts.
         self._fits = 0
 
     def clone_of(self, origin: Context) -> None:
