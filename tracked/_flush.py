@@ -9,7 +9,9 @@ def flush(timeout: float | None = None) -> bool:
     """Wait until everything tracked so far in this process has been written.
 
     Records whose store is away count as written once they are in the spool. A stage's
-    series of folded calls ends here (its last records, a fit series' model, are written).
+    series of folded calls ends here (its last records, a fit series' model, are written),
+    and so do the parent runs of instances that were garbage-collected and the group runs
+    of clones none of which is open (a search that is done).
     Tracking failures collected meanwhile are reported now (raised, in strict mode).
 
     Args:

@@ -81,7 +81,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
         from tracked.delivery.context import context_for
         from tracked.recording.compose import Composer
 
-        context_for(self).open_session(self, Composer)
+        context_for(self).open_session(self, Composer, explicit=True)
 
     def _end(self, status: str) -> None:
         context = self.__dict__.get(CONTEXT_ATTRIBUTE)

@@ -67,6 +67,21 @@ def end_open_sessions(status: str | None = None, deadline: float | None = None) 
             session.end(status or _exit_status(session), may_raise=False, deadline=deadline)
 
 
+def end_done_with(*, flushing: bool = False, status: str = FINISHED) -> None:
+    """End the parent runs of instances that were garbage-collected (queued by their
+    finalizers), without waiting for the writer; then the clone group runs whose clones are
+    all done and whose origin is gone (``flushing``: ``tracked.flush()`` or exit, whether
+    or not it is)."""
+    while REGISTRY.abandoned:
+        try:
+            context = REGISTRY.abandoned.popleft()
+        except IndexError:  # another thread took the last one
+            break
+        context.close(status, wait=False)
+    for group in list(REGISTRY.clone_groups):
+        group.end_if_done(flushing=flushing, status=status)
+
+
 class _Cells:
     """IPython's cells as they run: which one is running, and whether a Ctrl-C ended it."""
 
@@ -160,6 +175,7 @@ def _flush(timeout: float | None) -> bool:
     for session in list(REGISTRY.open):  # open series end here: their records go now
         if session.pid == os.getpid() and session.usable:
             session.finish_pending(may_raise=True)
+    end_done_with(flushing=True)
     if timeout is None:
         deadline = time.monotonic() + wait_bound()
         drained = settle_all(deadline) and writer().flush(max(0.0, deadline - time.monotonic()))
@@ -178,6 +194,8 @@ def _at_exit() -> None:
     deadline = time.monotonic() + wait_bound()
     try:
         end_open_sessions(deadline=deadline)
+        with contextlib.suppress(Exception):  # nowhere left to raise to
+            end_done_with(flushing=True)
         # Sessions whose wait ended already (a Ctrl-C in a `with` exit) are not waited for
         # again: their records are in the spool.
         settle_all(deadline, at_exit=True)

@@ -189,3 +189,6 @@ class Progress:
     composed_step: int | None = None
     #: A registered model version: (name, version).
     version: tuple[str, str] | None = None
+    #: A stage's model logged: (the stage, the model's URI), which the metrics of its later
+    #: calls are linked to. Left out of the line when None (as every older line is).
+    model: tuple[str, str] | None = None
