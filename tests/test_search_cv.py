@@ -104,7 +104,7 @@ def test_max_tuning_runs_sets_how_many_candidates_get_a_run(memory):
 
 @pytest.mark.parametrize("value", [-1, 2.5, "5", True])
 def test_max_tuning_runs_must_be_a_count(value):
-    with pytest.raises(PipelineDefinitionError, match="max_tuning_runs must be a count"):
+    with pytest.raises(PipelineDefinitionError, match="max_tuning_runs must be None or a count"):
         type("Bad", (TrackedPipeline,), {"max_tuning_runs": value})
 
 

@@ -39,6 +39,29 @@ class StageFunction(wrapt.FunctionWrapper):
     __bound_function_wrapper__ = BoundStage
 
 
+class FitFunction(wrapt.FunctionWrapper):
+    """The wrapper of a pipeline's scikit-learn ``fit`` that is not a stage: its
+    beginning ends the previous fit's parent run (see ``Context.fitting``)."""
+
+    __bound_function_wrapper__ = BoundStage
+
+
+def _fit_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    context = getattr(instance, "__dict__", {}).get(CONTEXT_ATTRIBUTE)
+    if context is None or not context.owned_by(instance):
+        return wrapped(*args, **kwargs)
+    with context.fitting():
+        return wrapped(*args, **kwargs)
+
+
+def _wrap_fit(cls: type) -> None:
+    # Only a plain `fit` the class defines itself: a stage named `fit` is a stage, and an
+    # inherited one is wrapped in the class that defines it.
+    raw = vars(cls).get("fit")
+    if isinstance(raw, FunctionType) and stage_spec_of(raw) is None:
+        type.__setattr__(cls, "fit", FitFunction(raw, _fit_wrapper))
+
+
 def stage_spec_of(obj: object) -> StageSpec | None:
     """The spec of a wrapped stage, None for anything else."""
     if isinstance(obj, wrapt.FunctionWrapper):
@@ -228,6 +251,7 @@ def _instrument_one(cls: type) -> None:
     for name, (kind, raw) in _unwrapped_stages(cls).items():
         spec = StageSpec.of(raw, kind, cls.__name__)  # type: ignore[arg-type]
         type.__setattr__(cls, name, StageFunction(raw, make_stage_wrapper(spec)))
+    _wrap_fit(cls)
 
 
 def instrument(cls: type) -> None:

@@ -11,7 +11,8 @@ from tracked._meta import TrackedMeta, instrument
 from tracked.recording.spec import OperatorSlot
 from tracked.records.names import CONTEXT_ATTRIBUTE, SETTINGS_ATTRIBUTE
 from tracked.records.params import init_params, params_text
-from tracked.records.settings import Settings
+from tracked.records.report import guarded_entry
+from tracked.records.settings import Settings, strict_of
 from tracked.records.values import FINISHED, status_for
 
 #: What ``sklearn.base.clone`` carries over from the instance: its switch and its own settings
@@ -47,24 +48,40 @@ class TrackedPipeline(metaclass=TrackedMeta):
 
     # -- the parent run ---------------------------------------------------------------------
 
+    # The entry points below are guarded as stage calls are: a tracking failure (the store's
+    # library failing to import included) is a TrackingWarning (raised in strict mode),
+    # and the user's code runs on.
+
     def __enter__(self):
         """Open the parent run now (when tracking is on) and return the pipeline."""
         if self._tracking_active():
-            # The delivery layer and the composer load with the first tracked run, not with
-            # `import tracked` (as the capture machinery does, see recording/wrapper.py).
-            from tracked.delivery.context import context_for
-            from tracked.recording.compose import Composer
-
-            context_for(self).open_session(self, Composer)
+            guarded_entry("open the parent run", self._open, strict=strict_of(self), default=None)
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         """End the parent run: FINISHED, FAILED if the block raised, KILLED on Ctrl-C."""
-        self._end(status_for(exc_type))
+        status = status_for(exc_type)
+        guarded_entry(
+            "end the parent run",
+            lambda: self._end(status),
+            strict=strict_of(self),
+            may_raise=exc_type is None,  # the block's own exception is never replaced
+            default=None,
+        )
 
     def close(self) -> None:
         """End the parent run (FINISHED). The next stage call opens a new one."""
-        self._end(FINISHED)
+        guarded_entry(
+            "end the parent run", lambda: self._end(FINISHED), strict=strict_of(self), default=None
+        )
+
+    def _open(self) -> None:
+        # The delivery layer and the composer load with the first tracked run, not with
+        # `import tracked` (as the capture machinery does, see recording/wrapper.py).
+        from tracked.delivery.context import context_for
+        from tracked.recording.compose import Composer
+
+        context_for(self).open_session(self, Composer, explicit=True)
 
     def _end(self, status: str) -> None:
         context = self.__dict__.get(CONTEXT_ATTRIBUTE)
@@ -89,7 +106,14 @@ class TrackedPipeline(metaclass=TrackedMeta):
         sync`` gives it a store id later. Reading it waits for the writer to create the run.
         """
         session = self._last_session()
-        return session.run_id if session is not None else None
+        if session is None:
+            return None
+        return guarded_entry(
+            "read the parent run's id",
+            lambda: session.run_id,
+            strict=strict_of(self),
+            default=None,
+        )
 
     @property
     def model_uri(self) -> str | None:
@@ -98,7 +122,14 @@ class TrackedPipeline(metaclass=TrackedMeta):
         Waits for the writer to log what the pipeline did so far.
         """
         session = self._last_session()
-        return session.model_uri if session is not None else None
+        if session is None:
+            return None
+        return guarded_entry(
+            "read the composed model's URI",
+            lambda: session.model_uri,
+            strict=strict_of(self),
+            default=None,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy (pickle, copy.copy, deepcopy) gets its own tracking context, decided now:

@@ -122,6 +122,11 @@ OPTIONAL_MEMBERS = {
     "is_store_away": "(exc) -> bool: whether an exception means the store is away",
     "picklable": "bool: the backend may travel with a pickled pipeline (default True)",
     "prepare": "() -> None: import the store's library now, on the caller's thread",
+    "link_metrics": (
+        "(run_id, metrics, *, model_uri, dataset) -> None: log a run's metrics again, linked "
+        "to a logged model (a ``log_model`` URI) and the dataset ``(name, digest)`` they were "
+        "computed on, so that the store shows them with the model"
+    ),
 }
 
 
@@ -137,6 +142,7 @@ class Capabilities:
     is_store_away: Callable[[BaseException], bool] | None = None
     picklable: bool = True
     prepare: Callable[[], None] | None = None
+    link_metrics: Callable[..., None] | None = None
 
 
 def capabilities(backend: object) -> Capabilities:
@@ -156,6 +162,7 @@ def capabilities(backend: object) -> Capabilities:
         is_store_away=method("is_store_away"),
         picklable=bool(getattr(backend, "picklable", True)),
         prepare=method("prepare"),
+        link_metrics=method("link_metrics"),
     )
 
 

@@ -86,6 +86,8 @@ class MemoryBackend:
         self._ids = itertools.count(1)
         self.runs: dict[str, MemoryRun] = {}
         self.registry: dict[str, list[MemoryModelVersion]] = {}
+        #: Model URI -> the metrics linked to it: (run id, metric, dataset ``(name, digest)``).
+        self.model_metrics: dict[str, list[tuple[str, Metric, tuple[str, str] | None]]] = {}
 
     def find_run(
         self, *, experiment: str | None, parent_run_id: str | None, key: str, value: str
@@ -161,6 +163,19 @@ class MemoryBackend:
             run.models[name] = stored
             run.logged_models.append((name, stored, copy.deepcopy(input_example)))
             return f"memory:/{run_id}/{name}/{len(run.logged_models)}"
+
+    def link_metrics(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        *,
+        model_uri: str,
+        dataset: tuple[str, str] | None = None,
+    ) -> None:
+        with self._lock:
+            self._run(run_id)
+            linked = self.model_metrics.setdefault(model_uri, [])
+            linked.extend((run_id, metric, dataset) for metric in metrics)
 
     def log_artifact(self, run_id: str, path: str, content: bytes) -> None:
         with self._lock:

@@ -2,7 +2,7 @@
 
     tracked compare EXPERIMENT [--tracking-uri URI] [--metric NAME] [--top N]
                                [--format table|csv|json]
-    tracked sync [--spool DIR] [--tracking-uri URI] [--dry-run]
+    tracked sync [--spool DIR] [--tracking-uri URI] [--dry-run] [--discard-unverifiable]
     tracked status [--spool DIR]
 
 One function per subcommand (``compare_command``), registered on an argparse subparser by
@@ -39,6 +39,7 @@ from tracked.cli.compare import (  # noqa: F401 - re-exported for scripts and te
     write_table,
 )
 from tracked.records.ranking import lower_is_better  # noqa: F401 - re-exported
+from tracked.records.report import describe, logger
 from tracked.records.text import mask_secrets
 
 RANKING_RULE = """\
@@ -129,6 +130,12 @@ def _add_sync(commands: Any) -> None:
     sync.add_argument(
         "--dry-run", action="store_true", help="say what would be written; write nothing"
     )
+    sync.add_argument(
+        "--discard-unverifiable",
+        action="store_true",
+        help="first remove the runs that cannot be verified with your spool key (signed with "
+        "a key that is lost): their records are given up",
+    )
     sync.set_defaults(handler=sync_command)
 
 
@@ -165,6 +172,8 @@ def sync_command(args: argparse.Namespace) -> int:
     if not spool.is_dir():
         print(f"there is no spool at {spool} (the folder does not exist): nothing to sync")
         return 0
+    if args.discard_unverifiable:
+        _discard(spool, dry_run=args.dry_run)
     result = sync(spool, tracking_uri=args.tracking_uri, dry_run=args.dry_run, on_wait=_say_waiting)
     if args.dry_run and not (result.done or result.failures or result.remaining or result.refused):
         print(f"nothing to sync: the spool at {spool} holds no records")
@@ -184,6 +193,15 @@ def sync_command(args: argparse.Namespace) -> int:
             + (f"; {len(result.refused)} folders refused, not read" if result.refused else "")
         )
     return 0 if result.ok else 1
+
+
+def _discard(spool: Path, *, dry_run: bool) -> None:
+    from tracked.spool.discard import discard_unverifiable
+
+    for gone in discard_unverifiable(spool, dry_run=dry_run):
+        key = f"signed with key {gone.key_id}" if gone.key_id else "its key unnamed"
+        verb = "would discard" if dry_run else "discarded"
+        print(f"{verb} {gone.path} ({key}): {_scrub(gone.why)}")
 
 
 def status_command(args: argparse.Namespace) -> int:
@@ -254,6 +272,12 @@ def _run(args: argparse.Namespace) -> int:
         # The reader went away (`| head`): no traceback, and none at exit when Python flushes.
         with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        # Never a traceback from tracked: what failed, in one line (the traceback is on the
+        # `tracked` logger, at DEBUG).
+        logger.debug("tracked %s failed", args.command, exc_info=True)
+        print(f"tracked {args.command}: could not finish: {describe(exc)}", file=sys.stderr)
         return 1
 
 

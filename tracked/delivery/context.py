@@ -7,13 +7,15 @@ import contextvars
 import functools
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from tracked._version import __version__
 from tracked.backends.base import Backend, capabilities
-from tracked.delivery.groups import GroupRef
+from tracked.delivery import runtime
+from tracked.delivery.groups import CloneGroup, GroupRef
+from tracked.delivery.registry import REGISTRY
 from tracked.delivery.session import Composition, Session, default_run_name
 from tracked.records.config import killed_by_env
 from tracked.records.errors import TrackingError
@@ -84,6 +86,14 @@ class Context:
         #: Sessions of clones whose parent runs nest under this one's: ended with it (held
         #: strongly: the clones of ``cross_val_score`` are gone before it ends).
         self._dependents: set[Session] = set()
+        #: The group run of this instance's clones that open runs outside its own.
+        self._clone_group: CloneGroup | None = None
+        #: Ends the open parent run when the instance is garbage-collected (see ``watch``).
+        self._finalizer: weakref.finalize | None = None
+        #: The open session was opened (or adopted) by a ``with`` block, which ends it.
+        self._explicit = False
+        #: ``fit`` calls of the instance running (``fitting``): only the outermost counts.
+        self._fits = 0
 
     def clone_of(self, origin: Context) -> None:
         """This context's instance is a clone of ``origin``'s: while ``origin``'s parent run is
@@ -154,19 +164,43 @@ class Context:
             stack[-1].operator = value
             stack[-1].assigned = True
 
-    def open_session(self, instance: object, composer: Callable[[], Composition]) -> Session:
+    def open_session(
+        self,
+        instance: object,
+        composer: Callable[[], Composition],
+        *,
+        explicit: bool = False,
+    ) -> Session:
         """The current session, started if needed; a new one after the last has ended.
 
-        ``composer`` makes the new session's composer (the recording layer's ``Composer``).
+        ``composer`` makes the new session's composer (the recording layer's ``Composer``);
+        ``explicit``: a ``with`` block opens it (and will end it).
         """
         origin = None
+        if REGISTRY.abandoned or REGISTRY.clone_groups:
+            runtime.end_done_with()
         with self._lock:
             session = self.session
             if session is None or session.ended:
+                self._explicit = False
                 origin = self._open_origin() if self.attached is None else None
+                # A clone opened by a stage call (a search's, a fold's) joins its origin's
+                # clone group; one the user opens with `with` is a run of its own.
+                family = None
+                if origin is None and self.attached is None and not explicit:
+                    family = self._family()
                 session = self.session = build_session(
-                    instance, self.attached, self.group, origin=origin, composer=composer()
+                    instance,
+                    self.attached,
+                    self.group,
+                    origin=origin,
+                    family=family,
+                    composer=composer(),
                 )
+                group = family._clone_group if family is not None else None
+                if group is not None and session.outer_run_id == group.run_id:
+                    group.joined(session)
+            self._explicit = self._explicit or explicit
         if origin is not None and session.outer_run_id is not None:
             origin_context = self._origin() if self._origin is not None else None
             if origin_context is not None:
@@ -174,25 +208,90 @@ class Context:
         session.start()
         if session.started:
             self.last_session = session
+            self.watch(instance)
         return session
 
-    def close(self, status: str = FINISHED) -> None:
+    @contextlib.contextmanager
+    def fitting(self) -> Iterator[None]:
+        """Around a scikit-learn ``fit`` of the instance: when it is the outermost one and
+        no stage runs, a parent run that stage calls opened outside a ``with`` block is the
+        previous fit's, and ends (without waiting): this fit's stages open a new one."""
+        if self._fits == 0 and not self.stack():
+            session = self.session
+            if session is not None and session.started and session.owned and not self._explicit:
+                self.close(FINISHED, wait=False)
+        self._fits += 1
+        try:
+            yield
+        finally:
+            self._fits -= 1
+
+    def _family(self) -> Context | None:
+        """The context of the instance this one was cloned from, while it lives."""
+        return self._origin() if self._origin is not None else None
+
+    def watch(self, instance: object) -> None:
+        """End the instance's open parent run when the instance is garbage-collected: a
+        search's clone, a fold's, is done with then (not only at interpreter exit)."""
+        if self._finalizer is not None or not self.owned_by(instance):
+            return
+        # The finalizer may run in any thread at any allocation: it only queues this context.
+        self._finalizer = weakref.finalize(instance, REGISTRY.abandoned.append, self)
+        self._finalizer.atexit = False  # at exit, the runtime ends every open run itself
+
+    def clone_group_run(
+        self,
+        instance: object,
+        backend: Backend,
+        experiment: str | None,
+        parent_run_id: str | None,
+        strict: bool,
+    ) -> str | None:
+        """The id of the group run that ``instance``, a clone of this context's instance,
+        nests its parent run under; started with the first clone (None: none could be)."""
+        with self._lock:
+            group = self._clone_group
+            if group is not None and not group.ended and group.backend is backend:
+                return group.run_id
+            owner = self._owner() if self._owner is not None else None
+            if owner is None:
+                return None
+            name = f"{default_run_name(owner)} clones"
+            if experiment is None and parent_run_id is None:
+                experiment = type(instance).__name__
+            group = CloneGroup.start(
+                backend,
+                experiment=experiment,
+                parent_run_id=parent_run_id,
+                name=name,
+                pipeline=qualified_name(instance),
+                strict=strict,
+            )
+            if group is None:
+                return None
+            self._clone_group = group
+            finalizer = weakref.finalize(owner, group.mark_origin_gone)
+            finalizer.atexit = False
+            return group.run_id
+
+    def close(self, status: str = FINISHED, *, wait: bool = True) -> None:
         """End the session; a copy attached to another's run detaches from it for good.
 
         Tracking failures are raised (strict mode) only when the run ends FINISHED: an
-        exception that ended the block is the user's, and is never replaced.
+        exception that ended the block is the user's, and is never replaced. ``wait=False``
+        hands the ends on without waiting for the writer (see ``Session.end``).
         """
         dependents, self._dependents = self._dependents, set()
         for dependent in dependents:
             # Clones nested under this parent run end with it (first: they are inside it).
             if not dependent.ended:
                 with contextlib.suppress(Exception):
-                    dependent.end(status, may_raise=False)
+                    dependent.end(status, may_raise=False, wait=wait)
         with self._lock:
             session, self.session = self.session, None
             self.attached = None
         if session is not None:
-            session.end(status, may_raise=status == FINISHED)
+            session.end(status, may_raise=status == FINISHED, wait=wait)
 
 
 def _picklable_backend(backend: object) -> bool:
@@ -219,13 +318,16 @@ def build_session(
     group: GroupRef | None = None,
     *,
     origin: Session | None = None,
+    family: Context | None = None,
     composer: Composition,
 ) -> Session:
     """A session for ``instance``: its store, experiment, run name, params and outer run.
 
     The parent run nests under, in this order: the run a copy is attached to (it logs into
     it), the open parent run of the instance it was cloned from (``origin``), the instance's
-    group, the calling thread's active MLflow run or ``MLFLOW_RUN_ID``.
+    group, the calling thread's active MLflow run or ``MLFLOW_RUN_ID``. A clone whose origin
+    has no open run (``family``: the origin's context) nests under the group run of the
+    origin's clones, itself placed where the clone's run would have been.
     """
     settings = Settings.of(instance)
     experiment = settings.experiment
@@ -237,6 +339,11 @@ def build_session(
             backend = attached["backend"] or _resolve_backend(instance, settings, group)
         else:
             backend, outer, experiment = _placement(instance, settings, group, origin)
+            if family is not None:
+                grouped = family.clone_group_run(
+                    instance, backend, experiment, outer, settings.strict
+                )
+                outer = grouped if grouped is not None else outer
         where = f"pipeline {type(instance).__name__}"
         params = flatten(instance.get_params(deep=True), where=where) if attached is None else {}
     except TrackingError:

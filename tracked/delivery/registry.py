@@ -9,6 +9,7 @@ clears it (``forget``) and starts again from the sessions it inherits.
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import Any
 
@@ -30,6 +31,12 @@ class Registry:
     away: dict[str, float] = field(factory=dict)
     #: This process is a forked child: its sessions write synchronously (see ``Session``).
     forked_child: bool = False
+    #: Contexts whose instance was garbage-collected with a parent run open: appended by a
+    #: weakref finalizer (which may run anywhere, so it only appends), ended at the next
+    #: session's start, ``tracked.flush()`` or exit.
+    abandoned: collections.deque[Any] = field(factory=collections.deque)
+    #: The group runs of clones (``CloneGroup``) not ended yet.
+    clone_groups: set[Any] = field(factory=set)
 
     def store_away(self, uri: str) -> None:
         self.away[uri] = time.monotonic() + AWAY_BACKOFF_S
@@ -44,6 +51,8 @@ class Registry:
         self.open.clear()
         self.with_reports.clear()
         self.busy.clear()  # the parent's writer does those entries, not the child's
+        self.abandoned.clear()
+        self.clone_groups.clear()  # the parent process ends its groups
         self.forked_child = True
         return inherited
 

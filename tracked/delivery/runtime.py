@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from tracked.backends.base import when_store_library_loads
 from tracked.delivery.registry import REGISTRY
 from tracked.delivery.writer import fresh_writer, writer
-from tracked.records.config import wait_bound
+from tracked.records.config import is_strict, wait_bound
+from tracked.records.report import guarded_entry
 from tracked.records.values import FINISHED, KILLED, status_for
 
 if TYPE_CHECKING:
@@ -64,6 +65,21 @@ def end_open_sessions(status: str | None = None, deadline: float | None = None) 
         # Strict mode at exit: there is nowhere left to raise to.
         with contextlib.suppress(Exception):
             session.end(status or _exit_status(session), may_raise=False, deadline=deadline)
+
+
+def end_done_with(*, flushing: bool = False, status: str = FINISHED) -> None:
+    """End the parent runs of instances that were garbage-collected (queued by their
+    finalizers), without waiting for the writer; then the clone group runs whose clones are
+    all done and whose origin is gone (``flushing``: ``tracked.flush()`` or exit, whether
+    or not it is)."""
+    while REGISTRY.abandoned:
+        try:
+            context = REGISTRY.abandoned.popleft()
+        except IndexError:  # another thread took the last one
+            break
+        context.close(status, wait=False)
+    for group in list(REGISTRY.clone_groups):
+        group.end_if_done(flushing=flushing, status=status)
 
 
 class _Cells:
@@ -152,9 +168,14 @@ def _sessions_of_forked_child() -> None:
 
 def flush(timeout: float | None = None) -> bool:
     """``tracked.flush`` once the delivery layer is loaded (see ``tracked/_flush.py``)."""
+    return guarded_entry("flush", lambda: _flush(timeout), strict=is_strict(None), default=False)
+
+
+def _flush(timeout: float | None) -> bool:
     for session in list(REGISTRY.open):  # open series end here: their records go now
         if session.pid == os.getpid() and session.usable:
             session.finish_pending(may_raise=True)
+    end_done_with(flushing=True)
     if timeout is None:
         deadline = time.monotonic() + wait_bound()
         drained = settle_all(deadline) and writer().flush(max(0.0, deadline - time.monotonic()))
@@ -173,6 +194,8 @@ def _at_exit() -> None:
     deadline = time.monotonic() + wait_bound()
     try:
         end_open_sessions(deadline=deadline)
+        with contextlib.suppress(Exception):  # nowhere left to raise to
+            end_done_with(flushing=True)
         # Sessions whose wait ended already (a Ctrl-C in a `with` exit) are not waited for
         # again: their records are in the spool.
         settle_all(deadline, at_exit=True)

@@ -216,11 +216,18 @@ class Session(Waiting, Outbox, Sink, Reports):
     # -- back on the caller's thread --------------------------------------------------------
 
     def end(
-        self, status: str = FINISHED, *, may_raise: bool = True, deadline: float | None = None
+        self,
+        status: str = FINISHED,
+        *,
+        may_raise: bool = True,
+        deadline: float | None = None,
+        wait: bool = True,
     ) -> None:
         """End the parent run with ``status`` and wait for its records to be written, until
         ``deadline`` (``time.monotonic()``; default: ``TRACKED_EXIT_TIMEOUT`` from now).
 
+        ``wait=False`` only hands the end on (an instance that was garbage-collected: the
+        next ``tracked.flush()`` or the exit waits, and reports what failed).
         A copy's session never ends the run it logs under; it only says it is done.
         """
         failed: BaseException | None = None
@@ -255,6 +262,10 @@ class Session(Waiting, Outbox, Sink, Reports):
                 entry = Detach()
             self._note_spool_cap()
             self._submit(entry, None)
+        if not wait:
+            if failed is not None:
+                raise failed
+            return
         if deadline is None:
             deadline = time.monotonic() + wait_bound()
         try:

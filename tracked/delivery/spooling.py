@@ -39,13 +39,15 @@ class SpoolFolder:
         from tracked.spool.folder import SessionSpool
         from tracked.spool.format import spool_root
 
-        root = spool_root()
+        root = None
         try:
+            # Inside: with no home folder to hold it, finding the spool may fail too.
+            root = spool_root()
             self.spool = SessionSpool(root, header)
         except Exception as exc:
             self._note(
-                f"could not write the spool at {root} ({describe(exc)}): records wait in "
-                "memory only, and are lost if the tracking store is away",
+                f"could not write the spool at {root or 'its place'} ({describe(exc)}): "
+                "records wait in memory only, and are lost if the tracking store is away",
                 exc,
                 key=f"spool-unwritable:{root}",
             )

@@ -33,6 +33,7 @@ class Waiting:
         if not self.owned:
             return self.state.runs.get(self.parent_ref, self.parent_ref)
         if not self._created.is_set():
+            writer().expedite(self)
             with writer().urgent():
                 bound = wait_bound()
                 created = self._created.wait(None if bound > threading.TIMEOUT_MAX else bound)

@@ -102,6 +102,24 @@ class Writer:
             self._job_done()
             raise
 
+    def expedite(self, session: Any) -> None:
+        """Move ``session``'s queued jobs, in their order, to the front of the queue.
+
+        Someone waits for the run id: a search's refit should not wait
+        behind the records of every fold before it. Each session's jobs keep their order,
+        and a session's runs nest only under its own runs or under runs that already have a
+        store id, so no job depends on another session's job still queued.
+        """
+        with self._queue.mutex:
+            jobs = self._queue.queue
+            mine = [job for job in jobs if getattr(job, "session", None) is session]
+            if not mine:
+                return
+            rest = [job for job in jobs if getattr(job, "session", None) is not session]
+            jobs.clear()
+            jobs.extend(mine)
+            jobs.extend(rest)
+
     def _job_done(self) -> None:
         with self._idle:
             self._unfinished -= 1

@@ -22,8 +22,10 @@ from tracked.recording.evaluate import evaluate, guarded
 from tracked.recording.fitted import fitted_state
 from tracked.recording.phase import BASIS_UNKNOWN, decide_phase
 from tracked.records.names import (
+    DURATION_METRIC,
     ERROR_TAG,
     ERROR_TAG_LIMIT,
+    FITTED_METRIC_PREFIX,
     INPUT_DIGEST_TAG,
     KIND_TAG,
     OPERATOR_ATTRIBUTE,
@@ -112,7 +114,7 @@ def capture(
     )
     if seen.inputs is not None:
         tags[INPUT_DIGEST_TAG] = seen.inputs.digest
-    duration = Metric(key="duration_s", value=call.duration, timestamp=call.start_ms)
+    duration = Metric(key=DURATION_METRIC, value=call.duration, timestamp=call.start_ms)
     draft = _Draft(tags=tags, metrics=[duration])
     _read_operator(call, seen, draft)
     _read_result(call, seen, draft)
@@ -335,12 +337,12 @@ def fitted_metrics(operator: Any, artifacts: dict[str, bytes], stamp: int) -> li
     state = fitted_state(operator)
     artifacts["fitted_attributes.json"] = json.dumps(state.document, indent=1).encode()
     metrics = [
-        Metric(key=f"fitted.{name}", value=value, timestamp=stamp)
+        Metric(key=f"{FITTED_METRIC_PREFIX}{name}", value=value, timestamp=stamp)
         for name, value in state.scalars.items()
     ]
     for name, values in state.histories.items():
         metrics.extend(
-            Metric(key=f"fitted.{name}", value=value, step=step, timestamp=stamp)
+            Metric(key=f"{FITTED_METRIC_PREFIX}{name}", value=value, step=step, timestamp=stamp)
             for step, value in enumerate(values)
         )
     return metrics

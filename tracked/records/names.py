@@ -37,9 +37,23 @@ PARENT_STAGE_TAG = "tracked.parent_stage"
 
 
 GROUP_TAG = "tracked.group"
+#: On the group run of one instance's clones (a search): the pipeline class they are.
+CLONES_OF_TAG = "tracked.clones_of"
 
 
 DEFAULT_EXPERIMENT = "Default"
+
+#: A stage run's metric: how long the call took.
+DURATION_METRIC = "duration_s"
+#: A stage run's metrics of numeric fitted attributes (``fitted.n_iter_``).
+FITTED_METRIC_PREFIX = "fitted."
+
+
+def judges_a_model(metric: str) -> bool:
+    """Whether a stage run's metric says how good its model is (a training or evaluation
+    score), which MLflow shows with the model, rather than describing the call."""
+    return metric != DURATION_METRIC and not metric.startswith(FITTED_METRIC_PREFIX)
+
 
 #: On every parent run: the pipeline class (``module.Name``) that made it.
 PIPELINE_TAG = "tracked.pipeline"

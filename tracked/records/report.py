@@ -20,11 +20,15 @@ import re
 import sys
 import threading
 import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 from tracked.records.errors import StoreError, TrackingError, TrackingWarning
 from tracked.records.text import mask_secrets, shorten
 
 logger = logging.getLogger("tracked")
+
+T = TypeVar("T")
 
 
 class _Masked(logging.Filter):
@@ -157,6 +161,34 @@ def report_failure(what: str, exc: BaseException, *, strict: bool, may_raise: bo
                 _warn(msg)
 
 
+def guarded_entry(
+    what: str, call: Callable[[], T], *, strict: bool, may_raise: bool = True, default: T
+) -> T:
+    """``call()`` at one of the library's entry points (the ``with`` enter and exit,
+    ``close()``, ``run_id``, ``model_uri``, ``flush()``), as a stage call is guarded: a
+    tracking failure (the store's library failing to import included) is reported by
+    ``report_failure`` and ``default`` returned, so that the user's code runs on.
+
+    Args:
+        what: the step, phrased to follow "tracked could not ...".
+        may_raise: False while a user's exception is in flight (a ``with`` block that
+            raised): nothing raised here may replace it.
+    """
+    try:
+        return call()
+    except Warning:
+        if may_raise:
+            raise  # a warning the user's filters turned into an error: theirs to see
+        return default
+    except TrackingError:
+        if may_raise:
+            raise  # strict mode, reported already: not wrapped in a second message
+        return default
+    except Exception as exc:
+        report_failure(what, exc, strict=strict, may_raise=may_raise)
+        return default
+
+
 def notice(what: str, key: str, *, warn: bool = True) -> None:
     """A warning that is not a failure (e.g. nothing to capture), once per ``key``.
 
@@ -182,6 +214,9 @@ FOREIGN_LOGGERS = (
     "mlflow.store.artifact.artifact_repo",
     "mlflow.tracking._tracking_service.client",
     "mlflow.tracking.client",
+    # A user id without a passwd entry (a container's) fails MLflow's user tag on every
+    # logged model ("getpwuid(): uid not found"): nothing of the user's is lost by it.
+    "mlflow.tracking.context.registry",
     "mlflow.utils.rest_utils",
     "mlflow.models.model",
     "mlflow.models.signature",

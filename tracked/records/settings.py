@@ -382,6 +382,16 @@ def class_setting(cls: type, name: str) -> Any:
     return _FIELDS[name].default
 
 
+def strict_of(instance: object) -> bool:
+    """Whether tracking failures raise for ``instance``, before its parent run opens (its
+    session's settings say it after): ``TRACKED_STRICT`` > ``configure`` > the class body."""
+    env = env_flag(STRICT_VAR)
+    if env is not None:
+        return env
+    own = overrides(instance)
+    return bool(own["strict"] if "strict" in own else class_setting(type(instance), "strict"))
+
+
 def overrides(instance: object) -> dict[str, Any]:
     """What ``tracked.configure`` set on ``instance``."""
     return dict(getattr(instance, "__dict__", {}).get(SETTINGS_ATTRIBUTE, {}))

@@ -27,7 +27,7 @@ folder's lock (skipping one that is held) and the spool's.
 Modules: ``format`` (layout, safety checks, file helpers), ``key`` (the key, MACs),
 ``records``, ``codec``, ``lock``, ``folder`` (the writer's side), ``reader`` (sync and
 status's side), ``steps`` and ``replay`` (entries to a store, step by named step), ``sync``,
-``status``.
+``status``, ``discard`` (``tracked sync --discard-unverifiable``).
 
 Imports: the spool layer stands on the library's floor only: ``tracked._records`` (values),
 ``tracked._capture``'s text helpers (``mask_secrets``), ``tracked._report``, ``tracked._errors``

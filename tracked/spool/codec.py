@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from tracked.spool.key import mac, verify
 from tracked.spool.records import (
@@ -36,6 +37,11 @@ FORMAT = 2
 FORMAT_1_VERSION = "0.1.0"
 
 converter = cattrs.Converter(forbid_extra_keys=True)
+# A progress note without a stage model keeps the exact form it had before the field came.
+converter.register_unstructure_hook(
+    Progress,
+    make_dict_unstructure_fn(Progress, converter, model=override(omit_if_default=True)),
+)
 
 
 class Damaged(ValueError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 from pathlib import Path
 
 import attrs
@@ -17,19 +16,20 @@ from tracked.spool.format import (
     HEADER,
     INCOMPLETE,
     LOCK,
+    NOFOLLOW,
     PAYLOADS,
     PRIVATE_DIR,
     PROGRESS,
     RELEASED,
-    fsync_directory,
     make_private_dir,
     max_bytes,
     open_private,
     spool_size,
+    unsafe,
     write_all,
     write_private,
 )
-from tracked.spool.key import spool_key
+from tracked.spool.key import fingerprint, writer_key
 from tracked.spool.lock import unlock
 from tracked.spool.records import (
     Entry,
@@ -39,6 +39,35 @@ from tracked.spool.records import (
     StageEntry,
     StagePayload,
 )
+
+#: How a folder of the spool is opened: a folder, never through a symbolic link.
+DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | NOFOLLOW
+
+
+class SpoolRefused(OSError):
+    """The spool's folder is not the user's own (another user's, writable by others, a
+    link): nothing is written there. The message is the one ``tracked status`` gives."""
+
+
+def open_folder(path: Path, what: str) -> int:
+    """A handle of the folder ``path`` (never through a link), checked as ``tracked
+    status`` checks it: the user's own, and no one else may write it.
+
+    Raises:
+        SpoolRefused: it is not (the same words as ``tracked status``).
+    """
+    try:
+        fd = os.open(path, DIRECTORY_FLAGS)
+    except OSError as exc:
+        why = unsafe(path, what, os.lstat(path))  # a link or a file: said as status says it
+        if why is not None:
+            raise SpoolRefused(why) from None
+        raise exc from None
+    why = unsafe(path, what, os.fstat(fd))
+    if why is not None:
+        os.close(fd)
+        raise SpoolRefused(why)
+    return fd
 
 
 class SessionSpool:
@@ -54,25 +83,40 @@ class SessionSpool:
     """
 
     def __init__(self, root: Path, header: Header) -> None:
-        key = spool_key(create=True)
-        self._key = key
+        make_private_dir(root)
+        # Every file is opened relative to handles of the root and of the session folder
+        # held open (no symbolic link followed at any step): renaming or swapping a folder
+        # on the way (its parent's owner may, in a sticky folder) changes nothing of what
+        # this writes, nor where.
         self.session = header.session
         self.path = root / header.session
-        make_private_dir(root)
-        os.mkdir(self.path, PRIVATE_DIR)
-        os.chmod(self.path, PRIVATE_DIR)  # whatever the umask
-        self._lock = open_private(self.path / LOCK, os.O_RDWR | os.O_CREAT)
-        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new folder: never held
-        write_private(self.path / HEADER, codec.encode_header(header, key))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        self._entries = open_private(self.path / ENTRIES, flags)
-        self._progress = open_private(self.path / PROGRESS, flags)
-        self._payloads = open_private(self.path / PAYLOADS, flags)
+        self._dir = self._lock = self._entries = self._progress = self._payloads = -1
+        self._root = open_folder(root, "the spool")
+        try:
+            key = self._key = writer_key(root)
+            os.mkdir(header.session, PRIVATE_DIR, dir_fd=self._root)
+            self._dir = os.open(header.session, DIRECTORY_FLAGS, dir_fd=self._root)
+            os.fchmod(self._dir, PRIVATE_DIR)  # whatever the umask
+            self._lock = self._open(LOCK, os.O_RDWR | os.O_CREAT)
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new folder: never held
+            header = attrs.evolve(header, key_id=fingerprint(key))
+            write_private(HEADER, codec.encode_header(header, key), dir_fd=self._dir)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            self._entries = self._open(ENTRIES, flags)
+            self._progress = self._open(PROGRESS, flags)
+            self._payloads = self._open(PAYLOADS, flags)
+        except BaseException:
+            self.close()  # no descriptor kept by a folder that never opened
+            self._unlock()
+            raise
         self._payload_size = 0
         self.max_bytes = max_bytes()
         self._size = spool_size(root)
         #: Stage entries kept without their heavy parts (the cap was reached).
         self.dropped = 0
+
+    def _open(self, name: str, flags: int) -> int:
+        return open_private(name, flags, dir_fd=self._dir)
 
     def append(self, entry: Entry, payload: StagePayload | None, data: bytes | None) -> None:
         """Add an entry, with its payload (``data``: its pickle) written first, so that the
@@ -105,18 +149,17 @@ class SessionSpool:
 
     def make_durable(self) -> None:
         """fsync everything written so far: the session's records stay here for a while."""
-        for fd in (self._payloads, self._entries, self._progress):
+        for fd in (self._payloads, self._entries, self._progress, self._dir, self._root):
             with contextlib.suppress(OSError):
                 os.fsync(fd)
-        for folder in (self.path, self.path.parent):
-            fsync_directory(folder)
 
     def release(self) -> None:
         """The writer is done with this folder: it is ``tracked sync``'s now."""
         self.close()
         with contextlib.suppress(OSError):
-            write_private(self.path / RELEASED, b"")
-        fsync_directory(self.path)
+            write_private(RELEASED, b"", dir_fd=self._dir)
+        with contextlib.suppress(OSError):
+            os.fsync(self._dir)
         self._unlock()
 
     def mark_incomplete(self, reason: str) -> None:
@@ -126,8 +169,9 @@ class SessionSpool:
         ``release`` or ``remove``: the process still writes the run to the store."""
         self.close()
         with contextlib.suppress(OSError):
-            write_private(self.path / INCOMPLETE, reason.encode())
-        fsync_directory(self.path)
+            write_private(INCOMPLETE, reason.encode(), dir_fd=self._dir)
+        with contextlib.suppress(OSError):
+            os.fsync(self._dir)
 
     def close(self) -> None:
         """Close the files written (the lock stays held)."""
@@ -142,13 +186,30 @@ class SessionSpool:
         with contextlib.suppress(OSError):
             os.close(self._lock)  # the parent's descriptor keeps the lock
         self._lock = -1
+        self._close_folders()
 
     def remove(self) -> None:
-        """Everything reached the store: the folder goes."""
+        """Everything reached the store: the folder goes (this session's folder, found by
+        its handle: whatever now has its name elsewhere is left alone)."""
         self.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            for child in os.scandir(self._dir):
+                if not child.is_dir(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        os.unlink(child.name, dir_fd=self._dir)
+            mine = os.fstat(self._dir)
+            named = os.stat(self.session, dir_fd=self._root, follow_symlinks=False)
+            if (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino):
+                os.rmdir(self.session, dir_fd=self._root)
         self._unlock()
 
     def _unlock(self) -> None:
         unlock(self._lock)
         self._lock = -1
+        self._close_folders()
+
+    def _close_folders(self) -> None:
+        for fd in (self._dir, self._root):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._dir = self._root = -1

@@ -31,6 +31,7 @@ import warnings
 from pathlib import Path
 
 from tracked.records.errors import TrackingWarning
+from tracked.records.homes import own_place
 
 SPOOL_ENV = "TRACKED_SPOOL_DIR"
 #: The cap on the spool's size in bytes (see ``tracked.spool.folder.SessionSpool``).
@@ -54,13 +55,17 @@ PRIVATE_DIR = 0o700
 
 
 def spool_root() -> Path:
-    """``TRACKED_SPOOL_DIR``, else the user cache directory's ``tracked/spool``."""
+    """``TRACKED_SPOOL_DIR``, else the user cache directory's ``tracked/spool``, else (no
+    home folder, or one that cannot be written) ``<tmp>/tracked-<uid>/spool``."""
     configured = os.environ.get(SPOOL_ENV)
     if configured:
         return Path(configured).expanduser()
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("tracked")) / "spool"
+    def cache() -> Path:
+        return Path(platformdirs.user_cache_dir("tracked")) / "spool"
+
+    return own_place(cache, "spool")
 
 
 def max_bytes() -> int:
@@ -115,21 +120,41 @@ def make_private_dir(folder: Path) -> None:
     os.chmod(folder, PRIVATE_DIR)  # whatever the umask
 
 
-def open_private(path: Path, flags: int) -> int:
-    """``os.open`` of a spool file: 0600 when created, never through a symbolic link."""
-    fd = os.open(path, flags | NOFOLLOW, PRIVATE_FILE)
-    if flags & os.O_CREAT:
-        try:
+class LinkedFile(OSError):
+    """A spool file with more than one name (a hard link): never written."""
+
+
+def open_private(path: Path | str, flags: int, *, dir_fd: int | None = None) -> int:
+    """``os.open`` of a spool file: 0600 when created, never through a symbolic link, never
+    a file that has another name elsewhere (a hard link: what is written would land in the
+    other file too; checked before anything is truncated or written). ``path`` is relative
+    to the open folder ``dir_fd`` when given.
+
+    Raises:
+        LinkedFile: the file has more than one link.
+    """
+    fd = os.open(path, (flags & ~os.O_TRUNC) | NOFOLLOW, PRIVATE_FILE, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            msg = (
+                f"the spool file {path} has {st.st_nlink} names (a hard link to a file "
+                "elsewhere), which a spool never makes: it is not written; remove it"
+            )
+            raise LinkedFile(msg)
+        if flags & os.O_CREAT:
             os.fchmod(fd, PRIVATE_FILE)  # whatever the umask
-        except OSError:
-            os.close(fd)
-            raise
+        if flags & os.O_TRUNC:
+            os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write a small spool file (0600, no symbolic link followed)."""
-    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+def write_private(path: Path | str, data: bytes, *, dir_fd: int | None = None) -> None:
+    """Write a small spool file (0600, no symbolic link followed, no hard link written)."""
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd=dir_fd)
     try:
         write_all(fd, data)
     finally:

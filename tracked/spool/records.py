@@ -33,6 +33,10 @@ class Header:
     pid: int = field(factory=os.getpid)
     host: str = field(factory=hostname)
     created_ms: int = field(factory=now_ms)
+    #: The fingerprint of the spool key that signs the folder (``tracked.spool.key``): which
+    #: key to restore when it is missing. None in folders written before it was noted: they
+    #: are checked against the current key.
+    key_id: str | None = None
 
     @property
     def owns_parent(self) -> bool:
@@ -185,3 +189,6 @@ class Progress:
     composed_step: int | None = None
     #: A registered model version: (name, version).
     version: tuple[str, str] | None = None
+    #: A stage's model logged: (the stage, the model's URI), which the metrics of its later
+    #: calls are linked to. Left out of the line when None (as every older line is).
+    model: tuple[str, str] | None = None

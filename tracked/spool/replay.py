@@ -64,6 +64,12 @@ class ReplayState:
     model_uri: str | None = None
     #: The composed models (their ``composed_step``) that reached the store.
     composed: set[int] = field(factory=set)
+    #: ``composed_step`` -> the URI of that composed model (the parent's metrics link to it).
+    composed_models: dict[int, str] = field(factory=dict)
+    #: Stage -> the URI of the model its latest fit logged (its metrics link to it).
+    models: dict[str, str] = field(factory=dict)
+    #: Entry seq -> the URI of the stage model that entry logged.
+    entry_models: dict[int, str] = field(factory=dict)
     model_version: tuple[str, str] | None = None
     #: The latest evaluation metrics of a prediction pass (not kept in the spool).
     evaluation: dict[str, float] = field(factory=dict)
@@ -85,6 +91,12 @@ class ReplayState:
             self.model_uri = event.model_uri
         if event.composed_step is not None:
             self.composed.add(event.composed_step)
+            if event.model_uri is not None:
+                self.composed_models[event.composed_step] = event.model_uri
+        if event.model is not None:
+            stage, uri = event.model
+            self.models[stage] = uri
+            self.entry_models[event.seq] = uri
         if event.version is not None:
             self.model_version = event.version
 

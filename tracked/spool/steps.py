@@ -3,8 +3,9 @@
 Names never depend on positions: a stage's steps are ``create_run``, ``score:<metric>`` (a
 metric that could not be computed: reported), ``log``, ``nested:<i>:create_run`` /
 ``nested:<i>:log`` / ``nested:<i>:end_run``, ``pictures``, ``artifact:<file>``,
-``dataset:<i>``, ``model`` (in a sweep: ``aside``), ``parent_log`` (or ``parent_metrics``,
-``parent_tags``), ``composed``, ``register``, ``tag_version``, ``end_run``; a start's
+``dataset:<i>``, ``model`` (in a sweep: ``aside``), ``link``, ``parent_log`` (or
+``parent_metrics``, ``parent_tags``), ``composed``, ``register``, ``tag_version``,
+``parent_link``, ``end_run``; a start's
 ``create_run`` and ``params``; an end's ``metrics`` and ``end_run``.
 """
 
@@ -12,7 +13,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tracked.records.names import LEFT_OUT_TAG, LOCAL_ID_TAG, VERIFIED_REASON_TAG, VERIFIED_TAG
+from tracked.backends.base import capabilities
+from tracked.records.names import (
+    LEFT_OUT_TAG,
+    LOCAL_ID_TAG,
+    VERIFIED_REASON_TAG,
+    VERIFIED_TAG,
+    judges_a_model,
+)
 from tracked.records.values import Metric
 from tracked.spool import aside
 from tracked.spool.records import (
@@ -235,6 +243,7 @@ class StepBuilder(_RunSteps):
         for index, nested in enumerate(entry.nested):
             steps.extend(self._nested(entry, nested, f"nested:{index}:"))
         steps.extend(self._files(entry, payload, child))
+        steps.extend(self._link(entry, payload, metrics, child))
         steps.extend(self._parent(entry, payload, parent_metrics))
         if entry.ends_run:
             steps.append(
@@ -303,12 +312,46 @@ class StepBuilder(_RunSteps):
                 Step(
                     "model",
                     f"log the model of stage {stage!r}",
-                    lambda: backend.log_model(
-                        child(), entry.model_name, payload.model, **self._model_options()
-                    ),
+                    lambda: {
+                        "model": (
+                            stage,
+                            backend.log_model(
+                                child(), entry.model_name, payload.model, **self._model_options()
+                            ),
+                        )
+                    },
                 )
             )
         return steps
+
+    def _link(
+        self, entry: StageEntry, payload: StagePayload, metrics: list[Metric], child
+    ) -> list[Step]:
+        """Link the stage run's metrics to the stage's model and input dataset (MLflow 3's
+        model page shows them): to the model this entry logged (a fit's training metrics),
+        else to the model the stage's latest fit logged (an inference's evaluation)."""
+        link = capabilities(self.backend).link_metrics
+        metrics = [m for m in metrics if judges_a_model(m.key)]
+        if link is None or not metrics:
+            return []
+        stage = entry.stage
+        own = payload.model is not None and not self.keep_aside
+        dataset = None
+        if payload.datasets:
+            summary, _context = payload.datasets[0]
+            digest = getattr(summary, "digest", None)  # a DataSummary (``log_dataset``'s)
+            if isinstance(digest, str):
+                dataset = (f"{stage}.input", digest)
+
+        def run() -> None:
+            # A fit whose model failed links nothing (not to an older fit's model).
+            state = self.state
+            uri = state.entry_models.get(entry.seq) if own else state.models.get(stage)
+            if uri is not None:
+                link(child(), metrics, model_uri=uri, dataset=dataset)
+
+        what = f"link the metrics of stage {stage!r} to its model"
+        return [Step("link", what, run, needs="model" if own else None)]
 
     def _model_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"serialization_format": self.header.serialization_format}
@@ -352,6 +395,17 @@ class StepBuilder(_RunSteps):
                     lambda: self._tag_version(parent_metrics),
                 )
             )
+        link = capabilities(backend).link_metrics
+        if parent_metrics and not entry.copy and link is not None:
+
+            def link_parent() -> None:
+                # The composed model the pass used (logged by this entry or an earlier one).
+                uri = self.state.composed_models.get(entry.composed_step)
+                if uri is not None:
+                    link(self._id(entry.parent), parent_metrics, model_uri=uri, dataset=None)
+
+            what = "link the evaluation metrics on the parent run to the composed model"
+            steps.append(Step("parent_link", what, link_parent))
         return steps
 
     def _composed(self, entry: StageEntry, composed: Any, owner, registered) -> list[Step]:

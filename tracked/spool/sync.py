@@ -32,7 +32,7 @@ from tracked.records.text import mask_secrets
 from tracked.records.values import KILLED, now_ms
 from tracked.spool.codec import Damaged, Unreadable
 from tracked.spool.format import LOCK, PROGRESS, root_refusal, session_folders
-from tracked.spool.key import SpoolKeyError, spool_key
+from tracked.spool.key import SpoolKeyError, spool_key, unverifiable
 from tracked.spool.lock import lock_waiting, try_lock, unlock
 from tracked.spool.reader import SpooledSession, describe_entry
 from tracked.spool.records import EndRun, Entry, Progress
@@ -73,7 +73,7 @@ def read_sessions(spool: Path, refused: dict[str, str]) -> list[SpooledSession]:
         key = spool_key(create=False)
     except (SpoolKeyError, OSError) as exc:
         for folder in folders:
-            refused[str(folder)] = f"{folder}: {exc}"
+            refused[str(folder)] = f"{folder}: {unverifiable(folder, None, str(exc))}"
         return []
     sessions = []
     for folder in folders:
@@ -82,7 +82,7 @@ def read_sessions(spool: Path, refused: dict[str, str]) -> list[SpooledSession]:
         except FileNotFoundError:
             continue  # removed meanwhile (another sync)
         except (Unreadable, Damaged, OSError) as exc:
-            refused[str(folder)] = f"{folder} is not read: {exc}"
+            refused[str(folder)] = f"{folder} is not read: {unverifiable(folder, key, str(exc))}"
     return sessions
 
 

@@ -23,12 +23,14 @@ from tracked.backends.mlflow.client import (
     default_artifact_root,
     default_tracking_uri,
     import_mlflow,
+    load_mlflow,
     source_tags,
 )
 from tracked.backends.mlflow.datasets import dataset_input
 from tracked.backends.mlflow.errors import is_store_away, sealed
 from tracked.backends.mlflow.fluent import outer_run_id
 from tracked.backends.mlflow.keys import (
+    MAX_DATASET_DIGEST_LENGTH,
     MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
     PARENT_RUN_TAG,
@@ -68,6 +70,8 @@ class MlflowBackend(ModelLogging):
         self._source_tags: dict[str, str] | None = None
         self._experiments: dict[str, str] = {}
         self._run_experiment: dict[str, str] = {}
+        #: Run id -> the logged models it made (``log_model``), until the run ends.
+        self._outputs: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tracking_uri={mask_secrets(self._requested_uri)!r})"
@@ -218,6 +222,48 @@ class MlflowBackend(ModelLogging):
             )
             raise ParamConflict(msg)
 
+    def link_metrics(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        *,
+        model_uri: str,
+        dataset: tuple[str, str] | None = None,
+    ) -> None:
+        """Log ``metrics`` on the run again, linked to the logged model ``model_uri``
+        (``models:/<id>``) and the dataset they were computed on, as MLflow 3's autolog
+        does: the model's page then shows them. The run's own metrics stay as they were
+        (MLflow keeps one row per metric value). A run that used a model another run logged
+        (an inference run) gets the model as an input, as autolog's evaluation runs do."""
+        from mlflow.entities import LoggedModelInput
+        from mlflow.entities import Metric as MlflowMetric
+
+        model_id = model_uri.removeprefix("models:/")
+        name, digest = dataset if dataset is not None else (None, None)
+        if digest is not None:
+            digest = digest[:MAX_DATASET_DIGEST_LENGTH]  # as the dataset input's digest
+        renamed = unique_keys([m.key for m in metrics])
+        linked = [
+            MlflowMetric(
+                renamed[m.key],
+                float(m.value),
+                m.timestamp,
+                m.step,
+                model_id=model_id,
+                dataset_name=name,
+                dataset_digest=digest,
+            )
+            for m in metrics
+        ]
+        outputs = self._outputs.setdefault(run_id, set())
+        if model_id not in outputs:
+            # Not made here, or made by a replay in another process: the store knows.
+            if self.client.get_logged_model(model_id).source_run_id == run_id:
+                outputs.add(model_id)
+            else:
+                self.client.log_inputs(run_id, models=[LoggedModelInput(model_id)])
+        self.client.log_batch(run_id, metrics=linked, synchronous=True)
+
     def log_artifact(self, run_id: str, path: str, content: bytes) -> None:
         """Store ``content`` as ``path``; a text file (``TEXT_ARTIFACTS``) with the
         credentials in it masked, whoever built it."""
@@ -239,6 +285,7 @@ class MlflowBackend(ModelLogging):
         self.client.terminate(run_id, status, end_time)
         self._run_experiment.pop(run_id, None)
         self._notes.pop(run_id, None)
+        self._outputs.pop(run_id, None)
 
 
 #: Artifacts that are text, masked before they are stored: everything tracked writes but
@@ -262,8 +309,7 @@ def masked_text_artifact(path: str, content: bytes) -> bytes:
 def _connect(uri: str, artifact_root: str | None) -> GuardedClient:
     """A client of the store at ``uri``, after a quick check that the store answers: mlflow
     is imported here, the first time a process needs the store."""
-    import mlflow
-
+    mlflow = load_mlflow()
     store_library_loaded()  # mlflow's exit handlers were just registered
     _bound_requests()
     check_reachable(uri)

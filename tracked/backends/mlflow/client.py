@@ -1,6 +1,5 @@
-"""The MLflow client tracked uses: explicit store URIs, bounded HTTP waits, a store created once
-even by racing processes, and mlflow imported in one place.
-"""
+"""The MLflow client as tracked uses it: bounded requests, retried transient errors, a
+store opened once per process (its schema made under a lock), and mlflow imported once."""
 
 from __future__ import annotations
 
@@ -8,10 +7,17 @@ import contextlib
 import functools
 import os
 import sys
-import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
+
+from tracked.records.homes import home_folder, private_folder
+
+try:
+    import fcntl
+except ImportError:  # Windows: the retries alone
+    fcntl = None  # type: ignore[assignment]
 
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
@@ -204,9 +210,7 @@ def default_tracking_uri() -> str:
             return env
         if not os.path.isdir("mlruns"):  # else MLflow's old file store default applies
             return "sqlite:///" + os.path.abspath("mlflow.db")
-    import mlflow
-
-    return mlflow.get_tracking_uri()
+    return load_mlflow().get_tracking_uri()
 
 
 _DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
@@ -294,27 +298,53 @@ def _open_client(mlflow: Any, uri: str, artifact_root: str | None) -> Any:
 
 
 @contextlib.contextmanager
-def _store_creation_lock(uri: str):
-    """Serialise the creation of a sqlite store between the processes of this machine (the
-    retries above cover processes that do not take this lock)."""
-    if not uri.startswith("sqlite:"):
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # Windows: the retries alone
-        yield
-        return
-    import hashlib
+def _store_creation_lock(uri: str) -> Iterator[None]:
+    """Serialise the creation of a sqlite store between the processes of this machine,
+    whichever user runs them (the retries above cover what this cannot).
 
-    digest = hashlib.sha1(uri.encode()).hexdigest()[:16]
-    path = os.path.join(tempfile.gettempdir(), f"tracked-store-{digest}.lock")
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    The lock is the store's own folder: ``flock`` on a read-only handle of it, which every
+    user of the store may open. Nothing is created and nothing is left behind. (A lock file
+    in the shared temporary directory, made by the first user with mode 0644, blocked every
+    other user of the store, and one stayed behind per store.) The wait is bounded: past
+    ``SCHEMA_RACE_WAIT_S``, or where the file system has no ``flock``, the retries alone.
+    """
+    folder = _sqlite_folder(uri)
+    fd = None
+    if folder is not None and fcntl is not None:
+        with contextlib.suppress(OSError):
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        if fd is not None:
+            _lock_bounded(fd, time.monotonic() + SCHEMA_RACE_WAIT_S)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # the lock goes with it
+
+
+def _lock_bounded(fd: int, deadline: float) -> bool:
+    """Take ``flock`` on ``fd``, waiting until ``deadline`` at most; whether it was taken."""
+    while True:
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+        except OSError:  # no flock here (some network file systems)
+            return False
+        time.sleep(0.05)
+
+
+def _sqlite_folder(uri: str) -> str | None:
+    """The folder of the database file of a ``sqlite:`` URI; None for other stores, an
+    in-memory database or SQLite's own ``file:`` URIs."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].partition("?")[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return os.path.dirname(os.path.abspath(path))
 
 
 def _pinned_tracking_client(uri: str, artifact_root: str) -> Any:
@@ -371,15 +401,51 @@ DATABASE_STORE_MODULES = (
 
 def import_mlflow(uri: str | None = None) -> None:
     """Import ``MLFLOW_MODULES`` and, for a database store at ``uri``, its modules too
-    (quick once they are)."""
+    (quick once they are). Every path of this package that may import mlflow first in a
+    process comes here first (see ``_home_for_import``)."""
     import importlib
 
     names = MLFLOW_MODULES
     if uri is not None and uri.partition(":")[0].partition("+")[0] in DATABASE_SCHEMES:
         names += DATABASE_STORE_MODULES
-    for name in names:
-        if name not in sys.modules:
+    missing = [name for name in names if name not in sys.modules]
+    if not missing:
+        return
+    with _home_for_import():
+        for name in missing:
             importlib.import_module(name)
+
+
+def load_mlflow() -> Any:
+    """The ``mlflow`` module, imported as ``import_mlflow`` imports it."""
+    with _home_for_import() if "mlflow" not in sys.modules else contextlib.nullcontext():
+        import mlflow
+
+    return mlflow
+
+
+_home_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _home_for_import() -> Iterator[None]:
+    """A home folder while mlflow imports, for a user who has none.
+
+    ``import mlflow`` calls ``Path.home()`` (for a default path it only names), which raises
+    for a user with no ``HOME`` and no passwd entry (a container's random user id). Then,
+    and only then, ``HOME`` names the user's private folder (``tracked.records.homes``)
+    while the import runs, and is taken away after: the user's environment (and that of the
+    processes it starts) is left as it was.
+    """
+    if home_folder() is not None:
+        yield
+        return
+    with _home_lock:
+        os.environ["HOME"] = str(private_folder())
+        try:
+            yield
+        finally:
+            os.environ.pop("HOME", None)
 
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")

@@ -16,6 +16,7 @@ from typing import Any
 from tracked.backends.mlflow.client import (
     absolute_store_uri,
     default_tracking_uri,
+    load_mlflow,
     mlflow_imported,
 )
 
@@ -24,7 +25,7 @@ def outer_run_id(store_uri: str) -> str | None:
     """The run open in the calling thread (or ``MLFLOW_RUN_ID``) in store ``store_uri``."""
     if not mlflow_imported() and "MLFLOW_RUN_ID" not in os.environ:
         return None
-    import mlflow  # imported already, or needed to resolve MLFLOW_RUN_ID's store
+    mlflow = load_mlflow()  # imported already, or needed to resolve MLFLOW_RUN_ID's store
 
     # The outer run lives in MLflow's own store: nesting across stores would dangle.
     if store_uri != absolute_store_uri(default_tracking_uri()):

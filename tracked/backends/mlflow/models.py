@@ -37,6 +37,7 @@ class ModelLogging:
 
     if TYPE_CHECKING:
         client: Any
+        _outputs: dict[str, set[str]]
 
         def experiment_of(self, run_id: str) -> str: ...
 
@@ -89,6 +90,7 @@ class ModelLogging:
             client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
             raise
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        self._outputs.setdefault(run_id, set()).add(logged.model_id)
         return f"models:/{logged.model_id}"
 
     def register_model(self, name: str, model_uri: str, run_id: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tracked.backends.mlflow.client import check_reachable, default_tracking_uri
+from tracked.backends.mlflow.client import check_reachable, default_tracking_uri, load_mlflow
 from tracked.records.errors import CliError
 from tracked.records.names import PIPELINE_TAG
 from tracked.records.text import mask_secrets
@@ -25,8 +25,7 @@ def open_store(tracking_uri: str | None) -> tuple[Any, str]:
     Raises:
         CliError: the store is not there or cannot be opened.
     """
-    import mlflow
-
+    mlflow = load_mlflow()
     uri = tracking_uri or default_tracking_uri()
     where = _describe_source(tracking_uri)
     path = _local_store_path(uri)
