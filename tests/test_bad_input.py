@@ -13,7 +13,7 @@ from tracked import TrackedPipeline
 from tracked.backends.mlflow.backend import MlflowBackend
 from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, KeyNotes, ParamConflict
 from tracked.records.report import describe
-from tracked.records.text import is_secret_name, mask_uri
+from tracked.records.text import is_secret_name, mask_secrets
 from tracked.records.values import Metric
 
 
@@ -129,6 +129,6 @@ def test_credentials_in_uris_are_masked_in_messages():
     error = ConnectionError("cannot reach http://alice:s3cret@127.0.0.1:5000/api")
     assert "s3cret" not in describe(error)
     assert "http://***@127.0.0.1:5000/api" in describe(error)
-    assert "postgresql://***@db/x" == mask_uri("postgresql://u:p@db/x")
-    assert "sqlite:////tmp/a.db" == mask_uri("sqlite:////tmp/a.db")
+    assert "postgresql://***@db/x" == mask_secrets("postgresql://u:p@db/x")
+    assert "sqlite:////tmp/a.db" == mask_secrets("sqlite:////tmp/a.db")
     assert "s3cret" not in repr(MlflowBackend("http://alice:s3cret@127.0.0.1:5000"))

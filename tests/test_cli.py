@@ -368,7 +368,7 @@ def test_usage_errors_exit_2(capsys, argv):
     ],
 )
 def test_mask_uri_hides_credentials(uri, masked):
-    assert masked == cli.mask_uri(uri)
+    assert masked == cli.mask_secrets(uri)
 
 
 # -- as installed -----------------------------------------------------------------------------

@@ -75,12 +75,12 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {tests!r})
+    import tracked
     from pipelines import Iris
     from sklearn.datasets import load_iris
 
     X, y = load_iris(return_X_y=True)
-    pipe = Iris()
-    pipe.tracking_uri = {uri!r}
+    pipe = tracked.configure(Iris(), tracking_uri={uri!r})
     with pipe:
         pipe.train(X, y)
     print("done", pipe.run_id)

@@ -6,13 +6,20 @@ Subclass :class:`TrackedPipeline`, give each stage method a ``stage="transformer
 
 from tracked._flush import flush
 from tracked._group import group
+from tracked._loading import load_model
 from tracked._pipeline import TrackedPipeline
 from tracked._sweep import sweep
 from tracked._version import __version__
-from tracked.records.errors import PipelineDefinitionError, TrackingError, TrackingWarning
+from tracked.records.errors import (
+    ModelRefused,
+    PipelineDefinitionError,
+    TrackingError,
+    TrackingWarning,
+)
 from tracked.records.settings import configure
 
 __all__ = [
+    "ModelRefused",
     "PipelineDefinitionError",
     "TrackedPipeline",
     "TrackingError",
@@ -21,5 +28,6 @@ __all__ = [
     "configure",
     "flush",
     "group",
+    "load_model",
     "sweep",
 ]

@@ -40,7 +40,7 @@ from tracked.cli.compare import (  # noqa: F401 - re-exported for scripts and te
 )
 from tracked.records.ranking import lower_is_better  # noqa: F401 - re-exported
 from tracked.records.report import describe, logger
-from tracked.records.text import mask_uri
+from tracked.records.text import mask_secrets
 
 RANKING_RULE = """\
 ranking: runs are sorted by --metric (default: the first evaluation metric found, the
@@ -250,6 +250,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tracked`` command line; return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Everything the commands print (tables, run names, URIs, the reasons of failures)
+    # passes the one masker, whichever line printed it.
+    with (
+        contextlib.redirect_stdout(MaskedStream(sys.stdout)),
+        contextlib.redirect_stderr(MaskedStream(sys.stderr)),
+    ):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         with _quick_http_failures():
             return args.handler(args)
@@ -306,8 +316,36 @@ def compare_command(args: argparse.Namespace) -> int:
 # -- the store ---------------------------------------------------------------------------------
 
 
-# Credentials in any URI of a message: ``scheme://user:password@`` -> ``scheme://***@``.
-_scrub = mask_uri
+# Credentials in a message (a URI's user and password, ``?token=``, ...) -> ``***``.
+_scrub = mask_secrets
+
+
+class MaskedStream(io.TextIOBase):
+    """A text stream that writes to ``stream`` with the credentials in each write masked;
+    everything else (``isatty``, ``fileno``, ``encoding``) is the stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask_secrets(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 @contextlib.contextmanager

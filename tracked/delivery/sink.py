@@ -12,7 +12,7 @@ from tracked.delivery.registry import REGISTRY
 from tracked.delivery.spooling import SpoolFolder
 from tracked.delivery.writer import writer
 from tracked.records.report import describe
-from tracked.records.text import mask_uri
+from tracked.records.text import mask_secrets
 from tracked.spool.records import (
     Entry,
 )
@@ -153,7 +153,7 @@ class Sink(SpoolFolder):
 
         def message() -> str:  # formatted when shown: the count is known by then
             return (
-                f"the tracking store {mask_uri(uri or '')} is away ({describe(cause)}); "
+                f"the tracking store {mask_secrets(uri or '')} is away ({describe(cause)}); "
                 f"{records_text(self._spooled)} of run {self.run_name!r} so far, and what follows, "
                 f"are kept in the spool at {folder}: run `tracked sync` when the store is "
                 "back, it sends them"

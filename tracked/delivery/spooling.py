@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracked.delivery.registry import REGISTRY
 from tracked.records.report import describe
-from tracked.records.text import mask_uri
+from tracked.records.text import mask_secrets
 from tracked.spool.records import (
     Header,
 )
@@ -34,7 +34,7 @@ class SpoolFolder:
         if uri is None:
             return
         header = self._header(
-            tracking_uri=mask_uri(uri), source_tags=_source_tags(self.capabilities.source_tags)
+            tracking_uri=mask_secrets(uri), source_tags=_source_tags(self.capabilities.source_tags)
         )
         from tracked.spool.folder import SessionSpool
         from tracked.spool.format import spool_root

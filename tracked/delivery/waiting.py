@@ -11,7 +11,7 @@ from tracked.delivery.registry import REGISTRY
 from tracked.delivery.sink import records_text
 from tracked.delivery.writer import writer
 from tracked.records.config import EXIT_TIMEOUT_ENV, wait_bound
-from tracked.records.text import mask_uri
+from tracked.records.text import mask_secrets
 
 
 def _not_answered() -> str:
@@ -107,7 +107,7 @@ class Waiting:
             with contextlib.suppress(OSError):
                 spool.make_durable()
             message = (
-                f"the tracking store {mask_uri(uri or repr(self.backend))} is away: {why}; "
+                f"the tracking store {mask_secrets(uri or repr(self.backend))} is away: {why}; "
                 f"{records_text(waiting)} of run {self.run_name!r} wait in the spool at "
                 f"{spool.path.parent}: `tracked sync` sends them"
             )

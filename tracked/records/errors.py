@@ -41,3 +41,9 @@ class StoreUnavailable(StoreError):
 
 class StoreRejected(StoreError):
     """The store refused the request for its content: sending it again will not help."""
+
+
+class ModelRefused(RuntimeError):
+    """``tracked.load_model`` did not load a model: its files changed since they were logged,
+    nothing recorded what they were, or loading it would unpickle without the caller's
+    consent. The message says which, and what to do."""

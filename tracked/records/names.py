@@ -146,3 +146,18 @@ BEST_METRIC_TAG = "tracked.best_metric"
 #: On a sweep's stage run: the heavy parts the writer kept aside instead of logging them
 #: (``"pictures, artifacts, datasets, model"``); the sweep logs its best configuration's.
 LEFT_OUT_TAG = "tracked.left_out"
+
+
+#: On the run that logged model ``<name>`` (``tracked.model_digest.<name>``), and on the
+#: logged model itself: sha256 over the model's files (sorted relative paths and bytes) as
+#: they were logged; ``tracked.load_model`` refuses files that no longer match it.
+MODEL_DIGEST_TAG = "tracked.model_digest"
+
+
+#: Beside the digest: the format the model was saved in (``skops``, ``cloudpickle``): a
+#: by-value (cloudpickle) model is announced where its reader looks, not only to its writer.
+MODEL_FORMAT_TAG = "tracked.model_format"
+
+
+#: Beside the digest: the types beyond skops' defaults the writer trusted (a JSON list).
+MODEL_TRUSTED_TAG = "tracked.model_trusted"

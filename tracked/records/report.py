@@ -24,11 +24,32 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from tracked.records.errors import StoreError, TrackingError, TrackingWarning
-from tracked.records.text import mask_uri, shorten
+from tracked.records.text import mask_secrets, shorten
 
 logger = logging.getLogger("tracked")
 
 T = TypeVar("T")
+
+
+class _Masked(logging.Filter):
+    """Masks the credentials (``mask_secrets``) in every record of the ``tracked`` logger:
+    its message, its arguments and the traceback it carries, whoever logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format: logging reports it when it formats the record
+            return True
+        record.msg, record.args = mask_secrets(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_secrets(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = mask_secrets(record.stack_info)
+        return True
+
+
+# A filter on tracked's own logger, not a process hook: it sees only tracked's records.
+logger.addFilter(_Masked())
 
 
 _seen: set[tuple[str, str, str]] = set()
@@ -63,17 +84,17 @@ _TRACEBACK = re.compile(r"\s*Traceback \(most recent call last\):.*", re.DOTALL)
 
 def clean(text: str, limit: int | None = None) -> str:
     """``text`` as one line for a person: SQL statements, parameters and tracebacks that other
-    libraries put in their messages removed, whitespace collapsed, credentials in URIs masked,
-    cut to ``limit`` characters."""
+    libraries put in their messages removed, whitespace collapsed, credentials masked
+    (``mask_secrets``), cut to ``limit`` characters."""
     text = _TRACEBACK.sub("", _FOREIGN_DETAILS.sub("", text))
     text = " ".join(text.split())
-    text = mask_uri(text)
+    text = mask_secrets(text)
     return shorten(text, limit) if limit is not None else text
 
 
 def describe(exc: BaseException, limit: int = 500) -> str:
-    """``TypeName: message`` in one clean line, cut to ``limit`` characters, credentials in
-    URIs masked. A store error a backend mapped is described by what the store said."""
+    """``TypeName: message`` in one clean line, cut to ``limit`` characters, credentials
+    masked. A store error a backend mapped is described by what the store said."""
     if isinstance(exc, StoreError) and exc.__cause__ is not None:
         exc = exc.__cause__
     return clean(f"{type(exc).__name__}: {exc}", limit)
@@ -105,10 +126,10 @@ def user_stacklevel() -> int:
 
 
 def _details(exc: BaseException) -> str:
-    """The exception's traceback and full text, credentials in URIs masked (for DEBUG)."""
+    """The exception's traceback and full text, credentials masked (for DEBUG)."""
     import traceback
 
-    return mask_uri("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    return mask_secrets("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
 def _warn(message: str) -> None:
@@ -222,7 +243,7 @@ class _ToDebug(logging.Filter):
             return True
         if logger.isEnabledFor(logging.DEBUG):
             details = record.exc_info[1] if record.exc_info else None
-            text = mask_uri(record.getMessage())
+            text = mask_secrets(record.getMessage())
             if isinstance(details, BaseException):
                 text = f"{text}\n{_details(details)}"
             logger.debug("%s: %s", record.name, text)

@@ -30,7 +30,7 @@ status's side), ``steps`` and ``replay`` (entries to a store, step by named step
 ``status``, ``discard`` (``tracked sync --discard-unverifiable``).
 
 Imports: the spool layer stands on the library's floor only: ``tracked._records`` (values),
-``tracked._capture``'s text helpers (``mask_uri``), ``tracked._report``, ``tracked._errors``
+``tracked._capture``'s text helpers (``mask_secrets``), ``tracked._report``, ``tracked._errors``
 and ``tracked.backends.base``; never on the session, the writer, the stage wrapper, phase or
 params code, nor on mlflow (``sync`` asks ``tracked.backends.mlflow`` for a backend only when
 none is given).

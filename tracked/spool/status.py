@@ -6,7 +6,7 @@ from pathlib import Path
 
 from attrs import define
 
-from tracked.records.text import mask_uri
+from tracked.records.text import mask_secrets
 from tracked.spool.sync import pending_entries, read_sessions, session_state
 
 
@@ -43,7 +43,7 @@ def status(spool: Path, refused: dict[str, str] | None = None) -> list[SessionSt
                 state=state,
                 run_name=header.run_name,
                 experiment=header.experiment or "(of the outer run)",
-                tracking_uri=mask_uri(str(header.tracking_uri)),
+                tracking_uri=mask_secrets(str(header.tracking_uri)),
                 entries=len(session.entries),
                 pending=len(pending_entries(session)),
                 bytes=session.size_bytes(),

@@ -28,7 +28,7 @@ from attrs import define, field
 
 from tracked.records.names import END_REASON_TAG, SPOOL_DAMAGED_TAG
 from tracked.records.report import describe
-from tracked.records.text import mask_uri
+from tracked.records.text import mask_secrets
 from tracked.records.values import KILLED, now_ms
 from tracked.spool.codec import Damaged, Unreadable
 from tracked.spool.format import LOCK, PROGRESS, root_refusal, session_folders
@@ -186,7 +186,7 @@ def _dry_run(session: SpooledSession, uri: str, known_runs, result: SyncResult) 
     state = ReplayState.from_progress(session.progress)
     result.done.append(
         f"would write {sid} ({session.header.run_name}): "
-        f"{len(pending) + len(closing)} entries to {mask_uri(uri)}"
+        f"{len(pending) + len(closing)} entries to {mask_secrets(uri)}"
         + _run_words(session, _known_run(session, state, known_runs))
         + (" and end its parent run KILLED" if closing else "")
     )
@@ -201,9 +201,9 @@ def _progress_file(session: SpooledSession, uri: str) -> str:
     Steps done in the session's own store say nothing about another store: a sync to
     ``--tracking-uri`` elsewhere writes everything there, and notes it in a file of its own.
     """
-    if mask_uri(uri) == session.header.tracking_uri:
+    if mask_secrets(uri) == session.header.tracking_uri:
         return PROGRESS
-    digest = hashlib.sha1(mask_uri(uri).encode()).hexdigest()[:12]
+    digest = hashlib.sha1(mask_secrets(uri).encode()).hexdigest()[:12]
     return f"progress-{digest}.jsonl"
 
 

@@ -41,7 +41,7 @@ from tracked.backends.mlflow.keys import (
 )
 from tracked.backends.mlflow.models import ModelLogging
 from tracked.records.config import env_flag
-from tracked.records.text import mask_secrets, mask_uri
+from tracked.records.text import mask_secrets
 from tracked.records.values import DataSummary, Metric
 
 
@@ -74,7 +74,7 @@ class MlflowBackend(ModelLogging):
         self._outputs: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(tracking_uri={mask_uri(self._requested_uri)!r})"
+        return f"{type(self).__name__}(tracking_uri={mask_secrets(self._requested_uri)!r})"
 
     @property
     def spool_uri(self) -> str:
@@ -166,7 +166,8 @@ class MlflowBackend(ModelLogging):
         else:
             msg = "start_run needs an experiment or a parent run"
             raise ValueError(msg)
-        all_tags = {**self.source_tags(), **sanitize_keys(tags or {}, MAX_TAG_VALUE_LENGTH)}
+        # MLflow's source tags (the script's path, the git remote's URL) pass the masker too.
+        all_tags = sanitize_keys({**self.source_tags(), **(tags or {})}, MAX_TAG_VALUE_LENGTH)
         if parent_run_id is not None:
             all_tags[PARENT_RUN_TAG] = parent_run_id
         run = self.client.create_run(
@@ -264,6 +265,9 @@ class MlflowBackend(ModelLogging):
         self.client.log_batch(run_id, metrics=linked, synchronous=True)
 
     def log_artifact(self, run_id: str, path: str, content: bytes) -> None:
+        """Store ``content`` as ``path``; a text file (``TEXT_ARTIFACTS``) with the
+        credentials in it masked, whoever built it."""
+        content = masked_text_artifact(path, content)
         with tempfile.TemporaryDirectory(prefix="tracked-artifact-") as tmp:
             local = os.path.join(tmp, os.path.basename(path))
             with open(local, "wb") as file:
@@ -282,6 +286,24 @@ class MlflowBackend(ModelLogging):
         self._run_experiment.pop(run_id, None)
         self._notes.pop(run_id, None)
         self._outputs.pop(run_id, None)
+
+
+#: Artifacts that are text, masked before they are stored: everything tracked writes but
+#: pictures, models and datasets' binary forms.
+TEXT_ARTIFACTS = (".json", ".csv", ".txt", ".html", ".md", ".yaml", ".yml", ".log", ".tsv")
+
+
+def masked_text_artifact(path: str, content: bytes) -> bytes:
+    """``content`` with its credentials masked (``mask_secrets``) when ``path`` names a text
+    file; other files, and text that is not UTF-8, as they are."""
+    if not path.lower().endswith(TEXT_ARTIFACTS):
+        return content
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return content
+    masked = mask_secrets(text)
+    return content if masked == text else masked.encode("utf-8")
 
 
 def _connect(uri: str, artifact_root: str | None) -> GuardedClient:

@@ -1,5 +1,5 @@
 """Param, metric and tag keys made acceptable to MLflow (characters, lengths, duplicates), with
-notes of what changed.
+notes of what changed; credentials masked in keys and values.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from tracked.records.errors import StoreRejected
-from tracked.records.text import masked, shorten
+from tracked.records.text import mask_secrets, masked, shorten
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
 
@@ -67,12 +67,17 @@ def sanitize_keys(
     masked (the last net: capture masks them already); ``notes`` collects what changed,
     under ``kind``."""
     clean: dict[str, str] = {}
-    for key, name in unique_keys(list(mapping)).items():
-        value = masked(key, mapping[key])
+    # A name may hold a credential too (a dict hyperparameter keyed by a token): it is
+    # masked before anything, key_notes.json included, sees it.
+    shown = {key: mask_secrets(key) for key in mapping}
+    names = unique_keys(list(shown.values()))
+    for key, value in mapping.items():
+        name = names[shown[key]]
+        value = masked(shown[key], value)
         clean[name] = shorten(value, limit)
         if notes is not None:
-            if name != key:
-                notes.renamed[kind][key] = name
+            if name != shown[key]:
+                notes.renamed[kind][shown[key]] = name
             if len(value) > limit:
                 notes.truncated[kind][name] = value
     return clean

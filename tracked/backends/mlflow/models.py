@@ -12,8 +12,18 @@ from typing import TYPE_CHECKING, Any
 from attrs import frozen
 
 from tracked.backends.mlflow import needs
-from tracked.backends.mlflow.keys import sanitize_key
+from tracked.backends.mlflow.keys import MAX_TAG_VALUE_LENGTH, sanitize_keys
+from tracked.backends.mlflow.loading import (
+    BY_VALUE_NOTE,
+    PICKLE_FORMATS,
+    Recorded,
+    model_digest,
+)
 from tracked.records.errors import StoreRejected
+from tracked.records.names import MODEL_FORMAT_TAG
+
+#: MLflow's description tag: the logged model's description in the UI.
+NOTE_TAG = "mlflow.note.content"
 
 
 class ModelLogging:
@@ -72,7 +82,10 @@ class ModelLogging:
         )
         try:
             client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
-            _save_and_upload(client, logged, run_id, name, model, saving, signature, input_example)
+            digest = _save_and_upload(
+                client, logged, run_id, name, model, saving, signature, input_example
+            )
+            _record(client, run_id, logged.model_id, name, saving, digest)
         except BaseException:
             client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
             raise
@@ -90,14 +103,20 @@ class ModelLogging:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         model_id = model_uri.removeprefix("models:/")
+        # A by-value model says so on the version its readers pick from the registry too.
+        saved_as = client.get_logged_model(model_id).tags.get(MODEL_FORMAT_TAG)
         version = client.create_model_version(
-            name=name, source=model_uri, run_id=run_id, model_id=model_id
+            name=name,
+            source=model_uri,
+            run_id=run_id,
+            model_id=model_id,
+            description=BY_VALUE_NOTE if saved_as in PICKLE_FORMATS else None,
         )
         return str(version.version)
 
     def tag_model_version(self, name: str, version: str, tags: Mapping[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_model_version_tag(name, version, sanitize_key(key), value)
+        for key, value in sanitize_keys(tags, MAX_TAG_VALUE_LENGTH).items():
+            self.client.set_model_version_tag(name, version, key, value)
 
 
 @frozen
@@ -154,9 +173,10 @@ def _save_and_upload(
     saving: Saving,
     signature: Any,
     input_example: Any,
-) -> None:
+) -> str:
     """Save the model's files in a temporary folder with MLflow's sklearn flavour, bound to
-    the logged model ``logged``, and upload them to its artifact location."""
+    the logged model ``logged``, and upload them to its artifact location; return their
+    digest (``loading.model_digest``), taken before they left this process."""
     import mlflow.sklearn
     from mlflow.models import Model
 
@@ -184,7 +204,26 @@ def _save_and_upload(
                 input_example=input_example,
                 pip_requirements=saving.requirements,
             )
+        digest = model_digest(path)
         client.log_model_artifacts(logged.model_id, path)
+    return digest
+
+
+def _record(
+    client: Any, run_id: str, model_id: str, name: str, saving: Saving, digest: str
+) -> None:
+    """Record, on the run and on the logged model, what the reader checks and loads the
+    model by (``loading.Recorded``): the files' digest, the format and the trusted types.
+    A by-value model also says so in the logged model's description."""
+    from mlflow.entities import RunTag
+
+    recorded = Recorded(digest, saving.serialization_format, tuple(saving.trusted or ()))
+    model_tags = recorded.model_tags()
+    if saving.serialization_format in PICKLE_FORMATS:
+        model_tags[NOTE_TAG] = BY_VALUE_NOTE
+    client.set_logged_model_tags(model_id, model_tags)
+    tags = [RunTag(key, value) for key, value in recorded.run_tags(name).items()]
+    client.log_batch(run_id, tags=tags, synchronous=True)
 
 
 def model_format(model: object, serialization_format: str, modules: set[str]) -> str:
@@ -201,7 +240,9 @@ def model_format(model: object, serialization_format: str, modules: set[str]) ->
         f"the model {type(model).__name__} holds classes or functions defined in {names}, "
         "which skops can only name, so it could not be loaded in another process: it is "
         "saved with cloudpickle, which stores them by value (loading it runs code, so trust "
-        "its source). Define them in an installed package to keep the skops format",
+        "its source; its readers see tracked.model_format.<name> = cloudpickle on the run, "
+        "and tracked.load_model asks them for allow_pickle=True). Define them in an "
+        "installed package to keep the skops format",
         key=f"by-value:{names}",
     )
     return "cloudpickle"

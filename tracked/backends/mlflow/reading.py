@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from tracked.backends.mlflow.client import check_reachable, default_tracking_uri, load_mlflow
 from tracked.records.errors import CliError
 from tracked.records.names import PIPELINE_TAG
-from tracked.records.text import mask_uri
+from tracked.records.text import mask_secrets
 
 
 def open_store(tracking_uri: str | None) -> tuple[Any, str]:
@@ -31,7 +31,7 @@ def open_store(tracking_uri: str | None) -> tuple[Any, str]:
     path = _local_store_path(uri)
     if path is not None and not path.exists():
         msg = (
-            f"no MLflow store at {path} ({where} {mask_uri(uri)}); run in the folder that "
+            f"no MLflow store at {path} ({where} {mask_secrets(uri)}); run in the folder that "
             "holds mlflow.db, pass --tracking-uri or set MLFLOW_TRACKING_URI"
         )
         raise CliError(msg)
@@ -39,7 +39,7 @@ def open_store(tracking_uri: str | None) -> tuple[Any, str]:
         check_reachable(uri)
     except ConnectionError as exc:
         msg = (
-            f"cannot reach the MLflow tracking server {mask_uri(uri)} ({where}): {exc}; "
+            f"cannot reach the MLflow tracking server {mask_secrets(uri)} ({where}): {exc}; "
             "start the server or pass another --tracking-uri"
         )
         raise CliError(msg) from None
@@ -69,13 +69,13 @@ def pipeline_runs(client: Any, uri: str, experiment: str) -> list[Any]:
             if len(known) > 20:
                 listing += ", ..."
             msg = (
-                f"no experiment {experiment!r} in {mask_uri(uri)} (experiments there: "
+                f"no experiment {experiment!r} in {mask_secrets(uri)} (experiments there: "
                 f"{listing}); check the name, or pass --tracking-uri for another store"
             )
             raise CliError(msg)
         if found.lifecycle_stage == "deleted":
             msg = (
-                f"experiment {experiment!r} in {mask_uri(uri)} is deleted; restore it with "
+                f"experiment {experiment!r} in {mask_secrets(uri)} is deleted; restore it with "
                 f"`mlflow experiments restore --experiment-id {found.experiment_id}`"
             )
             raise CliError(msg)
@@ -100,7 +100,7 @@ def pipeline_runs(client: Any, uri: str, experiment: str) -> list[Any]:
         raise _store_error(uri, exc) from None
     if not runs:
         msg = (
-            f"experiment {experiment!r} in {mask_uri(uri)} has no pipeline runs (runs tagged "
+            f"experiment {experiment!r} in {mask_secrets(uri)} has no pipeline runs (runs tagged "
             f"{PIPELINE_TAG}); run a TrackedPipeline with experiment = {experiment!r} first"
         )
         raise CliError(msg)
@@ -142,7 +142,7 @@ def _local_store_path(uri: str) -> Path | None:
 def _store_error(uri: str, exc: BaseException) -> CliError:
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     msg = (
-        f"cannot read the MLflow store {mask_uri(uri)}: {type(exc).__name__}: {detail}; "
+        f"cannot read the MLflow store {mask_secrets(uri)}: {type(exc).__name__}: {detail}; "
         "check --tracking-uri (or MLFLOW_TRACKING_URI) and that the store is up"
     )
-    return CliError(mask_uri(msg))
+    return CliError(mask_secrets(msg))
