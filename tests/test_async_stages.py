@@ -10,6 +10,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline
 from tracked.testing import MemoryBackend
 
@@ -50,7 +51,7 @@ def test_an_awaited_stage_is_recorded_like_a_plain_one_with_the_run_spanning_the
 ):
     X, y = _data()
     pipe = Async()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
 
     async def main():
         with pipe:

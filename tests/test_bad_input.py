@@ -9,6 +9,7 @@ import pytest
 from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
 
+import tracked
 from tracked import TrackedPipeline
 from tracked.backends.mlflow.backend import MlflowBackend
 from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, KeyNotes, ParamConflict
@@ -112,7 +113,7 @@ class WithSecrets(TrackedPipeline):
 
 def test_secrets_are_masked_in_params_and_run_names(memory):
     pipe = WithSecrets(password="hunter2", db=Connector(api_key="sk-123"), tokenizer="bpe")
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.scale([[1.0], [2.0]])
     [parent] = memory.parents()

@@ -22,6 +22,7 @@ from sklearn import metrics
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import LogisticRegression, Ridge
 
+import tracked
 from tracked import TrackedPipeline, TrackingWarning
 from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, KeyNotes
 from tracked.recording.plots import SCATTER_POINTS
@@ -65,7 +66,7 @@ def spooled(task: str, rows: int) -> tuple[Bounded, Path]:
     session's spool folder."""
     X, y = data(task, rows)
     pipe = Bounded(task)
-    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"
+    tracked.configure(pipe, tracking_uri=f"http://127.0.0.1:{free_port()}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrackingWarning)
         with pipe:
@@ -146,7 +147,7 @@ def test_a_100k_row_inference_spools_what_5000_rows_would_and_its_metrics_stay_e
 def test_at_most_5000_rows_keep_the_deferred_scores_and_no_picture_tag(memory):
     X, y = data("regressor", 300)
     pipe = Bounded("regressor")
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.model(X, y)
         pipe.model(X, y, predict=True)
@@ -158,7 +159,7 @@ def test_at_most_5000_rows_keep_the_deferred_scores_and_no_picture_tag(memory):
 def test_capture_draws_nothing_from_random_state_the_user_can_observe(memory):
     X, y = data("regressor", 20_000)
     pipe = Bounded("regressor")
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     user = np.random.RandomState(11)
     np.random.seed(5)
     with pipe:
@@ -177,7 +178,7 @@ def test_a_50_mb_param_is_cut_when_read_and_the_cut_is_noted(tracking_uri, clien
     huge = "x" * (50 * 2**20)
     X, y = data("regressor", 50)
     pipe = Bounded("regressor", note=huge)
-    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"
+    tracked.configure(pipe, tracking_uri=f"http://127.0.0.1:{free_port()}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrackingWarning)
         with pipe:
@@ -239,7 +240,7 @@ class Deep(TrackedPipeline):
 def test_a_pipeline_hyperparameter_nested_2000_levels_is_cut_with_a_clear_warning(memory):
     X, y = data("regressor", 50)
     pipe = Deep(config=nested(2000), inner={"depth": {"small": 1}})
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pytest.warns(TrackingWarning) as caught, pipe:
         pipe.model(X, y)
     said = [str(w.message) for w in caught]
@@ -262,7 +263,7 @@ def test_an_estimator_param_nested_2000_levels_names_the_stage_and_keeps_the_res
     (nothing about the tracking backend), and the run is still written."""
     X, y = data("regressor", 50)
     pipe = Deep(inner=nested(2000))
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with strict(False), pytest.warns(TrackingWarning) as caught, pipe:
         pipe.model(X, y)
     said = [str(w.message) for w in caught]

@@ -10,6 +10,7 @@ from sklearn.compose import make_column_transformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 
+import tracked
 from tracked import TrackedPipeline
 
 
@@ -38,7 +39,7 @@ def test_the_model_predicts_on_the_categorical_training_frame(tracking_uri, monk
     frame = pd.DataFrame({"colour": pd.Categorical(colours), "size": rng.normal(size=90)})
     y = ((colours == "red") | (frame["size"] > 1)).astype(int)
     pipe = Encoded()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.clf(pipe.encode(frame), y)
     pipe.tracking = False

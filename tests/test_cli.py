@@ -17,6 +17,7 @@ import stores
 from pipelines import Iris, Regression
 from servers import free_port
 
+import tracked
 from tracked import cli
 
 
@@ -31,7 +32,7 @@ def track_iris(tracking_uri: str, iris, **params) -> str:
     """One demo-like pipeline run (fit, then a prediction pass with ground truth)."""
     X_train, X_test, y_train, y_test = iris
     pipe = Iris(**params)
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.train(X_train, y_train)
         pipe.predict(X_test, y_test)
@@ -194,7 +195,7 @@ def test_lower_is_better_metrics_rank_ascending(capsys, tracking_uri):
     run_ids = []
     for fit_intercept in (True, False):  # the better one first: newest-first would be wrong
         pipe = Regression(fit_intercept=fit_intercept)
-        pipe.tracking_uri = tracking_uri
+        tracked.configure(pipe, tracking_uri=tracking_uri)
         with pipe:
             pipe.regress(pipe.scale(X), y)
             pipe.regress(pipe.scale(X, train=False), y, train=False)

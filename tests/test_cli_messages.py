@@ -14,6 +14,7 @@ import textwrap
 import pytest
 from pipelines import Iris
 
+import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline, cli
 from tracked.cli.compare import RUN_NAME_WIDTH
 
@@ -34,7 +35,7 @@ def test_compare_shortens_long_run_names_in_tables_and_keeps_them_in_csv(
 ):
     X_train, X_test, y_train, y_test = iris
     pipe = LongName()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.train(X_train, y_train)
         pipe.predict(X_test, y_test)
@@ -99,7 +100,7 @@ SPAWNED = textwrap.dedent(
 
     def work(uri):
         pipe = Scaling()
-        pipe.tracking_uri = uri
+        tracked.configure(pipe, tracking_uri=uri)
         with pipe:
             pipe.scale([[1.0], [2.0]])
         return pipe.run_id

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.preprocessing import StandardScaler
 
+import tracked
 from tracked import TrackedPipeline
 
 
@@ -68,8 +69,8 @@ def pipeline_runs(client, experiment="clones"):
 def test_a_clone_keeps_the_instance_s_own_settings(memory):
     pipe = Classifier(C=0.3)
     pipe.tracking = False
-    pipe.strict = False
-    pipe.backend = memory
+    tracked.configure(pipe, strict=False)
+    tracked.configure(pipe, backend=memory)
     twin = clone(pipe)
     assert (False, False, memory, 0.3) == (twin.tracking, twin.strict, twin.backend, twin.C)
     assert twin is not pipe
@@ -79,9 +80,9 @@ def test_a_clone_keeps_the_instance_s_own_settings(memory):
 
 def test_a_clone_keeps_the_evaluation_and_model_settings_set_on_the_instance(memory):
     pipe = Classifier(C=0.3)
-    pipe.pos_label = 1
-    pipe.max_tuning_runs = None
-    pipe.log_input_example = True
+    tracked.configure(pipe, pos_label=1)
+    tracked.configure(pipe, max_tuning_runs=None)
+    tracked.configure(pipe, log_input_example=True)
     twin = clone(pipe)
     assert (1, None, True) == (twin.pos_label, twin.max_tuning_runs, twin.log_input_example)
 
@@ -89,7 +90,7 @@ def test_a_clone_keeps_the_evaluation_and_model_settings_set_on_the_instance(mem
 def test_cross_validating_an_untracked_instance_logs_nothing(tracking_uri, client, data):
     X, y = data
     pipe = Classifier()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     pipe.tracking = False
     scores = cross_val_score(pipe, X, y, cv=3)
     assert 3 == len(scores) and not np.isnan(scores).any()
@@ -99,7 +100,7 @@ def test_cross_validating_an_untracked_instance_logs_nothing(tracking_uri, clien
 def test_clones_made_inside_a_run_nest_under_it_and_end_with_it(tracking_uri, client, data):
     X, y = data
     pipe = Classifier()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.fit(X, y)
         scores = cross_val_score(pipe, X, y, cv=3)
@@ -117,7 +118,7 @@ def test_clones_made_inside_a_run_nest_under_it_and_end_with_it(tracking_uri, cl
 def test_a_clone_made_outside_a_run_has_its_own_top_level_run(tracking_uri, client, data):
     X, y = data
     pipe = Classifier()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     twin = clone(pipe)
     with twin:
         twin.fit(X, y)
@@ -134,7 +135,7 @@ def test_clones_shipped_to_workers_log_under_the_run_they_were_cloned_in(
 ):
     X, y = data
     pipe = Classifier()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.fit(X, y)
         scores = cross_val_score(pipe, X, y, cv=2, n_jobs=2)

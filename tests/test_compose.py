@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from test_toggle import run_python
 
+import tracked
 from tracked import TrackedPipeline, TrackingWarning
 
 DEMO = Path(__file__).parents[1] / "demo"
@@ -52,7 +53,7 @@ def test_a_regressor_workflow_round_trips_too(loader_uri):
     X = rng.normal(size=(120, 4))
     y = X @ [0.5, -1.0, 2.0, 0.0] + 3
     pipe = Regression()
-    pipe.tracking_uri = loader_uri
+    tracked.configure(pipe, tracking_uri=loader_uri)
     with pipe:
         pipe.regress(pipe.scale(X[:100]), y[:100])
     pipe.tracking = False
@@ -89,7 +90,7 @@ def test_the_model_loads_where_no_pipeline_class_is_importable(loader_uri, iris,
 def test_a_later_fit_pass_logs_a_newer_version_that_runs_uri_resolves_to(loader_uri, iris):
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.tracking_uri = loader_uri
+    tracked.configure(pipe, tracking_uri=loader_uri)
     with pipe:
         pipe.train(X_train, y_train)
         first_uri = pipe.model_uri
@@ -130,7 +131,7 @@ def test_without_a_fitted_estimator_no_composed_model_is_logged_and_it_is_said(
 ):
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with caplog.at_level(logging.WARNING, logger="tracked"), pipe:
         pipe.reduction(pipe.preprocessing(X_train, y_train), y_train)
     assert pipe.model_uri is None
@@ -145,7 +146,7 @@ def test_the_memory_backend_keeps_the_composed_model_with_an_input_example(memor
         log_input_example = True
 
     pipe = WithExample()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.train(X_train, y_train)
     pipe.tracking = False
@@ -206,7 +207,7 @@ def warnings_of(pipe, call):
 def test_a_composition_that_cannot_predict_is_never_logged(memory, iris):
     X_train, _, y_train, _ = iris
     pipe = Sliced()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     messages = warnings_of(pipe, lambda: pipe.classify(pipe.scale(X_train), y_train))
     assert "the composed model cannot predict on the first stage's input" in messages
     assert "Sliced.classify is not evaluated" in messages  # the operator saw other columns
@@ -217,7 +218,7 @@ def test_a_composition_that_cannot_predict_is_never_logged(memory, iris):
 def test_transformers_that_do_not_reproduce_the_estimator_input_are_never_composed(memory, iris):
     X_train, _, y_train, _ = iris
     pipe = Shifted()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     messages = warnings_of(pipe, lambda: pipe.classify(pipe.scale(X_train), y_train))
     assert "do not reproduce the input of stage 'classify'" in messages
     assert pipe.model_uri is None
@@ -226,7 +227,7 @@ def test_transformers_that_do_not_reproduce_the_estimator_input_are_never_compos
 def test_a_prediction_pass_that_disagrees_with_the_composed_model_is_flagged(memory, iris):
     X_train, X_test, y_train, _ = iris
     pipe = Doubled()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.classify(pipe.scale(X_train), y_train)
         with pytest.warns(TrackingWarning, match="predicts differently from the stages' own"):
@@ -237,7 +238,7 @@ def test_a_prediction_pass_that_disagrees_with_the_composed_model_is_flagged(mem
 def test_a_faithful_prediction_pass_marks_the_composed_model_verified(memory, iris):
     X_train, X_test, y_train, y_test = iris
     pipe = Iris()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.train(X_train, y_train)
         pipe.predict(X_test, y_test)
@@ -268,7 +269,7 @@ class Custom(TrackedPipeline):
 def test_an_operator_without_transform_skips_the_composed_model_with_the_reason(memory, iris):
     X_train, _, y_train, _ = iris
     pipe = Custom()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pytest.warns(TrackingWarning, match=r"stage 'shift' has no transform\(\)"):
         pipe.classify(pipe.shift(X_train), y_train)
     pipe.close()

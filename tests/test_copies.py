@@ -9,6 +9,8 @@ import mlflow
 import pytest
 from pipelines import Iris
 
+import tracked
+
 
 def children_of(client, run_id):
     parent = client.get_run(run_id)
@@ -25,7 +27,7 @@ def test_a_copy_refitted_inside_the_owner_s_run_leaves_its_model_and_metrics_alo
 ):
     X_train, X_test, y_train, y_test = iris
     owner = Iris(C=0.5)
-    owner.tracking_uri = tracking_uri
+    tracked.configure(owner, tracking_uri=tracking_uri)
     with owner:
         owner.train(X_train, y_train)
         owner.predict(X_test, y_test)

@@ -16,6 +16,7 @@ from pipelines import Iris
 from processes import ROOT, TESTS
 from servers import free_port
 
+import tracked
 from tracked import TrackingError, TrackingWarning
 from tracked.testing import MemoryBackend
 
@@ -144,7 +145,7 @@ def test_the_with_enter_warns_and_the_block_runs_when_the_store_library_fails(ir
     monkeypatch.delenv("TRACKED_STRICT")
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.backend = _LibraryMissing()
+    tracked.configure(pipe, backend=_LibraryMissing())
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TrackingWarning)
@@ -161,7 +162,7 @@ def test_the_with_enter_warns_and_the_block_runs_when_the_store_library_fails(ir
 
 def test_in_strict_mode_the_with_enter_raises_a_tracking_error(iris):
     pipe = Iris()
-    pipe.backend = _LibraryMissing()
+    tracked.configure(pipe, backend=_LibraryMissing())
 
     with pytest.raises(TrackingError, match="could not open the parent run: ImportError"), pipe:
         pytest.fail("the block must not run in strict mode")

@@ -85,7 +85,7 @@ def experiment_runs(client):
 @pytest.mark.parametrize("how", ["grid", "randomized", "cross_validate", "cross_val_score"])
 def test_clones_end_finished_and_are_grouped_under_one_run(how, tracking_uri, client):
     estimator = Estimator()
-    estimator.tracking_uri = tracking_uri
+    tracked.configure(estimator, tracking_uri=tracking_uri)
     result, expected = use(how, estimator)
     best_run = result.best_estimator_.run_id if hasattr(result, "best_estimator_") else None
     # The search (and the estimators cross_validate returns) done with: collected.
@@ -110,7 +110,7 @@ def test_clones_end_finished_and_are_grouped_under_one_run(how, tracking_uri, cl
 
 def test_the_refit_s_run_stays_open_while_the_search_holds_it(memory):
     estimator = Estimator()
-    estimator.backend = memory
+    tracked.configure(estimator, backend=memory)
     search = GridSearchCV(estimator, GRID, cv=3).fit(X, Y)
     gc.collect()
     assert tracked.flush()
@@ -129,7 +129,7 @@ def test_the_refit_s_run_stays_open_while_the_search_holds_it(memory):
 
 def test_an_instance_s_run_ends_when_it_is_garbage_collected(memory):
     estimator = Estimator()
-    estimator.backend = memory
+    tracked.configure(estimator, backend=memory)
     estimator.fit(X, Y)
     estimator.predict(X)
     run_id = estimator.run_id
@@ -146,7 +146,7 @@ def test_an_instance_s_run_ends_when_it_is_garbage_collected(memory):
 
 def test_the_next_fit_of_an_instance_opens_a_new_run_and_ends_the_last(memory):
     estimator = Estimator()
-    estimator.backend = memory
+    tracked.configure(estimator, backend=memory)
     estimator.fit(X, Y)
     estimator.predict(X)
     first = estimator.run_id
@@ -160,7 +160,7 @@ def test_the_next_fit_of_an_instance_opens_a_new_run_and_ends_the_last(memory):
 
 def test_fits_inside_a_with_block_stay_in_its_run(memory):
     estimator = Estimator()
-    estimator.backend = memory
+    tracked.configure(estimator, backend=memory)
     with estimator:
         estimator.fit(X, Y)
         estimator.fit(X[:100], Y[:100])
@@ -176,7 +176,7 @@ def test_a_fit_that_calls_its_base_s_fit_is_one_fit(memory):
             return super().fit(X, y)
 
     estimator = Refined()
-    estimator.backend = memory
+    tracked.configure(estimator, backend=memory)
     estimator.fit(X, Y)
     [run] = memory.parents()
     assert ["scale:fit", "scale:fit", "classify:fit"] == [
@@ -192,7 +192,7 @@ def test_clones_of_a_search_against_a_store_that_is_away_each_wait_in_the_spool(
     from tracked import TrackingWarning
 
     estimator = Estimator()
-    estimator.tracking_uri = f"http://127.0.0.1:{free_port()}"  # nobody listens
+    tracked.configure(estimator, tracking_uri=f"http://127.0.0.1:{free_port()}")  # nobody listens
     with pytest.warns(TrackingWarning, match="is away"):
         scores = cross_val_score(estimator, X, Y, cv=3)
         gc.collect()

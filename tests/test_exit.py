@@ -12,7 +12,7 @@ def script(tracking_uri: str, ending: str) -> str:
         from pipelines import Iris
         X, y = load_iris(return_X_y=True)
         pipe = Iris()
-        pipe.tracking_uri = {tracking_uri!r}
+        tracked.configure(pipe, tracking_uri={tracking_uri!r})
         pipe.train(X, y)
         print(pipe.run_id, flush=True)
         {ending}
@@ -54,7 +54,7 @@ def test_a_forked_child_logs_under_the_open_run_and_never_ends_it(tmp_path, trac
         from pipelines import Iris
         X, y = load_iris(return_X_y=True)
         pipe = Iris()
-        pipe.tracking_uri = {tracking_uri!r}
+        tracked.configure(pipe, tracking_uri={tracking_uri!r})
         with pipe:
             Xs = pipe.preprocessing(X, y)
             pid = os.fork()

@@ -267,7 +267,7 @@ def test_a_server_stopped_mid_workflow_is_completed_by_sync_after_its_restart(
     healthy = healthy_summary(iris, new_store("healthy"))
     X_train, X_test, y_train, y_test = iris
     pipe = Iris()
-    pipe.tracking_uri = live_server.url
+    tracked.configure(pipe, tracking_uri=live_server.url)
     with pytest.warns(TrackingWarning) as caught:
         with pipe:
             pipe.train(X_train, y_train)
@@ -313,7 +313,7 @@ def test_a_run_half_written_to_a_lost_server_is_synced_whole_into_another_store(
     healthy = healthy_summary(iris, new_store("healthy"))
     X_train, X_test, y_train, y_test = iris
     pipe = Iris()
-    pipe.tracking_uri = live_server.url
+    tracked.configure(pipe, tracking_uri=live_server.url)
     with pytest.warns(TrackingWarning):
         with pipe:
             pipe.train(X_train, y_train)
@@ -496,7 +496,7 @@ def test_a_stage_exception_reaches_the_caller_as_the_same_object(
     X_train, _, y_train, _ = iris
     uri = new_store("store") if store == "healthy" else unreachable()
     pipe = Failing()
-    pipe.tracking_uri = uri
+    tracked.configure(pipe, tracking_uri=uri)
     error = pipe._error = make_error()
 
     # Recorded rather than raised: a tracking warning must not even be attempted in place of
@@ -534,7 +534,7 @@ def test_a_pending_spool_notice_never_replaces_the_users_exception(iris):
     # pyproject turns TrackingWarning into an error, as `python -W error` would for a user.
     X_train, _, y_train, _ = iris
     pipe = Failing()
-    pipe.tracking_uri = unreachable()
+    tracked.configure(pipe, tracking_uri=unreachable())
     error = pipe._error = ValueError("the user's own failure")
     with pytest.raises(ValueError) as info, pipe:
         assert pipe.run_id  # waits until the writer tried: the "store is away" notice is pending
@@ -554,7 +554,7 @@ KILLED_SCRIPT = """
     X, y = load_iris(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42)
     pipe = Iris()
-    pipe.tracking_uri = sys.argv[1]
+    tracked.configure(pipe, tracking_uri=sys.argv[1])
     with pipe:
         pipe.train(X_train, y_train)
         print("trained", flush=True)
@@ -570,7 +570,7 @@ def test_a_process_killed_mid_workflow_is_ended_killed_by_sync(
     X_train, _, y_train, _ = iris
     healthy_uri = new_store("healthy")
     healthy_pipe = Iris()
-    healthy_pipe.tracking_uri = healthy_uri
+    tracked.configure(healthy_pipe, tracking_uri=healthy_uri)
     with healthy_pipe:
         healthy_pipe.train(X_train, y_train)
     healthy = summarise(MlflowClient(healthy_uri), healthy_pipe.run_id)
@@ -643,7 +643,7 @@ RECORDER_SCRIPT = """
 
     X, y = load_iris(return_X_y=True)
     pipe = Iris()
-    pipe.tracking_uri = sys.argv[1]
+    tracked.configure(pipe, tracking_uri=sys.argv[1])
     with pipe:
         pipe.preprocessing(X, y)
 """
@@ -857,7 +857,7 @@ def test_any_param_names_and_values_are_recorded_recoverably(new_store_once, tmp
 
     uri = new_store_once
     pipe = Anything()
-    pipe.tracking_uri = uri
+    tracked.configure(pipe, tracking_uri=uri)
     pipe.bag = params
     with pipe:
         pipe.hold(np.ones((3, 2)))
@@ -1006,7 +1006,7 @@ def secretive(uri: str) -> Secretive:
         db=Database(api_key=SECRETS["api_key"]),
         token=SECRETS["token"],
     )
-    pipe.tracking_uri = uri
+    tracked.configure(pipe, tracking_uri=uri)
     return pipe
 
 
@@ -1049,7 +1049,7 @@ def test_credentials_in_the_tracking_uri_never_show(iris, spool_dir, live_server
     password = "s3cr3t-pw"
     away = f"http://alice:{password}@127.0.0.1:{free_port()}"
     pipe = Iris()
-    pipe.tracking_uri = away
+    tracked.configure(pipe, tracking_uri=away)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pipe:
@@ -1102,7 +1102,7 @@ def test_credentials_in_the_tracking_uri_never_reach_stdout(iris, live_server, c
     X_train, _, y_train, _ = iris
     password = "s3cr3t-pw"
     pipe = Iris()
-    pipe.tracking_uri = f"http://alice:{password}@127.0.0.1:{live_server.port}"
+    tracked.configure(pipe, tracking_uri=f"http://alice:{password}@127.0.0.1:{live_server.port}")
     with pipe:
         pipe.preprocessing(X_train, y_train)
     captured = capfd.readouterr()

@@ -69,7 +69,7 @@ def stage_runs(memory, stage, phase=None):
 def learner(backend, cls=None, **settings):
     """A pipeline of ``cls`` (default ``Learner``) on ``backend`` with ``settings``."""
     pipe = (cls or Learner)()
-    pipe.backend = backend
+    tracked.configure(pipe, backend=backend)
     for name, value in settings.items():
         setattr(pipe, name, value)
     return pipe
@@ -113,7 +113,7 @@ def test_a_partial_fit_loop_leaves_two_runs_and_one_series_with_a_step_per_call(
 def test_a_training_step_scores_the_batch_with_the_model_of_that_call(memory):
     X, y = data()
     pipe, twin = Learner(), Learner()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     twin.tracking = False
     expected = []
     with pipe:
@@ -239,7 +239,7 @@ def test_a_bad_fold_setting_is_refused_when_the_class_is_defined(attribute, valu
 def test_a_multi_stage_batch_loop_folds_each_stage_and_composes_the_final_chain(memory):
     X, y = batches_data(400)
     pipe = Batches()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         for batch in range(8):
             rows = slice(batch * 50, (batch + 1) * 50)
@@ -257,7 +257,7 @@ def test_a_series_in_mlflow_is_named_for_its_calls_and_its_model_loads(tracking_
 
     X, y = data()
     pipe = Learner()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         learn_batches(pipe, X, y, 6)
     experiment = client.get_experiment_by_name("folding").experiment_id
@@ -273,7 +273,7 @@ def test_a_series_spooled_while_the_store_is_away_syncs_whole(spool_dir, client,
 
     X, y = data()
     pipe = Learner()
-    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"
+    tracked.configure(pipe, tracking_uri=f"http://127.0.0.1:{free_port()}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pipe:
@@ -386,7 +386,7 @@ class Stepwise(Batches):
 def test_a_stage_that_calls_stages_folds_with_its_callees(memory):
     X, y = batches_data(400)
     pipe = Stepwise()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         for batch in range(8):
             pipe.step(X[batch * 50 : (batch + 1) * 50], y[batch * 50 : (batch + 1) * 50])

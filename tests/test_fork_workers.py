@@ -23,7 +23,7 @@ from pipelines import Iris
 X, y = load_iris(return_X_y=True)
 uri, how = sys.argv[1], sys.argv[2]
 pipe = Iris()
-pipe.tracking_uri = uri
+tracked.configure(pipe, tracking_uri=uri)
 
 
 def work(i):
@@ -93,7 +93,7 @@ from pipelines import Iris
 
 X, y = load_iris(return_X_y=True)
 pipe = Iris()
-pipe.tracking_uri = sys.argv[1]  # nobody listens: everything goes to the spool
+tracked.configure(pipe, tracking_uri=sys.argv[1])  # nobody listens: everything goes to the spool
 with pipe:
     pipe.preprocessing(X, y)
     pid = os.fork()
@@ -162,7 +162,7 @@ from sklearn.datasets import load_iris
 
 X, y = load_iris(return_X_y=True)
 pipe = Iris()
-pipe.tracking_uri = sys.argv[1]
+tracked.configure(pipe, tracking_uri=sys.argv[1])
 with pipe:
     pipe.train(X, y)  # the composed model reaches the store before the fork
     pid = os.fork()

@@ -18,6 +18,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+import tracked
 from tracked import TrackedPipeline, TrackingError, TrackingWarning
 from tracked.recording.compose import head
 from tracked.recording.data import summarize
@@ -66,7 +67,7 @@ def test_a_polars_workflow_gets_a_composed_model_that_predicts_like_it(
 ):
     X, y = iris_polars
     pipe = Polars()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.classify(pipe.scale(X), y)
         predictions = pipe.classify(pipe.scale(X, train=False), y, predict=True)
@@ -81,7 +82,7 @@ def test_a_polars_workflow_gets_a_composed_model_that_predicts_like_it(
 def test_polars_columns_reach_previews_schemas_and_lineage(tracking_uri, client, iris_polars):
     X, y = iris_polars
     pipe = Polars()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.classify(pipe.scale(X), y)
     runs = children(client, pipe.run_id)
@@ -166,7 +167,7 @@ def test_the_user_s_stage_is_not_blamed_for_tracked_s_sampling(tracking_uri, iri
             return self.operator
 
     pipe = Plain()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pytest.warns(TrackingWarning) as caught:
         pipe.classify(Columnar(X_train), y_train)
         pipe.close()
@@ -180,7 +181,7 @@ def test_the_user_s_stage_is_not_blamed_for_tracked_s_sampling(tracking_uri, iri
 def test_strict_mode_raises_nothing_for_a_frame_it_can_sample(tracking_uri, iris_polars):
     X, y = iris_polars
     pipe = Polars()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     try:
         pipe.classify(pipe.scale(X), y)
     except TrackingError as exc:  # pragma: no cover - the failure this test is about

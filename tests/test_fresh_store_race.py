@@ -23,7 +23,7 @@ start = float(sys.argv[2])
 while time.time() < start:  # all four open the fresh store at the same moment
     time.sleep(0.001)
 pipe = Iris()
-pipe.tracking_uri = sys.argv[1]
+tracked.configure(pipe, tracking_uri=sys.argv[1])
 with pipe:
     pipe.train(X, y)
 print(pipe.run_id)

@@ -16,6 +16,7 @@ from pipelines import Iris
 from sklearn.linear_model import LogisticRegression
 from test_toggle import run_python
 
+import tracked
 from tracked import TrackedPipeline
 
 DEMO = Path(__file__).parents[1] / "demo"
@@ -74,7 +75,7 @@ def test_an_active_run_in_another_store_is_not_nested_under(global_uri, tmp_path
     other = new_store(tmp_path / "other.db")
     with mlflow.start_run():
         pipe = Iris()
-        pipe.tracking_uri = other
+        tracked.configure(pipe, tracking_uri=other)
         train(pipe, iris)
     assert "mlflow.parentRunId" not in MlflowClient(other).get_run(pipe.run_id).data.tags
 
@@ -170,7 +171,7 @@ def test_redefining_a_pipeline_in_a_rerun_cell_gives_one_run_per_call(memory):
 
     for cls in (first_class, second_class):
         pipe = cls()
-        pipe.backend = memory
+        tracked.configure(pipe, backend=memory)
         with pipe:
             pipe.scale(np.arange(6.0).reshape(3, 2))
         assert ["scale:fit"] == [c.name for c in memory.children(pipe.run_id)]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline
 from tracked.recording.compose import EXAMPLE_BYTES, bounded_example
 
@@ -36,7 +37,7 @@ def model_info(pipe, tracking_uri, monkeypatch):
 def test_by_default_no_rows_are_stored_but_the_signature_is(tracking_uri, monkeypatch):
     X, y = data()
     pipe = Plain()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.clf(X, y)
     info = model_info(pipe, tracking_uri, monkeypatch)
@@ -52,7 +53,7 @@ def test_log_input_example_stores_the_first_rows(tracking_uri, monkeypatch):
         log_input_example = True
 
     pipe = WithExample()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.clf(X, y)
     info = model_info(pipe, tracking_uri, monkeypatch)
@@ -68,7 +69,7 @@ def test_a_wide_example_is_cut_to_the_rows_that_fit_and_it_is_said(memory, caplo
         log_input_example = True
 
     pipe = Wide()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with caplog.at_level(logging.WARNING, logger="tracked"), pipe:
         pipe.clf(X, y)
     [(_, _, example)] = memory.get(pipe.run_id).logged_models

@@ -16,6 +16,7 @@ from pipelines import Iris, Regression
 from sklearn.metrics import confusion_matrix
 from sklearn.preprocessing import StandardScaler
 
+import tracked
 from tracked import TrackedPipeline
 from tracked.recording.data import SAMPLED_ROWS, digest_array, summarize
 from tracked.recording.fitted import fitted_state
@@ -29,7 +30,7 @@ def trained(pipe, iris):
 def sqlite_run(tracking_uri, client, iris):
     """A demo-like run in a real store: (pipe, predictions, children by run name)."""
     pipe = Iris()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     predictions = trained(pipe, iris)
     parent = client.get_run(pipe.run_id)
     children = client.search_runs(
@@ -118,7 +119,7 @@ def test_log_outputs_chooses_the_output_artifact(memory, iris, mode, expected):
         log_outputs = mode
 
     pipe = Outputs()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     trained(pipe, iris)
     scale = memory.children(pipe.run_id)[0]
     assert expected == {name for name in scale.artifacts if name.startswith("output")}
@@ -134,7 +135,7 @@ def test_dataframe_outputs_keep_their_column_names(memory):
 
     frame = pd.DataFrame({"height": np.arange(30.0), "weight": np.arange(30.0) ** 2})
     pipe = Frames()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.scale(frame)
     [child] = memory.children(pipe.run_id)
@@ -149,7 +150,7 @@ def test_regressors_get_a_scatter_and_a_residual_plot(memory):
     X = rng.normal(size=(60, 2))
     y = X @ [1.0, -2.0] + rng.normal(scale=0.1, size=60)
     pipe = Regression()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.regress(pipe.scale(X), y)
         pipe.regress(pipe.scale(X, train=False), y, train=False)
@@ -160,7 +161,7 @@ def test_regressors_get_a_scatter_and_a_residual_plot(memory):
 
 def test_timings_add_up_on_the_parent(memory, iris):
     pipe = Iris()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     trained(pipe, iris)
     durations = [c.metric("duration_s") for c in memory.children(pipe.run_id)]
     assert sum(durations) == pytest.approx(memory.get(pipe.run_id).metric("total_stage_duration_s"))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pipelines import Batches, batches_data
 
+import tracked
+
 
 def test_a_partial_fit_loop_after_a_first_fitted_batch_is_composed_every_time(memory):
     X, y = batches_data()
     pipe = Batches()
-    pipe.backend = memory
-    pipe.fold_after = None  # every batch a run of its own, and a composed model
+    tracked.configure(pipe, backend=memory)
+    tracked.configure(pipe, fold_after=None)  # every batch a run of its own, and a composed model
     with pipe:
         for batch in range(4):
             rows = slice(batch * 50, (batch + 1) * 50)
@@ -26,7 +28,7 @@ def test_transforming_the_test_set_before_fitting_still_composes(memory):
     """The common order: both sets transformed first, then the estimator fitted."""
     X, y = batches_data()
     pipe = Batches()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         train = pipe.reduce(pipe.scale(X[:150]))
         test = pipe.reduce(pipe.scale(X[150:]))

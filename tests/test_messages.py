@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import tracked
 from tracked import TrackedPipeline, TrackingWarning
 from tracked.records.report import clean, describe
 
@@ -36,7 +37,7 @@ def read_only_uri(folder: Path) -> str:
 
 def test_a_warning_points_at_the_user_s_stage_call(memory):
     pipe = NoOperator()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pytest.warns(TrackingWarning, match="assigned no") as caught:
         line = sys._getframe().f_lineno + 1
         pipe.step([[1.0]])
@@ -47,7 +48,7 @@ def test_a_warning_points_at_the_user_s_stage_call(memory):
 
 def test_a_store_failure_found_by_the_writer_points_at_the_user_s_line(tmp_path, spool_dir):
     pipe = NoOperator()
-    pipe.tracking_uri = read_only_uri(tmp_path)
+    tracked.configure(pipe, tracking_uri=read_only_uri(tmp_path))
     with pytest.warns(TrackingWarning) as caught:
         pipe.step([[1.0]])
         pipe.close()
@@ -59,7 +60,7 @@ def test_a_store_failure_found_by_the_writer_points_at_the_user_s_line(tmp_path,
 
 def test_a_store_failure_s_details_are_at_debug_on_the_tracked_logger(tmp_path, spool_dir, caplog):
     pipe = NoOperator()
-    pipe.tracking_uri = read_only_uri(tmp_path)
+    tracked.configure(pipe, tracking_uri=read_only_uri(tmp_path))
     caplog.set_level(logging.DEBUG, logger="tracked")
     with pytest.warns(TrackingWarning):
         pipe.step([[1.0]])
@@ -159,7 +160,7 @@ def test_clean_cuts_foreign_details_to_one_line():
 
 def test_a_warning_from_a_with_exit_points_at_the_with(tmp_path, spool_dir):
     pipe = NoOperator()
-    pipe.tracking_uri = read_only_uri(tmp_path)
+    tracked.configure(pipe, tracking_uri=read_only_uri(tmp_path))
     with pytest.warns(TrackingWarning) as caught:
         line = sys._getframe().f_lineno + 1
         with pipe:

@@ -86,7 +86,7 @@ def test_a_failing_stage_leaves_a_failed_child_with_the_error(tracking_uri, clie
     from test_stage import Boom, Failing
 
     pipe = Failing()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pytest.raises(Boom), pipe:
         pipe.explode(np.ones((3, 2)))
     [child] = children_of(client, pipe.run_id)
@@ -99,7 +99,7 @@ def test_an_unreachable_store_warns_and_leaves_results_intact(iris, monkeypatch,
     monkeypatch.setenv("TRACKED_STRICT", "0")
     X_train, X_test, y_train, y_test = iris
     pipe = Iris()
-    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"
+    tracked.configure(pipe, tracking_uri=f"http://127.0.0.1:{free_port()}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pipe:
@@ -123,7 +123,7 @@ def test_in_strict_mode_a_spooled_run_is_a_warning_not_an_error(iris):
     # Nothing is lost: the records wait in the spool, so strict mode does not raise.
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"
+    tracked.configure(pipe, tracking_uri=f"http://127.0.0.1:{free_port()}")
     with pytest.warns(TrackingWarning, match="is not reachable"):
         pipe.preprocessing(X_train, y_train)
         tracked.flush()
@@ -138,7 +138,7 @@ def test_a_deleted_experiment_is_reported_with_the_fix(
     client.delete_experiment(client.create_experiment("tests"))
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     # The writer learns of it after the stage returned: the next sync point raises.
     with pytest.raises(TrackingError, match="mlflow experiments restore --experiment-id") as info:
         pipe.preprocessing(X_train, y_train)
@@ -196,7 +196,7 @@ def test_two_pipelines_at_once_in_one_store(tracking_uri, client, iris):
     X_train, _, y_train, _ = iris
     first, second = Iris(n_components=1), Iris(n_components=3)
     for pipe in (first, second):
-        pipe.tracking_uri = tracking_uri
+        tracked.configure(pipe, tracking_uri=tracking_uri)
     with first, second:
         second.preprocessing(X_train, y_train)
         first.preprocessing(X_train, y_train)

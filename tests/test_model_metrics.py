@@ -11,6 +11,7 @@ import pytest
 from pipelines import Iris
 from servers import free_port
 
+import tracked
 from tracked import TrackingWarning
 from tracked.cli import main as tracked_cli
 
@@ -71,7 +72,7 @@ def check_links(client, parent_run_id):
 
 def test_stage_and_parent_metrics_are_linked_to_their_models(tracking_uri, client, iris):
     pipe = Iris()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     workflow(pipe, iris)
     check_links(client, pipe.run_id)
 
@@ -80,7 +81,9 @@ def test_stage_and_parent_metrics_are_linked_to_their_models(tracking_uri, clien
 @pytest.mark.timeout(240)
 def test_a_spooled_workflow_links_the_same_when_synced(tracking_uri, client, iris, spool_dir):
     pipe = Iris()
-    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"  # nobody listens: all is spooled
+    tracked.configure(
+        pipe, tracking_uri=f"http://127.0.0.1:{free_port()}"
+    )  # nobody listens: all is spooled
     with pytest.warns(TrackingWarning, match="is away"):
         workflow(pipe, iris)
     err = io.StringIO()
@@ -94,7 +97,7 @@ def test_a_spooled_workflow_links_the_same_when_synced(tracking_uri, client, iri
 
 def test_metrics_link_to_the_memory_backend_s_models(memory, iris):
     pipe = Iris()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     workflow(pipe, iris)
     [parent] = memory.parents()
     fit, inference = (

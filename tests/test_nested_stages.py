@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import StandardScaler
 
+import tracked
 from tracked import TrackedPipeline
 
 
@@ -43,7 +44,7 @@ def test_inner_stages_nest_under_the_calling_stage_which_records_only_its_own_wo
 ):
     X, y = _data()
     pipe = Orchestrated()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.train(X, y)
     true_training_accuracy = accuracy_score(y, pipe.model.predict(pipe.scaler.transform(X)))
@@ -135,7 +136,7 @@ def test_composed_models_of_inner_calls_keep_their_own_steps(tracking_uri, clien
 
     X, y = _data()
     pipe = Twice()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.train(X, y)
     parent = client.get_run(pipe.run_id)
@@ -156,7 +157,9 @@ def test_nested_runs_keep_their_hierarchy_through_the_spool_and_tracked_sync(
 
     X, y = _data()
     pipe = Orchestrated()
-    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"  # nobody listens: all is spooled
+    tracked.configure(
+        pipe, tracking_uri=f"http://127.0.0.1:{free_port()}"
+    )  # nobody listens: all is spooled
     with pytest.warns(TrackingWarning, match="is away"), pipe:
         pipe.train(X, y)
     local_id = pipe.run_id

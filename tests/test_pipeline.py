@@ -11,6 +11,7 @@ from pipelines import Iris
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
+import tracked
 from tracked import TrackedPipeline
 
 
@@ -63,7 +64,7 @@ def test_an_instance_pickles_before_and_after_training(iris, tmp_path):
 def test_a_copy_made_before_a_run_opens_its_own_parent(tracking_uri, client, iris):
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     restored = pickle.loads(pickle.dumps(pipe))
     with pipe:
         pipe.preprocessing(X_train, y_train)
@@ -78,7 +79,7 @@ def test_a_copy_made_during_a_run_logs_under_the_same_parent_and_never_ends_it(
 ):
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.preprocessing(X_train, y_train)
         for restored in (pickle.loads(pickle.dumps(pipe)), copy.copy(pipe), copy.deepcopy(pipe)):
@@ -95,7 +96,7 @@ def test_a_copy_made_during_a_run_logs_under_the_same_parent_and_never_ends_it(
 def test_a_shallow_copy_does_not_share_the_original_session(memory, iris):
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     twin = copy.copy(pipe)  # before any run: the copy is on its own
     pipe.preprocessing(X_train, y_train)
     twin.preprocessing(X_train, y_train)

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 
-from tracked import TrackedPipeline
+from tracked import TrackedPipeline, configure
 from tracked.records.params import operator_params
 
 rng = np.random.default_rng(5)
@@ -120,7 +120,7 @@ def children(client, pipe):
 
 def tracked(kind, tracking_uri, y):
     pipe = Plain(kind)
-    pipe.tracking_uri = tracking_uri
+    configure(pipe, tracking_uri=tracking_uri)
     with pytest.warns(Warning) as caught, pipe:  # not scikit-learn: no model, no composition
         pipe.model(X, y)
         predictions = pipe.model(X, y, train=False)
@@ -160,7 +160,7 @@ def test_a_logit_result_predicting_probabilities_is_scored_as_a_classifier(track
 @pytest.mark.filterwarnings("ignore:no composed `pipeline` model:tracked.TrackingWarning")
 def test_an_estimator_without_classes_predicting_labels_is_a_classifier(kind, memory):
     pipe = Plain(kind)
-    pipe.backend = memory
+    configure(pipe, backend=memory)
     with pipe:
         pipe.model(X, Y)
         predictions = pipe.model(X, Y, train=False)
@@ -212,7 +212,7 @@ def test_a_plain_dict_operator_logs_its_scalar_items(memory):
             return X
 
     pipe = Configured()
-    pipe.backend = memory
+    configure(pipe, backend=memory)
     with pipe:
         pipe.route(X)
     assert {"alpha": "0.1", "kernel": "rbf", "nested__depth": "3"} == dict(
@@ -232,7 +232,7 @@ def test_classes_are_not_logged_as_metrics(memory):
             return self.operator
 
     pipe = Fit()
-    pipe.backend = memory
+    configure(pipe, backend=memory)
     with pipe:
         pipe.clf(X, np.where(Y == 1, 3, 7))
     run = memory.children(pipe.run_id)[0]
@@ -248,7 +248,7 @@ def test_a_lambda_operator_is_not_a_fit_on_every_call(memory):
             return self.operator(X)
 
     pipe = Functions()
-    pipe.backend = memory
+    configure(pipe, backend=memory)
     with pipe:
         pipe.double(X)
         pipe.double(X)
@@ -280,7 +280,7 @@ def test_an_operator_made_in_init_logs_its_params_on_its_first_call_only(memory)
             return self.operator(X)
 
     pipe = Prepared()
-    pipe.backend = memory
+    configure(pipe, backend=memory)
     with pipe:
         pipe.scale(X)
         pipe.scale(X)

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+import tracked
 from tracked import TrackedPipeline
 from tracked.recording.data import PREVIEW_BYTES, PREVIEW_COLUMNS
 
@@ -59,7 +60,7 @@ def long_text(X):
 
 def run_stage(tracking_uri, make, X):
     pipe = Outputs(make)
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.shape(X)
     return pipe
@@ -121,7 +122,7 @@ def test_a_stage_returning_estimators_gets_no_preview_of_their_reprs(
 ):
     X_train, _, y_train, _ = iris
     pipe = ReturnsEstimators()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         getattr(pipe, method)(X_train, y_train)
     run = stage_run(client, pipe)
@@ -146,7 +147,7 @@ def test_an_output_with_repeated_column_names_feeds_a_dataset_with_a_schema(trac
             return self.operator.transform(np.asarray(X))
 
     pipe = Twice()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.second(pipe.first(np.arange(12.0).reshape(4, 3)))
     parent = client.get_run(pipe.run_id)

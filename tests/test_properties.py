@@ -9,6 +9,7 @@ import stores
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tracked
 from tracked import TrackedPipeline
 from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, sanitize_key
 from tracked.records.params import flatten
@@ -59,7 +60,7 @@ class Pipe(TrackedPipeline):
 
 def logged_params(tracking_uri, client, params):
     pipe = Pipe(params)
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.fit_stage(1)
     experiment = client.get_run(pipe.run_id).info.experiment_id

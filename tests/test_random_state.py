@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.dummy import DummyClassifier
 from sklearn.preprocessing import StandardScaler
 
-from tracked import TrackedPipeline
+from tracked import TrackedPipeline, configure
 
 X = np.random.default_rng(7).normal(size=(100, 2))
 Y = np.arange(100) % 2
@@ -90,7 +90,7 @@ def untracked(pipe: TrackedPipeline) -> TrackedPipeline:
 
 
 def tracked(pipe: TrackedPipeline, tracking_uri: str) -> TrackedPipeline:
-    pipe.tracking_uri = tracking_uri
+    configure(pipe, tracking_uri=tracking_uri)
     return pipe
 
 
@@ -120,7 +120,7 @@ def test_the_issue_s_example_draws_as_untracked(tracking_uri):
         rs = np.random.RandomState(0)
         p = P()
         p.tracking = tracking
-        p.tracking_uri = tracking_uri
+        configure(p, tracking_uri=tracking_uri)
         with p:
             p.clf(np.zeros((100, 2)), np.arange(100) % 2)
         draws.append(rs.randint(10**9))
@@ -146,7 +146,7 @@ def test_a_generator_owned_by_a_custom_estimator_draws_as_untracked(tracking_uri
     for tracking in (False, True):
         pipe = OwnsGenerator()
         pipe.tracking = tracking
-        pipe.tracking_uri = tracking_uri
+        configure(pipe, tracking_uri=tracking_uri)
         with pipe:
             pipe.clf(X, Y)
             pipe.clf(X, Y, train=False)
@@ -177,7 +177,7 @@ def test_random_state_held_on_the_pipeline_instance_draws_as_untracked(tracking_
     for tracking in (False, True):
         pipe = HoldsRandomState()
         pipe.tracking = tracking
-        pipe.tracking_uri = tracking_uri
+        configure(pipe, tracking_uri=tracking_uri)
         with pipe:
             pipe.clf(X, Y)
             pipe.clf(X, Y, train=False)
@@ -199,7 +199,7 @@ def test_the_global_random_state_draws_as_untracked_once_the_writer_is_done(trac
     for tracking in (False, True):
         pipe = Global(rs=None)
         pipe.tracking = tracking
-        pipe.tracking_uri = tracking_uri
+        configure(pipe, tracking_uri=tracking_uri)
         np.random.seed(0)
         random.seed(0)
         workflow(pipe)
@@ -272,7 +272,7 @@ def test_an_operator_that_may_draw_globally_is_scored_on_the_caller(tracking_uri
     for tracking in (False, True):
         pipe = DrawsGlobally()
         pipe.tracking = tracking
-        pipe.tracking_uri = tracking_uri
+        configure(pipe, tracking_uri=tracking_uri)
         np.random.seed(0)
         with pipe:
             pipe.clf(X, Y)

@@ -12,6 +12,7 @@ from imblearn.over_sampling import RandomOverSampler
 from imblearn.pipeline import Pipeline as ImbPipeline
 from sklearn.linear_model import LogisticRegression
 
+import tracked
 from tracked import TrackedPipeline
 from tracked.backends.mlflow import needs
 
@@ -40,7 +41,7 @@ def test_an_imbalanced_learn_model_requires_imbalanced_learn(tracking_uri, monke
     X = rng.normal(size=(60, 3))
     y = (X[:, 0] > 0.8).astype(int)
     pipe = Balanced()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.clf(X, y)
     composed = requirements_of(f"runs:/{pipe.run_id}/pipeline")

@@ -11,6 +11,7 @@ from sklearn.metrics import fbeta_score, make_scorer
 from sklearn.preprocessing import LabelEncoder
 from sklearn.svm import LinearSVC
 
+import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline, TrackingWarning
 from tracked.recording.deferred import Scores
 from tracked.recording.plots import classifier_pictures
@@ -48,7 +49,7 @@ def children(client, pipe):
 
 
 def run(pipe, tracking_uri, y=Y):
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.clf(X, y)
         predictions = pipe.clf(X, y, train=False)
@@ -126,7 +127,7 @@ def test_a_classifier_without_predict_proba_gets_roc_auc_from_its_decision_funct
 
 def test_a_batch_with_one_class_gets_no_roc_auc_and_no_failure(memory):
     pipe = Binary()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     only_ones = Y == 1
     with pipe:
         pipe.clf(X, Y)
@@ -147,7 +148,7 @@ def test_pos_label_chooses_the_class_of_the_curves(memory):
     drawn = {}
     for cls in (Binary, FraudOrOk):
         pipe = cls()
-        pipe.backend = memory
+        tracked.configure(pipe, backend=memory)
         with pipe:
             pipe.clf(X, LABELS)
             predictions = pipe.clf(X, LABELS, train=False)
@@ -166,7 +167,7 @@ def test_a_pos_label_that_is_not_a_class_is_said_and_leaves_out_binary_metrics(m
         pos_label = "froud"
 
     pipe = Wrong()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pytest.warns(TrackingWarning, match="pos_label 'froud' .* is not a class"), pipe:
         pipe.clf(X, LABELS)
     fit = memory.children(pipe.run_id)[0]
@@ -196,7 +197,7 @@ class Named(TrackedPipeline):
 
 def test_the_ground_truth_parameter_is_named_by_target(memory):
     pipe = Named()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.clf(X, labels=Y)
         predictions = pipe.clf(X, Y, train=False)  # positionally, too
@@ -218,7 +219,7 @@ def test_an_estimator_stage_without_ground_truth_is_said_once(memory):
             return self.operator.predict(X)
 
     pipe = Blind()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pytest.warns(TrackingWarning) as caught, pipe:
         pipe.clf(X)
         pipe.clf(X)
@@ -234,7 +235,7 @@ def test_keywords_caught_by_kwargs_reach_the_ground_truth(memory):
             return self.operator
 
     pipe = Loose()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.clf(X, y=Y)
     assert "training_accuracy" in memory.children(pipe.run_id)[0].metrics
@@ -255,7 +256,7 @@ class Encoding(TrackedPipeline):
 
 def test_the_predictions_a_stage_returned_are_what_is_scored(tracking_uri, client):
     pipe = Encoding()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     # The composed model predicts the operator's integers: rightly said to differ.
     with pytest.warns(TrackingWarning, match="predicts differently"), pipe:
         fitted = pipe.clf(X, LABELS)
@@ -280,7 +281,7 @@ def test_a_classifier_stage_returning_decision_scores_is_scored_on_labels(memory
             return self.model if train else self.model.decision_function(X)
 
     pipe = Scores_()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pytest.warns(TrackingWarning, match="predicts differently"), pipe:
         pipe.clf(X, Y)
         pipe.clf(X, Y, train=False)
@@ -299,7 +300,7 @@ def test_a_hyperparameter_named_target_is_not_taken_for_the_ground_truth_name(me
             return self.operator
 
     pipe = Column()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.clf(X, Y)
     assert "training_accuracy" in memory.children(pipe.run_id)[0].metrics

@@ -13,6 +13,7 @@ from sklearn.experimental import enable_halving_search_cv  # noqa: F401 - enable
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, RandomizedSearchCV
 
+import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline
 
 X, Y = load_iris(return_X_y=True)
@@ -51,7 +52,7 @@ def runs_under(client, run_id):
 @pytest.mark.parametrize("kind", ["grid", "randomized", "halving"])
 def test_a_search_records_best_params_score_results_and_best_candidates(kind, tracking_uri, client):
     pipe = Tuned(kind)
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.tune(X, Y)
     search = pipe.search
@@ -94,7 +95,7 @@ def test_max_tuning_runs_sets_how_many_candidates_get_a_run(memory):
     counts = []
     for cls in (All, NoneOfThem):
         pipe = cls()
-        pipe.backend = memory
+        tracked.configure(pipe, backend=memory)
         with pipe:
             pipe.tune(X, Y)
         [stage] = memory.children(pipe.run_id)
@@ -121,7 +122,7 @@ def test_a_multimetric_search_ranks_candidates_by_its_refit_metric(memory):
             return self.operator
 
     pipe = Multi()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.tune(X, Y)
     [stage] = memory.children(pipe.run_id)
@@ -145,7 +146,7 @@ def test_a_large_results_table_is_logged_whole(memory):
             return self.operator
 
     pipe = Wide()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.tune(X, Y)
     [stage] = memory.children(pipe.run_id)

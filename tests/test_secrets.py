@@ -21,6 +21,7 @@ from servers import free_port
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 
+import tracked
 from tracked import TrackedPipeline, TrackingWarning
 from tracked.cli import main as tracked_cli
 from tracked.recording.data import preview, summarize
@@ -157,7 +158,9 @@ def test_no_secret_reaches_the_store_its_artifacts_or_the_spool(
     monkeypatch.chdir(tmp_path)  # MLflow puts a sqlite store's artifacts in ./mlruns
     X_train, _, y_train, _ = iris
     pipe = Secretive(source=f"mysql://reader:{SECRETS['run name']}@db.example.com/iris")
-    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"  # away: everything is spooled
+    tracked.configure(
+        pipe, tracking_uri=f"http://127.0.0.1:{free_port()}"
+    )  # away: everything is spooled
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrackingWarning)
         with pipe:

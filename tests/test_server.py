@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from pipelines import CHILD_NAMES, Iris
 from servers import MlflowServer, database_exists, database_name, postgres_database
 
+import tracked
 from tracked import TrackingWarning
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -101,7 +102,7 @@ def test_four_threads_track_two_pipelines_each_without_mixing_runs(team_server, 
         for run in range(runs_per_thread):
             params = settings(thread * runs_per_thread + run)
             pipe = Iris(**params)
-            pipe.tracking_uri = team_server.url
+            tracked.configure(pipe, tracking_uri=team_server.url)
             with pipe:
                 pipe.train(X_train, y_train)
                 pipe.predict(X_test, y_test)

@@ -11,6 +11,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+import tracked
 from tracked import TrackedPipeline
 
 
@@ -56,7 +57,7 @@ def test_the_composed_model_holds_the_stages_whose_data_reached_the_estimator(
 ):
     X, y = data()
     p = WithAnalysis()
-    p.backend = memory
+    tracked.configure(p, backend=memory)
     with caplog.at_level(logging.WARNING, logger="tracked"), p:
         exec(workflow, {"p": p, "X": X, "y": y})
     model = memory.get(p.run_id).models["pipeline"]
@@ -68,7 +69,7 @@ def test_the_composed_model_holds_the_stages_whose_data_reached_the_estimator(
 def test_a_transformer_feeding_the_estimator_through_another_is_kept_in_data_order(memory):
     X, y = data()
     p = WithAnalysis()
-    p.backend = memory
+    tracked.configure(p, backend=memory)
     with p:
         reduced_input = p.scale(X)
         p.cluster(X)

@@ -14,6 +14,7 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.preprocessing import MaxAbsScaler
 from sklearn.svm import LinearSVC
 
+import tracked
 from tracked import TrackedPipeline
 from tracked.recording.compose import head
 from tracked.recording.data import summarize, to_csv
@@ -86,7 +87,7 @@ def sparse_data(kind, n=80, seed=1):
 def test_a_sparse_workflow_is_composed_and_verified_in_every_format(memory, kind):
     X, y = sparse_data(kind)
     pipe = Scaled()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.classify(pipe.scale(X), y)
         predicted = pipe.classify(pipe.scale(X, train=False), train=False)
@@ -107,7 +108,7 @@ def test_a_text_workflow_gets_a_composed_model_that_takes_raw_strings(memory, cl
 
     Chosen.classifier = classifier
     pipe = Chosen()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.classify(pipe.vectorize(docs), labels)
         predicted = pipe.classify(pipe.vectorize(docs, train=False), train=False)
@@ -157,7 +158,7 @@ def test_a_text_workflow_in_mlflow_has_a_servable_model_lineage_and_previews(
     docs, labels = texts()
     docs = container(docs)
     pipe = Text()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.classify(pipe.vectorize(docs), labels)
         predicted = pipe.classify(pipe.vectorize(docs[:30], train=False), train=False)
@@ -195,7 +196,7 @@ def test_a_sparse_model_in_mlflow_takes_sparse_input(tracking_uri, monkeypatch):
         log_input_example = True
 
     pipe = Stored()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.classify(pipe.scale(X), y)
     pipe.tracking = False

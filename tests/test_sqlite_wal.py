@@ -6,6 +6,8 @@ import sqlite3
 
 from pipelines import Iris, tracked_pass
 
+import tracked
+
 
 def journal_mode(tmp_path):
     with sqlite3.connect(tmp_path / "mlflow.db") as connection:
@@ -19,7 +21,7 @@ class Stored(Iris):
 def test_the_store_is_switched_to_wal_when_asked(tracking_uri, client, iris, tmp_path, monkeypatch):
     monkeypatch.setenv("TRACKED_SQLITE_WAL", "1")
     pipe = Stored()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     tracked_pass(pipe, iris)
     assert "wal" == journal_mode(tmp_path)
     parent = client.get_run(pipe.run_id)
@@ -29,6 +31,6 @@ def test_the_store_is_switched_to_wal_when_asked(tracking_uri, client, iris, tmp
 
 def test_the_store_keeps_its_journal_by_default(tracking_uri, iris, tmp_path):
     pipe = Stored()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     tracked_pass(pipe, iris)
     assert "delete" == journal_mode(tmp_path)

@@ -13,12 +13,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
 from sklearn.preprocessing import StandardScaler
 
+import tracked
 from tracked import TrackedPipeline, TrackingWarning
 from tracked.testing import MemoryBackend
 
 
 def tracked_with(pipe, backend):
-    pipe.backend = backend
+    tracked.configure(pipe, backend=backend)
     return pipe
 
 

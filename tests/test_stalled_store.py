@@ -108,7 +108,7 @@ from sklearn.datasets import load_iris
 from pipelines import Iris
 X, y = load_iris(return_X_y=True)
 pipe = Iris()
-pipe.tracking_uri = sys.argv[1]
+tracked.configure(pipe, tracking_uri=sys.argv[1])
 """
 
 WITH_BLOCK = """
@@ -239,7 +239,7 @@ def test_flush_and_close_return_within_the_one_bound(iris, monkeypatch, spool_di
     try:
         X_train, _, y_train, _ = iris
         pipe = Iris()
-        pipe.tracking_uri = server.url
+        tracked.configure(pipe, tracking_uri=server.url)
         started = time.perf_counter()
         pipe.preprocessing(X_train, y_train)
         assert time.perf_counter() - started < 5  # the stage call does not wait on the store

@@ -216,7 +216,7 @@ def test_a_group_does_nothing_while_the_environment_switches_tracking_off(memory
     monkeypatch.setenv("TRACKED_ENABLED", "0")
     with tracked.group("off", backend=memory) as group:
         pipe = Iris()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     assert group.run_id is None
     assert {} == memory.runs
     assert pipe.run_id is None

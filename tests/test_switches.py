@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 from pipelines import Iris
 
+import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline
 
 
 def run(memory, iris, **switches):
     X_train, X_test, y_train, y_test = iris
     pipe = type("Switched", (Iris,), switches)()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.train(X_train, y_train)
         pipe.predict(X_test, y_test)

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from pipelines import Iris
 
+import tracked
+
 TESTS = Path(__file__).parent
 
 
@@ -43,7 +45,7 @@ def test_tracking_off_on_the_class_records_nothing_and_predicts_the_same(memory,
 
 def test_tracking_off_on_the_instance_records_nothing(memory, iris):
     pipe = Iris()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     pipe.tracking = False
     predictions = train_and_predict(pipe, iris)
     assert [] == list(memory.runs)
@@ -53,7 +55,7 @@ def test_tracking_off_on_the_instance_records_nothing(memory, iris):
 
 def test_tracked_and_untracked_runs_predict_identically(memory, iris):
     pipe = Iris()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     np.testing.assert_array_equal(untracked_predictions(iris), train_and_predict(pipe, iris))
     assert 7 == len(memory.runs)
 
@@ -64,7 +66,7 @@ def test_the_environment_switches_tracking_off_whatever_the_class_says(
 ):
     monkeypatch.setenv("TRACKED_ENABLED", value)
     pipe = Iris()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     pipe.tracking = True
     train_and_predict(pipe, iris)
     assert [] == list(memory.runs)
@@ -77,7 +79,7 @@ def test_an_unknown_environment_value_warns_and_is_ignored(memory, iris, monkeyp
     monkeypatch.setenv("TRACKED_ENABLED", "perhaps")
     with pytest.warns(TrackingWarning, match="TRACKED_ENABLED='perhaps' is not understood"):
         pipe = Iris()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     train_and_predict(pipe, iris)
     assert 7 == len(memory.runs)
 

@@ -15,6 +15,7 @@ from servers import free_port
 from sklearn import metrics
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
+import tracked
 from tracked import TrackedPipeline, TrackingWarning
 from tracked.cli import main as tracked_cli
 from tracked.recording.deferred import TrainingScores
@@ -83,7 +84,7 @@ def calls(monkeypatch):
 
 def test_the_writer_predicts_the_training_metrics_of_a_knn_fit(tracking_uri, client, calls):
     pipe = Neighbours()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.fit(X, Y)
         on_fit = [rows for thread, rows in calls if rows == len(X)]
@@ -102,7 +103,7 @@ def test_a_regressor_and_a_multiclass_fit_score_as_scikit_learn_does(tracking_ur
     labels = np.digitize(X[:, 1], [-0.5, 0.5])  # three classes: no binary metrics
     for model, y in ((KNeighborsRegressor, X[:, 0] + X[:, 1]), (KNeighborsClassifier, labels)):
         pipe = Neighbours(model)
-        pipe.tracking_uri = tracking_uri
+        tracked.configure(pipe, tracking_uri=tracking_uri)
         with pipe:
             pipe.fit(X, y)
         logged = fit_run(client, pipe).data.metrics
@@ -112,7 +113,9 @@ def test_a_regressor_and_a_multiclass_fit_score_as_scikit_learn_does(tracking_ur
 
 def test_a_spooled_knn_fit_replays_with_its_training_metrics(tracking_uri, spool_dir):
     pipe = Neighbours()
-    pipe.tracking_uri = f"http://127.0.0.1:{free_port()}"  # nobody listens: all is spooled
+    tracked.configure(
+        pipe, tracking_uri=f"http://127.0.0.1:{free_port()}"
+    )  # nobody listens: all is spooled
     with pytest.warns(TrackingWarning, match="is away"), pipe:
         pipe.fit(X, Y)
     assert 1 == len([p for p in spool_dir.iterdir() if p.is_dir()])
@@ -143,7 +146,7 @@ def test_a_dataframe_is_copied_for_the_writer(tracking_uri, client, calls):
 
     frame = pd.DataFrame(X)
     pipe = Neighbours()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.fit(frame, Y)
         frame.iloc[:, :] = 0.0  # after the call: not what was fitted, nor what is scored
@@ -165,7 +168,7 @@ def test_a_fit_called_by_another_stage_is_scored_on_the_caller(tracking_uri, cli
     """Its record waits for the calling stage's, to be pickled once that stage returns:
     by then the operator may have been fitted again."""
     pipe = Outer()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.train(X, Y)
     on_training_set = [thread for thread, rows in calls if rows == len(X)]

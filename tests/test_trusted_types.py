@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import FunctionTransformer
 
+import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline, TrackingWarning
 
 IMBLEARN_TYPES = {
@@ -76,7 +77,7 @@ def warn_as_users_see_it(monkeypatch):
 
 def run(pipe_class, tracking_uri):
     pipe = pipe_class()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     X, y = data()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -44,7 +44,7 @@ def test_a_stage_call_returns_before_its_records_are_written(iris):
     backend = SlowBackend(delay=0.5)
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.backend = backend
+    tracked.configure(pipe, backend=backend)
     started = time.perf_counter()
     pipe.preprocessing(X_train, y_train)
     returned = time.perf_counter() - started
@@ -79,8 +79,8 @@ def test_synchronous_writes_before_the_call_returns(iris):
     backend = SlowBackend(delay=0.0)
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.backend = backend
-    pipe.synchronous = True
+    tracked.configure(pipe, backend=backend)
+    tracked.configure(pipe, synchronous=True)
     pipe.preprocessing(X_train, y_train)
     [parent] = backend.parents()  # no flush: already written
     assert ["preprocessing:fit"] == [c.name for c in backend.children(parent.run_id)]
@@ -92,7 +92,7 @@ def test_flush_with_a_timeout_says_whether_everything_was_written(iris):
     backend.gate.clear()  # the store hangs until the gate opens
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.backend = backend
+    tracked.configure(pipe, backend=backend)
     pipe.preprocessing(X_train, y_train)
     assert tracked.flush(timeout=0.2) is False
     backend.gate.set()
@@ -131,7 +131,7 @@ def test_the_logged_model_is_the_operator_as_the_stage_left_it(iris):
     backend.gate.clear()  # nothing is written until the operator has changed
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.backend = backend
+    tracked.configure(pipe, backend=backend)
     with pipe:
         X = pipe.preprocessing(X_train, y_train)
         X = pipe.reduction(X, y_train)
@@ -146,7 +146,7 @@ def test_the_logged_model_is_the_operator_as_the_stage_left_it(iris):
 def test_a_writer_failure_is_raised_in_strict_mode_at_the_next_sync_point(iris):
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.backend = FailingLogBackend()
+    tracked.configure(pipe, backend=FailingLogBackend())
     pipe.preprocessing(X_train, y_train)
     with pytest.raises(TrackingError, match="refused by the store") as info:
         tracked.flush()
@@ -160,7 +160,7 @@ def test_a_writer_failure_is_raised_in_strict_mode_at_the_next_sync_point(iris):
 def test_a_writer_failure_is_a_warning_on_the_callers_thread(iris, monkeypatch):
     monkeypatch.setenv("TRACKED_STRICT", "0")
     pipe = Iris()
-    pipe.backend = FailingLogBackend()
+    tracked.configure(pipe, backend=FailingLogBackend())
     with pytest.warns(TrackingWarning, match="refused by the store") as caught:
         predictions = tracked_pass(pipe, iris)
     assert all(w.filename != threading.__file__ for w in caught)
@@ -183,7 +183,7 @@ def test_a_full_queue_and_a_failing_store_do_not_deadlock(iris, monkeypatch):
     small._queue.maxsize = 1
     monkeypatch.setattr(tracked.delivery.writer, "_writer", small)
     pipe = Iris()
-    pipe.backend = FailingLogBackend()
+    tracked.configure(pipe, backend=FailingLogBackend())
     done = threading.Event()
 
     def work():
@@ -201,7 +201,7 @@ def test_ctrl_c_while_waiting_for_room_leaves_nothing_waiting_forever(iris, monk
     monkeypatch.setattr(tracked.delivery.writer, "_writer", writer)
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.backend = SlowBackend(delay=0.0)
+    tracked.configure(pipe, backend=SlowBackend(delay=0.0))
     pipe.preprocessing(X_train, y_train)
 
     def interrupted(job, block=True, timeout=None):
@@ -260,7 +260,7 @@ class Hanging(MemoryBackend):
 
 X, y = load_iris(return_X_y=True)
 pipe = Iris()
-pipe.backend = Hanging(synchronous=False)
+tracked.configure(pipe, backend=Hanging(synchronous=False))
 pipe.preprocessing(X, y)  # no `with`, no close(): the exit ends the run
 print("exiting", flush=True)
 """
