@@ -132,3 +132,23 @@ def mac(key: bytes, *parts: bytes) -> str:
 def verify(key: bytes, expected: object, *parts: bytes) -> bool:
     """Whether ``expected`` is the MAC of ``parts`` (compared in constant time)."""
     return isinstance(expected, str) and hmac.compare_digest(expected, mac(key, *parts))
+
+
+def streamed_mac(key: bytes, parts: tuple[bytes, ...], last_size: int, chunks) -> str:
+    """``mac(key, *parts, last)`` for a last part of ``last_size`` bytes given in ``chunks``
+    (a payload read piece by piece); chunks past ``last_size`` are not hashed."""
+    digest = hmac.new(key, digestmod=hashlib.sha256)
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    digest.update(last_size.to_bytes(8, "big"))
+    left = last_size
+    for chunk in chunks:
+        digest.update(chunk[:left])
+        left -= min(left, len(chunk))
+    return digest.hexdigest()
+
+
+def verify_mac(expected: object, actual: str) -> bool:
+    """Whether ``expected`` is the MAC ``actual`` (compared in constant time)."""
+    return isinstance(expected, str) and hmac.compare_digest(expected, actual)

