@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from test_spool_safety import cli
 
 from tracked.records.names import END_REASON_TAG, FOLDED_CALLS_TAG, LOCAL_ID_TAG
+from tracked.spool import sync as sync_module
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
@@ -119,3 +121,88 @@ def test_sigkill_mid_series_then_sync_ends_the_series_and_the_parent_killed(tmp_
     assert set(range(2, 102)) <= set(steps)
     local_ids = [r.data.tags[LOCAL_ID_TAG] for r in runs]
     assert len(local_ids) == len(set(local_ids))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (unmounted afterwards)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here ({done.stderr.strip()})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
+
+
+def fill(folder: Path, name: str, leave: int = 0) -> None:
+    """Write ``folder/name`` until the disk has at most ``leave`` bytes free."""
+    with open(folder / name, "ab") as handle:
+        try:
+            while os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize > leave:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+        except OSError:
+            pass
+
+
+def steps_of(uri: str, run_id: str, key: str) -> list[int]:
+    return [m.step for m in MlflowClient(uri).get_metric_history(run_id, key)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_sync_drains_a_spool_that_filled_its_disk_and_ends_every_run(
+    tmp_path, small_disk, monkeypatch
+):
+    spool = small_disk / "spool"
+    spool.mkdir(mode=0o700)
+    fill(small_disk, "filler", leave=160_000)
+    store = "http://127.0.0.1:9"  # away: every record goes to the spool, until the disk is full
+    env = env_for(spool, TRACKED_EXIT_TIMEOUT="5")
+    done = subprocess.run(
+        [sys.executable, "-c", LOOP.replace("time.sleep(600)", "pipe.__exit__(None, None, None)"),
+         store, "1500"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert 0 == done.returncode, done.stderr
+    assert "could not write to the spool" in done.stderr  # the disk filled up
+    fill(small_disk, "filler-2")  # and stays full: the sync has no room for its notes
+    [folder] = list(spool.iterdir())
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    freed = []  # the sync met the full disk, and gave delivered payloads back to it
+
+    original = sync_module.punch_hole
+
+    def punch_hole(path, offset, size):
+        freed.append(size)
+        return original(path, offset, size)
+
+    monkeypatch.setattr(sync_module, "punch_hole", punch_hole)
+    code, _out, err = cli("sync", "--spool", str(spool), "--tracking-uri", target)
+    assert "cannot be replayed" not in err, err
+    assert freed and freed[-1] > 0
+    runs = runs_of(target, "folding")
+    assert [] == [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert "KILLED" == parent.info.status
+    assert "could not take all of its records" in parent.data.tags[END_REASON_TAG]
+    [series] = [r for r in runs if FOLDED_CALLS_TAG in r.data.tags]
+    assert "KILLED" == series.info.status
+    # Resumed or not, nothing twice: a second sync (the folder kept if a line was cut
+    # short) writes no run and no step again.
+    before = sorted(steps_of(target, series.info.run_id, "duration_s"))
+    tracked_cli("sync", "--spool", str(spool), "--tracking-uri", target, env=env)
+    after = sorted(steps_of(target, series.info.run_id, "duration_s"))
+    assert before == after and len(set(after)) == len(after)
+    local_ids = [r.data.tags[LOCAL_ID_TAG] for r in runs_of(target, "folding")]
+    assert len(local_ids) == len(set(local_ids))
+    if code == 0:
+        assert not folder.exists()
