@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -206,3 +207,62 @@ def test_sync_drains_a_spool_that_filled_its_disk_and_ends_every_run(
     assert len(local_ids) == len(set(local_ids))
     if code == 0:
         assert not folder.exists()
+
+
+def half_migrated(path: Path) -> tuple[str, str, str]:
+    """A sqlite store MLflow made, whose alembic_version is set back one revision: what a
+    process killed mid-upgrade leaves. (uri, the revision it says, MLflow's head)"""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision
+
+    uri = f"sqlite:///{path}"
+    MlflowClient(uri).search_experiments()
+    head = _get_latest_schema_revision()
+    script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
+    before = script.get_revision(head).down_revision
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (before,))
+    return uri, before, head
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_half_migrated_store_is_named_with_its_revision_and_what_to_do(tmp_path):
+    from tracked.backends.mlflow import MlflowBackend
+    from tracked.records.errors import StoreUnavailable
+
+    uri, before, head = half_migrated(tmp_path / "half.db")
+    backend = MlflowBackend(uri)
+    with pytest.raises(StoreUnavailable) as raised:
+        backend.experiment_id("anything")
+    message = str(raised.value)
+    assert "stuck at a partial schema migration" in message
+    assert f"alembic_version is {before}" in message and f"needs {head}" in message
+    assert f"`mlflow db upgrade {uri}`" in message
+    # Asked again (the next record of a sync), it is said again without a new wait.
+    with pytest.raises(StoreUnavailable, match="stuck at a partial schema migration"):
+        backend.experiment_id("anything")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sync_to_a_half_migrated_store_says_so_keeps_the_records_and_writes_them_once_fixed(
+    iris, tmp_path, spool_dir
+):
+    from test_spool_limits import spooled
+
+    folders = [spooled(iris), spooled(iris)]
+    uri, before, head = half_migrated(tmp_path / "half.db")
+    env = env_for(spool_dir)
+    done = tracked_cli("sync", "--spool", str(spool_dir), "--tracking-uri", uri, env=env)
+    code, err = done.returncode, done.stderr
+    assert 1 == code
+    assert 2 == err.count(f"alembic_version is {before}"), err
+    assert len(err.splitlines()) < 10, err
+    assert all(folder.is_dir() for folder in folders)
+    with sqlite3.connect(tmp_path / "half.db") as connection:  # a person fixed the store
+        connection.execute("UPDATE alembic_version SET version_num = ?", (head,))
+    done = tracked_cli("sync", "--spool", str(spool_dir), "--tracking-uri", uri, env=env)
+    assert 0 == done.returncode, done.stderr
+    parents = [r for r in runs_of(uri, "tests") if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(f.name for f in folders) == sorted(r.data.tags[LOCAL_ID_TAG] for r in parents)

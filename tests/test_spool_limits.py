@@ -5,6 +5,7 @@ summarises its refusals, and the spool's size cap never scans on the caller's th
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import tracemalloc
@@ -19,8 +20,8 @@ from test_spool_safety import cli
 from tracked import TrackingWarning
 from tracked.backends.memory import MemoryBackend
 from tracked.records.names import LOCAL_ID_TAG
+from tracked.spool import codec, reader
 from tracked.spool import format as spool_format
-from tracked.spool import reader
 from tracked.spool.folder import SessionSpool
 from tracked.spool.format import MAX_LINE_BYTES, MAX_LOG_BYTES
 from tracked.spool.key import spool_key
@@ -193,3 +194,49 @@ def test_the_size_cap_never_scans_the_spool_on_the_callers_thread(spool_dir, mon
     assert usage.total >= after_scan + 100
     spool.remove()
     assert usage.total == after_scan
+
+
+def as_format_2(folder: Path) -> None:
+    """Rewrite a session folder in format 2 (the released one: the MAC inside each line)."""
+    key = spool_key(create=False)
+    for name, purpose in (
+        ("header.json", b"header"),
+        ("entries.jsonl", b"entry"),
+        ("progress.jsonl", b"progress"),
+    ):
+        lines = []
+        for line in (folder / name).read_bytes().splitlines(keepends=True):
+            document = json.loads(codec.authentic(line, key, purpose, folder.name, name))
+            if purpose == b"header":
+                document["format"] = 2
+            lines.append(codec.signed_line_v2(document, key, purpose, folder.name))
+        (folder / name).write_bytes(b"".join(lines))
+
+
+def test_a_format_2_folder_syncs_whole_and_its_notes_stay_format_2(iris, spool_dir):
+    folder = spooled(iris)
+    entries = len((folder / "entries.jsonl").read_bytes().splitlines())
+    as_format_2(folder)
+    assert (folder / "entries.jsonl").read_bytes().startswith(b'{"entry":')
+    [session] = spooled_sessions(spool_dir)
+    assert (2, entries, []) == (session.format, len(session.entries), session.damage)
+
+    class Away(MemoryBackend):
+        """Takes the first 5 runs, then is away: the sync stops, notes written."""
+
+        def start_run(self, **kwargs):
+            if len(self.runs) == 5:
+                raise OSError("away")
+            return super().start_run(**kwargs)
+
+    memory = Away()
+    result = sync(spool_dir, tracking_uri="memory", backend_for=lambda uri: memory)
+    assert folder.name in result.remaining
+    # Another store than the header's: its notes go in a file of their own.
+    notes = b"".join(f.read_bytes() for f in folder.glob("progress-*.jsonl")).splitlines()
+    assert notes and all(note.startswith(b'{"mac":') for note in notes)
+    memory.start_run = MemoryBackend.start_run.__get__(memory)  # back
+    result = sync(spool_dir, tracking_uri="memory", backend_for=lambda uri: memory)
+    assert [folder.name] == result.synced
+    local_ids = [run.tags.get(LOCAL_ID_TAG) for run in memory.runs.values()]
+    assert len(local_ids) == len(set(local_ids)) == 7  # the parent and 6 stages, each once
