@@ -240,3 +240,26 @@ def test_a_format_2_folder_syncs_whole_and_its_notes_stay_format_2(iris, spool_d
     assert [folder.name] == result.synced
     local_ids = [run.tags.get(LOCAL_ID_TAG) for run in memory.runs.values()]
     assert len(local_ids) == len(set(local_ids)) == 7  # the parent and 6 stages, each once
+
+
+@pytest.mark.timeout(60)
+def test_a_pipe_under_a_spool_files_name_refuses_its_folder_and_never_blocks(iris, spool_dir):
+    healthy = spooled(iris)
+    piped = spooled(iris)
+    (piped / "entries.jsonl").unlink()
+    os.mkfifo(piped / "entries.jsonl", 0o600)  # opened for reading, it would wait forever
+    refused: dict[str, str] = {}
+    assert [healthy.name] == [s.session_id for s in spooled_sessions(spool_dir, refused)]
+    assert "is not a plain file" in refused[str(piped)]
+
+
+def test_a_folder_of_junk_lines_is_refused_whole_past_a_bound(iris, spool_dir):
+    folder = spooled(iris)
+    entries = (folder / "entries.jsonl").read_bytes()
+    junk = b"junk\n" * (reader.DAMAGE_REFUSED + 1)
+    (folder / "entries.jsonl").write_bytes(entries + junk)
+    refused: dict[str, str] = {}
+    assert [] == spooled_sessions(spool_dir, refused)
+    why = refused[str(folder)]
+    assert f"more than {reader.DAMAGE_REFUSED} of its lines are damaged" in why
+    assert "is no spool line" in why

@@ -316,6 +316,11 @@ def folder_refusal(folder: Path) -> str | None:
                     f"{Path(child.path)} is a symbolic link, which a spool never holds: "
                     f"remove it (`rm {Path(child.path)}`), or the folder"
                 )
+            if not (child.is_file(follow_symlinks=False) or child.is_dir(follow_symlinks=False)):
+                return (
+                    f"{Path(child.path)} is not a plain file (a pipe, a socket, a device), "
+                    "which a spool never holds: remove it, or the folder"
+                )
     except OSError as exc:
         return f"the session folder {folder} cannot be read ({exc.strerror})"
     return None

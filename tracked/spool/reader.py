@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,6 +39,9 @@ from tracked.spool.records import Entry, Header, PayloadRef, Progress, StagePayl
 
 #: The sentences of damage kept per folder (the rest are counted, not said).
 DAMAGE_SAID = 20
+#: Past this many damaged lines a folder is refused as a whole: what is in it is no spool
+#: (reading 256 MB of junk lines one by one would take minutes).
+DAMAGE_REFUSED = 1000
 #: Payloads are read (to check their MACs) this many bytes at a time.
 CHUNK_BYTES = 1 << 20
 
@@ -53,11 +57,16 @@ def _open_bounded(path: Path, bound: int, what: str):
         Damaged: it is larger than ``bound``: the folder is refused, nothing of it read.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+        # Non-blocking: a pipe planted under a spool file's name must not hold the reader.
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return None
     handle = os.fdopen(fd, "rb")
-    size = os.fstat(fd).st_size
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        handle.close()
+        raise Damaged(f"{what} is not a plain file: move the folder out of the spool")
+    size = st.st_size
     if size > bound:
         handle.close()
         msg = (
@@ -143,8 +152,19 @@ class SpooledSession:
         return session
 
     def note_damage(self, sentence: str) -> None:
-        """Count a damaged line or payload; say it if fewer than ``DAMAGE_SAID`` are."""
+        """Count a damaged line or payload; say it if fewer than ``DAMAGE_SAID`` are.
+
+        Raises:
+            Damaged: more than ``DAMAGE_REFUSED`` lines are: the folder is refused.
+        """
         self.damage_count += 1
+        if self.damage_count > DAMAGE_REFUSED:
+            msg = (
+                f"more than {DAMAGE_REFUSED} of its lines are damaged (the first: "
+                f"{self.damage[0]}): it is no spool folder any more; look at it, then move it "
+                "out of the spool"
+            )
+            raise Damaged(msg)
         if len(self.damage) < DAMAGE_SAID:
             self.damage.append(sentence)
         elif len(self.damage) == DAMAGE_SAID:
