@@ -106,6 +106,8 @@ def test_sigkill_mid_series_then_sync_ends_the_series_and_the_parent_killed(tmp_
     assert ["RUNNING"] * 2 == sorted(
         r.info.status for r in runs_of(uri, "folding") if r.info.status == "RUNNING"
     )
+    dry = tracked_cli("sync", "--spool", str(spool), "--dry-run", env=env)
+    assert "and end 1 open series run and its parent run KILLED" in dry.stdout, dry.stdout
     done = tracked_cli("sync", "--spool", str(spool), env=env)
     assert 0 == done.returncode, done.stderr
     runs = runs_of(uri, "folding")

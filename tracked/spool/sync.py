@@ -203,7 +203,7 @@ def _dry_run(session: SpooledSession, uri: str, known_runs, result: SyncResult) 
         f"would write {sid} ({session.header.run_name}): "
         f"{len(pending) + len(closing)} entries to {mask_uri(uri)}"
         + _run_words(session, _known_run(session, state, known_runs))
-        + (" and end its parent run KILLED" if closing else "")
+        + _closing_words(session, closing)
     )
     for damage in session.damage:
         result.failures.append(f"{sid}: {damage}")
@@ -373,6 +373,15 @@ def _closing_entries(session: SpooledSession, state_name: str) -> list[EndRun]:
             EndRun(seq=seq, run=header.session, status=KILLED, end_ms=last or now_ms(), tags=tags)
         )
     return closing
+
+
+def _closing_words(session: SpooledSession, closing: list[EndRun]) -> str:
+    """What the closing entries end, in words (the dry run's)."""
+    series = sum(1 for end in closing if end.run != session.header.session)
+    runs = [f"{series} open series run{'s' if series > 1 else ''}"] if series else []
+    if len(closing) > series:
+        runs.append("its parent run")
+    return f" and end {' and '.join(runs)} KILLED" if runs else ""
 
 
 def _open_series(entries: list[Entry]) -> list[StageEntry]:
