@@ -9,14 +9,19 @@ from tracked.spool import codec
 from tracked.spool.key import spool_key
 
 
+def documents(folder: Path, name: str = "entries.jsonl", purpose: bytes = b"entry") -> list[dict]:
+    """The lines of a spool file of a session folder as JSON documents (verified, their MACs
+    left out)."""
+    key = spool_key(create=False)
+    return [
+        json.loads(codec.authentic(line, key, purpose, folder.name, name))
+        for line in (folder / name).read_bytes().splitlines(keepends=True)
+    ]
+
+
 def entry_documents(folder: Path) -> list[dict]:
     """The entry lines of a session folder as JSON documents (their MACs left out)."""
-    documents = []
-    for line in (folder / "entries.jsonl").read_bytes().splitlines():
-        document = json.loads(line)
-        document.pop("mac")
-        documents.append(document)
-    return documents
+    return documents(folder)
 
 
 def write_entry_documents(folder: Path, documents: list[dict]) -> None:

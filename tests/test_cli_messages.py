@@ -87,6 +87,7 @@ def test_a_cached_stage_is_refused_with_what_to_do(cache):
 
 SPAWNED = textwrap.dedent(
     """
+    import tracked
     import multiprocessing as mp
     import mlflow
     from sklearn.preprocessing import StandardScaler

@@ -8,6 +8,7 @@ from test_toggle import run_python
 
 def script(tracking_uri: str, ending: str) -> str:
     return f"""
+        import tracked
         from sklearn.datasets import load_iris
         from pipelines import Iris
         X, y = load_iris(return_X_y=True)
@@ -48,6 +49,7 @@ def test_an_open_parent_run_ends_at_interpreter_exit(
 @pytest.mark.slow
 def test_a_forked_child_logs_under_the_open_run_and_never_ends_it(tmp_path, tracking_uri, client):
     code = f"""
+        import tracked
         import os, sys
         from mlflow import MlflowClient
         from sklearn.datasets import load_iris

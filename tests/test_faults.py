@@ -546,6 +546,7 @@ def test_a_pending_spool_notice_never_replaces_the_users_exception(iris):
 
 
 KILLED_SCRIPT = """
+    import tracked
     import sys, time
     from sklearn.datasets import load_iris
     from sklearn.model_selection import train_test_split
@@ -637,6 +638,7 @@ def test_a_process_killed_mid_workflow_is_ended_killed_by_sync(
 
 
 RECORDER_SCRIPT = """
+    import tracked
     import sys
     from sklearn.datasets import load_iris
     from pipelines import Iris

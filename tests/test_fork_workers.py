@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from processes import ROOT, TESTS, run_python
 
 PROGRAM = """
+import tracked
 import multiprocessing, os, sys
 from concurrent.futures import ProcessPoolExecutor
 from mlflow import MlflowClient
@@ -87,6 +88,7 @@ def test_stage_calls_in_forked_workers_are_in_the_store_when_they_return(
 
 
 ABANDONED_COPY = """
+import tracked
 import os, sys
 from sklearn.datasets import load_iris
 from pipelines import Iris
@@ -156,6 +158,7 @@ def test_sync_dry_run_and_sync_agree_on_a_forked_workers_records_and_name_the_ru
 
 
 VERIFIED_IN_WORKER = """
+import tracked
 import os, sys
 from pipelines import Iris
 from sklearn.datasets import load_iris

@@ -15,6 +15,7 @@ TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 
 WORKER = """
+import tracked
 import sys, time
 from sklearn.datasets import load_iris
 from pipelines import Iris

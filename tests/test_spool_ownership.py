@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import warnings
 from pathlib import Path
@@ -25,7 +24,7 @@ from tracked import TrackingWarning
 from tracked.cli import main as tracked_cli
 from tracked.spool import codec, key
 from tracked.spool.folder import SessionSpool, SpoolRefused
-from tracked.spool.format import HEADER, PROGRESS, LinkedFile, open_private, root_refusal
+from tracked.spool.format import PROGRESS, LinkedFile, open_private, root_refusal
 from tracked.spool.reader import SpooledSession
 from tracked.spool.records import Header, StartRun
 from tracked.spool.sync import _progress_file
@@ -249,4 +248,4 @@ def test_a_folder_signed_with_another_key_is_said_so_not_called_tampered(tmp_pat
     assert 1 == code
     assert f"signed with spool key {old}, and your spool key ({own_key}) is {new}" in err
     assert "changed after it was written" not in err
-    assert json.loads((other / HEADER).read_bytes())["header"]["key_id"] == old
+    assert key.noted_key(other) == old

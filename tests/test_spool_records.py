@@ -105,7 +105,7 @@ def test_a_flipped_byte_another_key_or_another_folder_is_damage_never_a_record()
         codec.decode_entry(line, os.urandom(32), SESSION, "line 1")
     with pytest.raises(Damaged, match="does not verify"):
         codec.decode_entry(line, key(), "local-" + "cd" * 16, "line 1")
-    with pytest.raises(Damaged, match="not JSON"):
+    with pytest.raises(Damaged, match=r"does not verify.*\(cut short\)"):
         codec.decode_entry(line[: len(line) // 2], key(), SESSION, "line 1")
 
 
@@ -113,9 +113,43 @@ def test_headers_of_other_formats_are_refused_with_what_to_do():
     with pytest.raises(Unreadable, match=r"tracked 0\.1\.0.*pip install"):
         codec.decode_header(json.dumps({"session": SESSION}).encode(), key(), SESSION)
     with pytest.raises(Unreadable, match="upgrade tracked"):
-        codec.decode_header(json.dumps({"format": 3}).encode(), key(), SESSION)
-    with pytest.raises(Damaged, match="JSON list"):
+        codec.decode_header(json.dumps({"format": codec.FORMAT + 1}).encode(), key(), SESSION)
+    with pytest.raises(Damaged, match="no spool header"):
         codec.decode_header(b'["a", "list"]\n', key(), SESSION)
+
+
+def test_format_2_lines_are_still_read_verified_before_they_are_parsed():
+    """Format 2 (the released one: the MAC inside the JSON) reads back; a changed byte or a
+    planted ``mac`` member elsewhere in the line does not verify."""
+    signed = lambda document, purpose: codec.signed_line_v2(document, key(), purpose, SESSION)  # noqa: E731
+    header = Header(session=SESSION, tracking_uri="sqlite:///x.db", source_tags={"mac": "x"})
+    raw = signed({"format": 2, "header": codec.converter.unstructure(header)}, b"header")
+    assert header == codec.decode_header(raw, key(), SESSION)
+    entry = StartRun(seq=0, run=SESSION, run_name="Iris", tags={"mac": "a" * 64}, start_ms=5)
+    ref = PayloadRef(offset=0, size=3, mac="b" * 64)
+    document = {
+        "entry": {"kind": "start_run", **codec.converter.unstructure(entry)},
+        "payload": codec.converter.unstructure(ref),
+    }
+    line = signed(document, b"entry")
+    assert (entry, ref) == codec.decode_entry(line, key(), SESSION, "line 1")
+    event = Progress(seq=4, step="log", run="r", id="i")
+    assert event == codec.decode_progress(
+        codec.encode_progress(event, key(), SESSION, 2), key(), SESSION, "line"
+    )
+    with pytest.raises(Damaged, match="does not verify"):
+        codec.decode_entry(line.replace(b'"Iris"', b'"Irix"'), key(), SESSION, "line 1")
+
+
+def test_a_line_is_verified_before_a_byte_of_it_is_parsed():
+    """100,000 nested brackets (which a JSON parser meets with a RecursionError), with or
+    without a MAC in front, are damage, said in one sentence."""
+    nested = b"[" * 100_000 + b"\n"
+    for raw in (nested, b"f" * 64 + b" " + nested, b"{" + nested):
+        with pytest.raises(Damaged, match="line 1"):
+            codec.decode_entry(raw, key(), SESSION, "line 1")
+        with pytest.raises((Damaged, Unreadable)):
+            codec.decode_header(raw, key(), SESSION)
 
 
 def test_a_payload_is_checked_before_it_is_unpickled():

@@ -103,6 +103,7 @@ def child_env(spool: Path, **extra: str) -> dict[str, str]:
 
 
 PROGRAM = """\
+import tracked
 import sys, time
 from sklearn.datasets import load_iris
 from pipelines import Iris

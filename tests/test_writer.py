@@ -248,6 +248,7 @@ def test_the_queue_size_comes_from_the_environment(monkeypatch):
 
 
 EXIT_SCRIPT = """
+import tracked
 import sys, time
 from sklearn.datasets import load_iris
 from pipelines import Iris

@@ -183,8 +183,7 @@ def sync_command(args: argparse.Namespace) -> int:
         print(f"failed: {_scrub(failure)}", file=sys.stderr)
     for session, reason in result.remaining.items():
         print(f"remains: {session}: {_scrub(reason)}", file=sys.stderr)
-    for reason in result.refused.values():
-        print(f"refused: {_scrub(reason)}", file=sys.stderr)
+    _say_refused(result.refused, "refused")
     if not args.dry_run:
         print(
             f"{len(result.synced)} runs synced ({result.runs_created} store runs created, "
@@ -204,6 +203,25 @@ def _discard(spool: Path, *, dry_run: bool) -> None:
         print(f"{verb} {gone.path} ({key}): {_scrub(gone.why)}")
 
 
+#: The refused folders named one by one; the others are counted (a spool of 100,000 junk
+#: folders says so in a few lines).
+REFUSALS_SAID = 5
+
+
+def _say_refused(refused: dict[str, str], prefix: str) -> None:
+    """The first ``REFUSALS_SAID`` refusals on stderr, then how many more there are."""
+    for index, reason in enumerate(refused.values()):
+        if index == REFUSALS_SAID:
+            more = len(refused) - REFUSALS_SAID
+            print(
+                f"{prefix}: {more} more folders, not named here (the first {REFUSALS_SAID} "
+                "are above): look at the spool's folders, then move out what is no session",
+                file=sys.stderr,
+            )
+            return
+        print(f"{prefix}: {_scrub(reason)}", file=sys.stderr)
+
+
 def status_command(args: argparse.Namespace) -> int:
     """``tracked status``: one line per spooled session, and the totals."""
     import time
@@ -218,8 +236,7 @@ def status_command(args: argparse.Namespace) -> int:
         return 1 if args.spool is not None else 0
     refused: dict[str, str] = {}
     rows = status(spool, refused)
-    for reason in refused.values():
-        print(f"refused (not read): {_scrub(reason)}", file=sys.stderr)
+    _say_refused(refused, "refused (not read)")
     for row in rows:
         for damage in row.damage:
             print(f"damaged: {row.session_id}: {_scrub(damage)}", file=sys.stderr)

@@ -24,7 +24,7 @@ from tracked.spool.format import (
     make_private_dir,
     max_bytes,
     open_private,
-    spool_size,
+    spool_usage,
     unsafe,
     write_all,
     write_private,
@@ -76,10 +76,10 @@ class SessionSpool:
     It holds the folder's lock from its creation until ``release`` or ``remove`` (or its
     process ends): ``tracked sync`` never takes a folder that is still being written.
 
-    The spool is capped (``TRACKED_SPOOL_MAX_BYTES``, counted over every session folder of
-    the spool when this one opens, plus what this one adds): past the cap, a stage entry is
-    kept with its light payload only (the scores its metrics are computed from), tagged
-    ``tracked.spool_dropped``; ``dropped`` counts them.
+    The spool is capped (``TRACKED_SPOOL_MAX_BYTES``, counted by a running count of the
+    spool's bytes, ``SpoolUsage``: never a scan on the caller's thread): past the cap, a
+    stage entry is kept with its light payload only (the scores its metrics are computed
+    from), tagged ``tracked.spool_dropped``; ``dropped`` counts them.
     """
 
     def __init__(self, root: Path, header: Header) -> None:
@@ -111,7 +111,9 @@ class SessionSpool:
             raise
         self._payload_size = 0
         self.max_bytes = max_bytes()
-        self._size = spool_size(root)
+        self._usage = spool_usage(root)
+        #: The bytes this folder's records take (given back to the count when it goes).
+        self._written = 0
         #: Stage entries kept without their heavy parts (the cap was reached).
         self.dropped = 0
 
@@ -123,17 +125,21 @@ class SessionSpool:
         line never names bytes that are not there."""
         ref = None
         if data is not None and payload is not None:
-            if self._size + len(data) > self.max_bytes and payload.parts():
+            if self._usage.total + len(data) > self.max_bytes and payload.parts():
                 entry = self._without_heavy(entry, payload)
                 data = codec.encode_payload(payload.light())
             mac = codec.payload_mac(data, self._key, self.session, entry.seq)
             ref = PayloadRef(offset=self._payload_size, size=len(data), mac=mac)
             write_all(self._payloads, data)
             self._payload_size += len(data)
-            self._size += len(data)
+            self._count(len(data))
         line = codec.encode_entry(entry, ref, self._key, self.session)
         write_all(self._entries, line)
-        self._size += len(line)
+        self._count(len(line))
+
+    def _count(self, size: int) -> None:
+        self._written += size
+        self._usage.add(size)
 
     def _without_heavy(self, entry: Entry, payload: StagePayload) -> Entry:
         self.dropped += 1
@@ -201,6 +207,8 @@ class SessionSpool:
             named = os.stat(self.session, dir_fd=self._root, follow_symlinks=False)
             if (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino):
                 os.rmdir(self.session, dir_fd=self._root)
+        self._usage.add(-self._written)
+        self._written = 0
         self._unlock()
 
     def _unlock(self) -> None:

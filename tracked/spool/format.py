@@ -27,6 +27,8 @@ import contextlib
 import os
 import re
 import stat
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -50,6 +52,14 @@ INCOMPLETE = "incomplete"
 #: The names of session folders: ``tracked._session.new_local_id`` makes them.
 SESSION_NAME = re.compile(r"local-[0-9a-f]{32}\Z")
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: The bounds a reader holds a session folder to: past them the folder (or the line) is
+#: refused alone, never read whole into memory. A header is a few hundred bytes; an entry
+#: line holds a stage's params, tags and metrics (a search's candidates: a few MiB at most).
+MAX_HEADER_BYTES = 1 << 16
+MAX_LINE_BYTES = 1 << 23
+#: entries.jsonl and each progress file: past this the folder is refused (its payloads,
+#: in payloads.bin, are read by offset and size and have no bound of their own).
+MAX_LOG_BYTES = 1 << 28
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 
@@ -101,6 +111,67 @@ def spool_size(root: Path) -> int:
                     if child.is_file(follow_symlinks=False):
                         total += child.stat(follow_symlinks=False).st_size
     return total
+
+
+class SpoolUsage:
+    """A running count of the bytes in one spool, for its size cap: what this process wrote
+    and removed, on top of what a scan found. The scan (``spool_size``) runs on a thread of
+    its own, never on the caller's: a spool of 100,000 folders takes seconds to walk, and a
+    stage call must not wait for it. Until the first scan is done only this process's bytes
+    count (the cap then errs on the generous side); a scan runs again at most every
+    ``RESCAN_S`` seconds, when the count is read, to see what other processes wrote or
+    `tracked sync` removed."""
+
+    RESCAN_S = 60.0
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._scanned = 0
+        #: This process's bytes since the scan in use began.
+        self._own = 0
+        self._own_at_scan = 0
+        self._scanning = False
+        self._scanned_at = -self.RESCAN_S
+
+    @property
+    def total(self) -> int:
+        """The bytes in the spool, as known now (never waits)."""
+        with self._lock:
+            stale = time.monotonic() - self._scanned_at >= self.RESCAN_S
+            if stale and not self._scanning:
+                self._scanning = True
+                self._own_at_scan = self._own
+                threading.Thread(target=self._scan, name="tracked-spool-size", daemon=True).start()
+            return self._scanned + self._own
+
+    def add(self, count: int) -> None:
+        """This process wrote ``count`` bytes (negative: removed them)."""
+        with self._lock:
+            self._own += count
+
+    def _scan(self) -> None:
+        found = spool_size(self.root)
+        with self._lock:
+            # The scan saw what this process wrote before it began; what came after is kept.
+            self._scanned = found
+            self._own -= self._own_at_scan
+            self._scanning = False
+            self._scanned_at = time.monotonic()
+
+
+# The usage of each spool root this process writes to (one shared count per root).
+_usages: dict[Path, SpoolUsage] = {}
+_usages_lock = threading.Lock()
+
+
+def spool_usage(root: Path) -> SpoolUsage:
+    """The running count of ``root``'s bytes, shared by this process's sessions."""
+    with _usages_lock:
+        usage = _usages.get(root)
+        if usage is None:
+            usage = _usages[root] = SpoolUsage(root)
+        return usage
 
 
 def make_private_dir(folder: Path) -> None:
@@ -176,6 +247,34 @@ def read_range(path: Path, offset: int, size: int) -> bytes:
         return handle.read(size)
 
 
+#: fallocate(2)'s flags: free a file's blocks in a range, its size and offsets unchanged.
+_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+
+
+def punch_hole(path: Path, offset: int, size: int) -> bool:
+    """Give the disk blocks of ``size`` bytes of ``path`` from ``offset`` back to the file
+    system (they read as zeros after), keeping the file's size and every other offset; False
+    where the system or file system cannot (then nothing is freed). A sync on a full disk
+    frees the payloads it delivered this way, to make room for its progress notes."""
+    try:  # ctypes only on a full disk, not for every process that imports tracked
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        fallocate = libc.fallocate
+    except (OSError, AttributeError):
+        return False
+    fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    try:
+        fd = os.open(path, os.O_WRONLY | NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        return fallocate(fd, _PUNCH_HOLE, offset, size) == 0
+    finally:
+        os.close(fd)
+
+
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -242,6 +341,11 @@ def folder_refusal(folder: Path) -> str | None:
                     f"{Path(child.path)} is a symbolic link, which a spool never holds: "
                     f"remove it (`rm {Path(child.path)}`), or the folder"
                 )
+            if not (child.is_file(follow_symlinks=False) or child.is_dir(follow_symlinks=False)):
+                return (
+                    f"{Path(child.path)} is not a plain file (a pipe, a socket, a device), "
+                    "which a spool never holds: remove it, or the folder"
+                )
     except OSError as exc:
         return f"the session folder {folder} cannot be read ({exc.strerror})"
     return None
@@ -257,9 +361,20 @@ def session_folders(root: Path, refused: dict[str, str]) -> list[Path]:
         refused[str(root)] = why
         return []
     folders = []
-    for path in sorted(root.iterdir()):
-        if not path.is_symlink() and not path.is_dir():
-            continue  # a stray file is no session, and is not read
+    try:
+        # One listing (no stat per name: the kind of entry comes with it), names compared
+        # as strings: a spool of 100,000 folders is listed in well under a second.
+        listed = sorted((entry.name, entry) for entry in os.scandir(root))
+    except OSError as exc:
+        refused[str(root)] = f"the spool {root} cannot be read ({exc.strerror})"
+        return []
+    for name, entry in listed:
+        try:
+            if not entry.is_symlink() and not entry.is_dir():
+                continue  # a stray file is no session, and is not read
+        except OSError:
+            continue
+        path = root / name
         why = folder_refusal(path)
         if why is not None:
             refused[str(path)] = why

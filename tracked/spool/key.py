@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
+import re
 import stat
 import threading
 from collections import Counter
@@ -25,12 +25,13 @@ from pathlib import Path
 from tracked.records.homes import own_place
 from tracked.spool.format import (
     HEADER,
+    MAX_HEADER_BYTES,
     NOFOLLOW,
     PRIVATE_FILE,
     SESSION_NAME,
     make_private_dir,
     open_private,
-    read_private,
+    read_range,
     unsafe,
     write_all,
 )
@@ -152,13 +153,17 @@ def fingerprint(key: bytes) -> str:
 
 def noted_key(folder: Path) -> str | None:
     """The fingerprint of the key a session folder says it was signed with (its header's
-    ``key_id``, read without verifying: only to name the key in a message), or None."""
+    ``key_id``), or None. Only to name the key in a message: read unverified, so the header
+    is not parsed, only searched (its first ``MAX_HEADER_BYTES``, in any format)."""
     try:
-        document = json.loads(read_private(folder / HEADER))
-        noted = document["header"]["key_id"]
-    except (OSError, ValueError, TypeError, KeyError):
+        head = read_range(folder / HEADER, 0, MAX_HEADER_BYTES)
+    except OSError:
         return None
-    return noted if isinstance(noted, str) and noted.isalnum() and len(noted) <= 64 else None
+    found = _KEY_ID.search(head)
+    return found.group(1).decode() if found is not None else None
+
+
+_KEY_ID = re.compile(rb'"key_id"\s*:\s*"([0-9a-f]{1,64})"')
 
 
 def waiting_keys(root: Path) -> Counter[str]:
@@ -229,3 +234,23 @@ def mac(key: bytes, *parts: bytes) -> str:
 def verify(key: bytes, expected: object, *parts: bytes) -> bool:
     """Whether ``expected`` is the MAC of ``parts`` (compared in constant time)."""
     return isinstance(expected, str) and hmac.compare_digest(expected, mac(key, *parts))
+
+
+def streamed_mac(key: bytes, parts: tuple[bytes, ...], last_size: int, chunks) -> str:
+    """``mac(key, *parts, last)`` for a last part of ``last_size`` bytes given in ``chunks``
+    (a payload read piece by piece); chunks past ``last_size`` are not hashed."""
+    digest = hmac.new(key, digestmod=hashlib.sha256)
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    digest.update(last_size.to_bytes(8, "big"))
+    left = last_size
+    for chunk in chunks:
+        digest.update(chunk[:left])
+        left -= min(left, len(chunk))
+    return digest.hexdigest()
+
+
+def verify_mac(expected: object, actual: str) -> bool:
+    """Whether ``expected`` is the MAC ``actual`` (compared in constant time)."""
+    return isinstance(expected, str) and hmac.compare_digest(expected, actual)

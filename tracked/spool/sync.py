@@ -17,10 +17,11 @@ tagged ``tracked.spool_damaged``), so its parent run still ends.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,22 @@ from tracked.records.names import END_REASON_TAG, SPOOL_DAMAGED_TAG
 from tracked.records.report import describe
 from tracked.records.text import mask_secrets
 from tracked.records.values import KILLED, now_ms
+from tracked.spool import codec
 from tracked.spool.codec import Damaged, Unreadable
-from tracked.spool.format import LOCK, PROGRESS, root_refusal, session_folders
+from tracked.spool.format import (
+    LOCK,
+    PAYLOADS,
+    PROGRESS,
+    open_private,
+    punch_hole,
+    root_refusal,
+    session_folders,
+    write_all,
+)
 from tracked.spool.key import SpoolKeyError, spool_key, unverifiable
 from tracked.spool.lock import lock_waiting, try_lock, unlock
 from tracked.spool.reader import SpooledSession, describe_entry
-from tracked.spool.records import EndRun, Entry, Progress
+from tracked.spool.records import EndRun, Entry, Progress, StageEntry
 from tracked.spool.replay import Replayer, ReplayState, StoreAway, with_tags
 
 #: How long a ``tracked sync`` waits for another one working on the same spool.
@@ -63,32 +74,36 @@ class SyncResult:
         return not self.remaining and not self.refused
 
 
-def read_sessions(spool: Path, refused: dict[str, str]) -> list[SpooledSession]:
-    """The session folders of ``spool`` that can be read, oldest first; the others go into
-    ``refused`` with why (never a traceback)."""
+def read_sessions(spool: Path, refused: dict[str, str]) -> Iterator[SpooledSession]:
+    """The session folders of ``spool`` that can be read, oldest first, one at a time; the
+    others go into ``refused`` with why (never a traceback): a folder that cannot be read,
+    whatever is wrong with it, is refused alone and the others are read."""
     folders = session_folders(spool, refused)
     if not folders:
-        return []
+        return
     try:
         key = spool_key(create=False)
     except (SpoolKeyError, OSError) as exc:
         for folder in folders:
             refused[str(folder)] = f"{folder}: {unverifiable(folder, None, str(exc))}"
-        return []
-    sessions = []
+        return
     for folder in folders:
         try:
-            sessions.append(SpooledSession.read(folder, key))
+            session = SpooledSession.read(folder, key)
         except FileNotFoundError:
             continue  # removed meanwhile (another sync)
         except (Unreadable, Damaged, OSError) as exc:
             refused[str(folder)] = f"{folder} is not read: {unverifiable(folder, key, str(exc))}"
-    return sessions
+            continue
+        except Exception as exc:  # whatever else a hostile folder causes: that folder only
+            refused[str(folder)] = f"{folder} is not read: {describe(exc)}"
+            continue
+        yield session
 
 
 def spooled_sessions(spool: Path, refused: dict[str, str] | None = None) -> list[SpooledSession]:
-    """``read_sessions``, for a caller that does not ask what was refused."""
-    return read_sessions(spool, {} if refused is None else refused)
+    """``read_sessions`` as a list, for a caller that does not ask what was refused."""
+    return list(read_sessions(spool, {} if refused is None else refused))
 
 
 def session_state(session: SpooledSession) -> str:
@@ -188,7 +203,7 @@ def _dry_run(session: SpooledSession, uri: str, known_runs, result: SyncResult) 
         f"would write {sid} ({session.header.run_name}): "
         f"{len(pending) + len(closing)} entries to {mask_secrets(uri)}"
         + _run_words(session, _known_run(session, state, known_runs))
-        + (" and end its parent run KILLED" if closing else "")
+        + _closing_words(session, closing)
     )
     for damage in session.damage:
         result.failures.append(f"{sid}: {damage}")
@@ -214,8 +229,8 @@ def _replay_session(session, backend, progress: str, known_runs, result: SyncRes
     state_name = session_state_locked(session)
     state = ReplayState.from_progress(session.progress_for(progress))
     state.runs = {**known_runs, **state.runs}
-    damage = list(session.damage) + session.check_payloads()
-    appender = _ProgressAppender(session, progress)
+    damage = list(session.damage) + session.check_payloads(skip=state.complete)
+    appender = _ProgressAppender(session, progress, state)
     replayer = Replayer(
         backend, session.header, state, appender.append, find_existing=True, mark_failed=False
     )
@@ -228,16 +243,22 @@ def _replay_session(session, backend, progress: str, known_runs, result: SyncRes
             for what, exc in _replay_entry(replayer, session, entry, state):
                 failures.append(f"{what}: {describe(exc)}")
             written += len(state.done) > done_before
+            appender.flush()
     except StoreAway as away:
         cause = away.__cause__ or away
         result.remaining[sid] = f"the store is away: could not {away} ({describe(cause)})"
         return
     finally:
-        appender.close()
+        unwritten = appender.close()
         known_runs.update(state.runs)
         result.runs_created += replayer.created
         result.entries_written += written
-    _conclude(session, state, known_runs, failures, damage, result)
+        if unwritten and sid in result.remaining:
+            result.remaining[sid] += (
+                f"; {unwritten} progress notes could not be written (the disk is full): "
+                "the next sync writes those steps again"
+            )
+    _conclude(session, state, known_runs, failures, damage, result, unwritten)
 
 
 def session_state_locked(session: SpooledSession) -> str:
@@ -258,7 +279,9 @@ def _replay_entry(replayer: Replayer, session: SpooledSession, entry: Entry, sta
     return replayer.replay(entry, payload)
 
 
-def _conclude(session, state, known_runs, failures, damage, result: SyncResult) -> None:
+def _conclude(
+    session, state, known_runs, failures, damage, result: SyncResult, unwritten=0
+) -> None:
     sid = session.session_id
     run = f"{sid} (run {session.header.run_name!r})"
     for bad in damage:
@@ -277,6 +300,12 @@ def _conclude(session, state, known_runs, failures, damage, result: SyncResult) 
                 "; fix the cause, then run sync again"
                 if failures
                 else "; look at it, then remove it"
+            )
+            + (
+                f"; {unwritten} progress notes could not be written (the disk is full): the "
+                "next sync writes those steps again"
+                if unwritten
+                else ""
             )
         )
         return
@@ -304,14 +333,14 @@ def _run_words(session: SpooledSession, run: str | None) -> str:
 
 
 def _closing_entries(session: SpooledSession, state_name: str) -> list[EndRun]:
-    """End the parent run of a session whose process died, whose spool is incomplete, or
-    whose end record is damaged: KILLED, with the reason. The dry run and the real sync
-    both ask this, so that they agree."""
+    """End every run a session left open when its process died, its spool is incomplete,
+    or its end record is damaged: the runs of its series still open (a folded loop's run,
+    which stays open between chunks) and then its parent run, each KILLED with the reason
+    in ``tracked.end_reason``. The dry run and the real sync both ask this, so that they
+    agree."""
     incomplete = session.incomplete
     if session.closed or not (state_name != "running" or incomplete is not None):
         return []
-    if not session.header.owns_parent:
-        return []  # a copy logging under another session's run: that one ends it
     header = session.header
     seq = max((e.seq for e in session.entries), default=-1) + 1
     last = max(
@@ -329,25 +358,113 @@ def _closing_entries(session: SpooledSession, state_name: str) -> list[EndRun]:
         )
     elif session.released or session.damage:
         reason = (
-            f"the spool's record of the run's end is damaged ({len(session.damage)} damaged "
+            f"the spool's record of the run's end is damaged ({session.damage_count} damaged "
             f"lines); tracked sync ended the run at {when}"
         )
     tags = {END_REASON_TAG: reason}
-    return [EndRun(seq=seq, run=header.session, status=KILLED, end_ms=last or now_ms(), tags=tags)]
+    closing = []
+    for series in _open_series(session.entries):
+        closing.append(
+            EndRun(seq=seq, run=series.run, status=KILLED, end_ms=series.end_ms, tags=tags)
+        )
+        seq += 1
+    if header.owns_parent:  # else a copy logging under another session's run: that one ends it
+        closing.append(
+            EndRun(seq=seq, run=header.session, status=KILLED, end_ms=last or now_ms(), tags=tags)
+        )
+    return closing
+
+
+def _closing_words(session: SpooledSession, closing: list[EndRun]) -> str:
+    """What the closing entries end, in words (the dry run's)."""
+    series = sum(1 for end in closing if end.run != session.header.session)
+    runs = [f"{series} open series run{'s' if series > 1 else ''}"] if series else []
+    if len(closing) > series:
+        runs.append("its parent run")
+    return f" and end {' and '.join(runs)} KILLED" if runs else ""
+
+
+def _open_series(entries: list[Entry]) -> list[StageEntry]:
+    """The latest chunk of each series whose run no entry ended (its process died between
+    chunks): a series' run stays open from its first chunk to the one that ``ends_run``."""
+    open_runs: dict[str, StageEntry] = {}
+    for entry in entries:
+        if isinstance(entry, StageEntry):
+            if entry.ends_run:
+                open_runs.pop(entry.run, None)
+            else:
+                open_runs[entry.run] = entry
+    return list(open_runs.values())
+
+
+#: What a disk that refuses a write says.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class _ProgressAppender:
-    def __init__(self, session: SpooledSession, name: str) -> None:
-        from tracked.spool import codec
-        from tracked.spool.format import open_private
+    """Appends a replay's progress notes to the folder.
 
-        self._encode = lambda event: codec.encode_progress(event, session._key, session.session_id)
-        fd = open_private(session.path / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        self._file = os.fdopen(fd, "ab")
+    On a full disk (the spool filled it) a note is kept in memory instead, and the sync goes
+    on: once an entry is done (``flush``), the payloads of the entries delivered so far are
+    given back to the disk (``punch_hole``: their bytes are no longer needed, the offsets of
+    the others stay) and the notes held are written. A session delivered whole needs none of
+    them (its folder goes); what ``close`` still could not write is counted, and the next
+    sync repeats those steps (runs are found again by their local id, not made twice).
+    """
+
+    def __init__(self, session: SpooledSession, name: str, state: ReplayState) -> None:
+        self._session = session
+        self._state = state
+        self._encode = lambda event: codec.encode_progress(
+            event, session._key, session.session_id, session.format
+        )
+        self._fd = open_private(session.path / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self._held: list[bytes] = []
+        #: The end of the payloads given back to the disk so far.
+        self._freed = 0
 
     def append(self, event: Progress) -> None:
-        self._file.write(self._encode(event))
-        self._file.flush()
+        self._held.append(self._encode(event))
+        if len(self._held) == 1:
+            self._write_held()
 
-    def close(self) -> None:
-        self._file.close()
+    def flush(self) -> None:
+        """Write the notes held; on a full disk, free the delivered payloads first."""
+        if self._held and not self._write_held():
+            self._free_delivered()
+            self._write_held()
+
+    def close(self) -> int:
+        """Write what is held (freeing what can be); return how many notes were not."""
+        self.flush()
+        os.close(self._fd)
+        return len(self._held)
+
+    def _write_held(self) -> bool:
+        data = b"".join(self._held)
+        size = os.fstat(self._fd).st_size
+        try:
+            write_all(self._fd, data)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            # A note cut short would spoil the line after it: the file goes back as it was
+            # (shrinking a file needs no room).
+            os.ftruncate(self._fd, size)
+            return False
+        self._held.clear()
+        return True
+
+    def _free_delivered(self) -> None:
+        """Give back the payloads of the entries delivered, from the start of payloads.bin
+        up to the first one not delivered (payloads lie in the order of their entries)."""
+        end = self._freed
+        for entry in self._session.entries:
+            ref = self._session.payloads.get(entry.seq)
+            if ref is None:
+                continue
+            if not self._state.complete(entry.seq):
+                break
+            end = max(end, ref.offset + ref.size)
+        if end > self._freed and punch_hole(self._session.path / PAYLOADS, 0, end):
+            self._freed = end

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracked.backends.base import store_library_loaded
 from tracked.backends.mlflow.client import (
     GuardedClient,
+    StoreNotMigrated,
     _bound_requests,
     _open_client,
     absolute_store_uri,
@@ -73,6 +75,9 @@ class MlflowBackend(ModelLogging):
         #: Run id -> the logged models it made (``log_model``), until the run ends.
         self._outputs: dict[str, set[str]] = {}
 
+        #: (when, what was said) of the last time the store was found stuck half-migrated.
+        self._stuck: tuple[float, str] | None = None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tracking_uri={mask_secrets(self._requested_uri)!r})"
 
@@ -95,9 +100,23 @@ class MlflowBackend(ModelLogging):
         if self._client is None or self._pid != os.getpid():
             with self._lock:
                 if self._client is None or self._pid != os.getpid():
-                    self._client = _connect(self._requested_uri, self._artifact_root)
+                    self._client = self._connect()
                     self._pid = os.getpid()
         return self._client
+
+    #: A store found stuck at a partial migration is not looked at again for this long:
+    #: every record of a sync would otherwise wait ``STUCK_AFTER_S`` to learn it again.
+    STUCK_REMEMBERED_S = 60.0
+
+    def _connect(self) -> GuardedClient:
+        stuck = self._stuck
+        if stuck is not None and time.monotonic() - stuck[0] < self.STUCK_REMEMBERED_S:
+            raise StoreNotMigrated(stuck[1])
+        try:
+            return _connect(self._requested_uri, self._artifact_root)
+        except StoreNotMigrated as exc:
+            self._stuck = (time.monotonic(), str(exc))
+            raise
 
     @property
     def tracking_uri(self) -> str:

@@ -1,5 +1,6 @@
-"""The MLflow client as tracked uses it: bounded requests, retried transient errors, a
-store opened once per process (its schema made under a lock), and mlflow imported once."""
+"""The MLflow client as tracked uses it: bounded requests, retried transient store errors, a
+store opened once per process (its schema made under a lock; a store stuck half-migrated
+named as such), and mlflow imported once."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ try:
     import fcntl
 except ImportError:  # Windows: the retries alone
     fcntl = None  # type: ignore[assignment]
+from tracked.records.errors import StoreUnavailable
+from tracked.records.report import foreign_logs_quieted
+from tracked.records.text import mask_secrets
 
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
@@ -265,13 +269,31 @@ _SCHEMA_RACE = (
 )
 
 
-#: How long opening a store keeps trying after such errors.
+#: How long opening a store keeps trying after such errors, at most (a race ends sooner).
 SCHEMA_RACE_WAIT_S = 60.0
+
+
+#: A store whose schema stays where it is (the same alembic revision, the same error), not
+#: the one this MLflow needs, while no process writes the database, for this long, is stuck
+#: at a partial migration, not in a race. A migrating process moves the revision step by
+#: step, or (sqlite: MLflow upgrades in one transaction) holds the database's write lock;
+#: the other tracked processes of this machine wait for ``_store_creation_lock``, held here.
+STUCK_AFTER_S = 2.0
+
+
+class StoreNotMigrated(StoreUnavailable):
+    """A database store stuck at a partial schema migration (a process killed while it
+    created or upgraded the store): it needs a person (``mlflow db upgrade``), not retries.
+    Records wait in the spool meanwhile."""
 
 
 def _open_client(mlflow: Any, uri: str, artifact_root: str | None) -> Any:
     """An ``MlflowClient`` for ``uri`` whose store exists (a fresh database's schema made)
-    and keeps artifacts under ``artifact_root`` (None: MLflow's choice)."""
+    and keeps artifacts under ``artifact_root`` (None: MLflow's choice).
+
+    Raises:
+        StoreNotMigrated: the store's schema is stuck at a partial migration.
+    """
     from mlflow.tracking._tracking_service import utils
 
     def create() -> Any:
@@ -282,19 +304,106 @@ def _open_client(mlflow: Any, uri: str, artifact_root: str | None) -> Any:
 
     deadline = time.monotonic() + SCHEMA_RACE_WAIT_S
     delay = FIRST_BACKOFF_S
+    watch = _SchemaWatch(uri)
     with _store_creation_lock(uri):
         while True:
             try:
-                client = create()
+                with foreign_logs_quieted():  # MLflow logs each attempt: said once, below
+                    client = create()
                 break
             except Exception as exc:
-                if time.monotonic() > deadline or not any(t in str(exc) for t in _SCHEMA_RACE):
+                if not any(t in str(exc) for t in _SCHEMA_RACE):
+                    raise
+                stuck = watch.stuck(exc)
+                if stuck is not None:
+                    raise StoreNotMigrated(stuck) from None  # said in full: no cause to show
+                if time.monotonic() > deadline:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
     if artifact_root is not None:
         client._tracking_client = _pinned_tracking_client(uri, artifact_root)
     return client
+
+
+class _SchemaWatch:
+    """Tells a store in a schema race (another process creating or upgrading it) from one
+    stuck at a partial migration: the same revision and error, no writer, for
+    ``STUCK_AFTER_S``."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._seen: tuple[str | None, str] | None = None
+        self._since = 0.0
+
+    def stuck(self, exc: BaseException) -> str | None:
+        """What to say when the store is stuck, else None (a race: try again)."""
+        revision, writing = _schema_revision(self.uri)
+        seen = (revision, str(exc).splitlines()[0][:200] if str(exc) else "")
+        now = time.monotonic()
+        if writing or seen != self._seen:
+            self._seen, self._since = seen, now
+            return None
+        if now - self._since < STUCK_AFTER_S:
+            return None
+        from mlflow.store.db.utils import _get_latest_schema_revision
+        from mlflow.version import VERSION
+
+        head = _get_latest_schema_revision()
+        where = mask_secrets(self.uri)
+        if revision == head:
+            state = (
+                f"its alembic_version is {revision}, the one MLflow {VERSION} needs, but its "
+                f"tables do not match it ({seen[1]})"
+            )
+        else:
+            state = f"its alembic_version is {revision or 'missing'}; MLflow {VERSION} needs {head}"
+        return (
+            f"the store {where} is stuck at a partial schema migration: {state}, and no "
+            f"process has been migrating it for {STUCK_AFTER_S:g} s (a process killed while "
+            f"it created or upgraded the store?). Take a backup of the database, then run "
+            f"`mlflow db upgrade {where}`; if that fails, move the database aside (the next "
+            "run creates a fresh one). Records wait in the spool: `tracked sync` writes them "
+            "once the store is fixed"
+        )
+
+
+def _schema_revision(uri: str) -> tuple[str | None, bool]:
+    """(the revision in the store's ``alembic_version``, None when it has none; whether a
+    process holds the database's write lock now: sqlite only, else False)."""
+    if uri.startswith("sqlite:///"):
+        import sqlite3  # here, not at import: 6 ms of `import tracked`, for a rare case
+
+        path = uri[len("sqlite:///") :].partition("?")[0]
+        try:
+            connection = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=0)
+        except sqlite3.Error:
+            return None, False
+        try:
+            try:
+                row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+            except sqlite3.Error:
+                row = None
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.rollback()
+                writing = False
+            except sqlite3.OperationalError:
+                writing = True  # "database is locked": a migration (or a write) under way
+            return (row[0] if row else None), writing
+        finally:
+            connection.close()
+    import sqlalchemy
+    from alembic.runtime.migration import MigrationContext
+
+    engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision(), False
+    except Exception:
+        return None, False
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
