@@ -354,3 +354,15 @@ def test_a_single_row_pass_through_every_stage_still_catches_an_unfaithful_model
             for index in range(3):  # rows whose class flips with their sign
                 pipe.clf(pipe.scale(A[index : index + 1], train=False), train=False)
     assert "false" == memory.get(pipe.run_id).tags["tracked.pipeline_verified"]
+
+
+def test_a_pass_on_what_the_fit_pass_transformed_is_checked_against_the_fit_input(memory):
+    A, y = data(0)
+    pipe = ScaleThenClassify()
+    pipe.backend = memory
+    with pipe:
+        scaled = pipe.scale(A)
+        pipe.clf(scaled, y)
+        pipe.scale(A[:50], train=False)  # a later, other pass of the transformer
+        pipe.clf(scaled, train=False)  # the training rows, scaled by the fit pass
+    assert "true" == memory.get(pipe.run_id).tags["tracked.pipeline_verified"]

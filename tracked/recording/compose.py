@@ -253,17 +253,17 @@ class Composer:
         )
 
     def _pass_input(self, transformers: tuple[str, ...], digest: str | None) -> Any:
-        """The input of ``transformers[0]`` in the inference passes that, through
-        ``transformers`` in order, made the data of digest ``digest``; None when none did.
-        Without digests (data tracked cannot digest), the first stage's latest input."""
+        """The input of ``transformers[0]`` in the passes (latest inference passes, or the
+        fit) that, through ``transformers`` in order, made the data of digest ``digest``;
+        None when none did. Without digests (data tracked cannot digest), the first stage's
+        latest inference input."""
         if digest is None:
             return self._inference_inputs.get(transformers[0])
         wanted, found = digest, None
         for stage in reversed(transformers):
-            found = next(
-                (p for p in reversed(self._passes.get(stage, ())) if p.output_digest == wanted),
-                None,
-            )
+            # Its latest inference passes, then its fit (the training data, transformed).
+            variants = (*reversed(self._passes.get(stage, ())), self._fitted.get(stage))
+            found = next((v for v in variants if v is not None and v.output_digest == wanted), None)
             if found is None:
                 return None
             wanted = found.input_digest
