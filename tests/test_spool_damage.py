@@ -19,6 +19,7 @@ from servers import free_port
 from spooling import entry_documents
 from test_spool_safety import cli, plant
 
+import tracked
 from tracked import TrackingWarning
 from tracked.backends.memory import MemoryBackend
 from tracked.records.names import LOCAL_ID_TAG
@@ -257,7 +258,7 @@ def test_a_capped_spool_keeps_runs_params_and_metrics_and_drops_heavy_parts(
     monkeypatch.setenv("TRACKED_SPOOL_MAX_BYTES", "30000")
     X_train, _X_test, y_train, _y_test = iris
     pipe = Loop()
-    pipe.tracking_uri = unreachable()
+    tracked.configure(pipe, tracking_uri=unreachable())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pipe:
@@ -327,7 +328,7 @@ def test_a_folder_its_live_process_writes_is_skipped_by_sync_until_the_run_ends(
 ):
     X_train, _, y_train, _ = iris
     pipe = Iris()
-    pipe.tracking_uri = unreachable()
+    tracked.configure(pipe, tracking_uri=unreachable())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrackingWarning)
         with pipe:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
+from processes import run_python
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+import tracked
 from tracked import TrackedPipeline, TrackingWarning
 
 
@@ -46,7 +55,7 @@ def test_a_transformer_refitted_after_the_model_was_logged_is_not_verified_with_
     A, y = data(0)
     B, _ = data(1, shift=3.0)
     pipe = Refittable()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.clf(pipe.scale(A), y)
         pipe.scale(B)  # refitted in place, after the composed model was logged
@@ -67,7 +76,7 @@ def test_a_pass_that_agrees_with_the_logged_model_is_verified(tracking_uri, clie
     A, y = data(0)
     B, _ = data(1, shift=3.0)
     pipe = Refittable()
-    pipe.tracking_uri = tracking_uri
+    tracked.configure(pipe, tracking_uri=tracking_uri)
     with pipe:
         pipe.clf(pipe.scale(A), y)
         pipe.scale(B)
@@ -83,7 +92,7 @@ def test_a_pass_that_agrees_with_the_logged_model_is_verified(tracking_uri, clie
 def test_the_composed_model_is_a_snapshot_of_the_operators(memory):
     A, y = data(0)
     pipe = Refittable()
-    pipe.backend = memory
+    tracked.configure(pipe, backend=memory)
     with pipe:
         pipe.clf(pipe.scale(A), y)
         composed = pipe._last_session().composer.latest
@@ -106,11 +115,255 @@ def test_a_pass_agreeing_with_a_composed_model_that_was_never_logged_is_not_veri
     monkeypatch.setattr(memory, "log_model", refuse_the_composed_model)
     A, y = data(0)
     pipe = Refittable()
-    pipe.backend = memory
-    pipe.synchronous = True
+    tracked.configure(pipe, backend=memory)
+    tracked.configure(pipe, synchronous=True)
     with pytest.warns(TrackingWarning, match="the model store refuses it"), pipe:
         pipe.clf(pipe.scale(A), y)
         pipe.clf(pipe.scale(A, train=False), train=False)
     tags = memory.get(pipe.run_id).tags
     assert "false" == tags["tracked.pipeline_verified"]
     assert "could not be logged" in tags["tracked.pipeline_verified_reason"]
+
+
+# One workflow per dtype family, on a real store; the model is then loaded with
+# mlflow.pyfunc in a fresh process and predicts on the frames it was fitted and evaluated on.
+def _with_missing(values, dtype):
+    array = pd.array(values, dtype=dtype)
+    array[::7] = pd.NA
+    return array
+
+
+def _onehot():
+    return OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+
+
+ROWS = 80
+_rng = np.random.default_rng(0)
+_ints, _flags = _rng.integers(0, 5, ROWS), _rng.integers(0, 2, ROWS).astype(bool)
+_words = _rng.choice(["a", "b", "c"], ROWS)
+_days = pd.Series(pd.date_range("2024-01-01", periods=ROWS, freq="D"))
+
+#: family -> (the column, its encoder, the verdict expected, what the reason says if false)
+FAMILIES = {
+    # Typed double (as MLflow advises for integers that may be missing): pyfunc converts it.
+    "nullable_int32": (
+        lambda: _with_missing(_ints, "Int32"),
+        lambda: SimpleImputer(strategy="median"),
+        "true",
+        None,
+    ),
+    # Typed double too, but pyfunc converts no 64-bit integer to double ("Can not safely
+    # convert Int64 to float64"): the model cannot take its own frames, and says so.
+    "nullable_int64": (
+        lambda: _with_missing(_ints, "Int64"),
+        lambda: SimpleImputer(strategy="median"),
+        "false",
+        "Can not safely convert Int64 to float64",
+    ),
+    "nullable_boolean": (lambda: _with_missing(_flags, "boolean"), _onehot, "true", None),
+    # pyfunc hands a boolean column typed `any` on as objects: an imputer for numbers then
+    # fails on pd.NA, where the model itself (given the boolean frame) did not.
+    "nullable_boolean_imputed": (
+        lambda: _with_missing(_flags, "boolean"),
+        lambda: make_pipeline(SimpleImputer(strategy="most_frequent"), _onehot()),
+        "false",
+        "'c' (boolean)",
+    ),
+    "nullable_string": (
+        lambda: _with_missing(_words, "string"),
+        lambda: make_pipeline(
+            SimpleImputer(missing_values=pd.NA, strategy="most_frequent"), _onehot()
+        ),
+        "true",
+        None,
+    ),
+    "categorical": (
+        lambda: pd.Categorical(_rng.choice(["a", "b", None], ROWS)),
+        _onehot,
+        "true",
+        None,
+    ),
+    "datetime": (lambda: _days.where(np.arange(ROWS) % 9 != 0).array, lambda: "drop", "true", None),
+    "object": (
+        lambda: np.array([["a", "b", None][i % 3] for i in range(ROWS)], dtype=object),
+        _onehot,
+        "true",
+        None,
+    ),
+}
+
+
+class Typed(TrackedPipeline):
+    """A column of one dtype family beside a numeric one, then a classifier."""
+
+    experiment = "verified-dtypes"
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def prep(self, X, train=True, stage="transformer"):
+        if train:
+            self.columns = ColumnTransformer(
+                [("c", self.encoder, ["c"]), ("x", "passthrough", ["x"])]
+            )
+            self.columns.fit(X)
+        self.operator = self.columns
+        return self.columns.transform(X)
+
+    def clf(self, X, y=None, train=True, stage="estimator"):
+        if train:
+            self.model = LogisticRegression().fit(X, y)
+        self.operator = self.model
+        return self.model.predict(X)
+
+
+class TypedPickled(Typed):
+    """An imputer of ``pd.NA`` holds it, which skops cannot store: cloudpickle, knowingly."""
+
+    serialization_format = "cloudpickle"
+
+
+LOAD_AND_PREDICT = """
+import json, sys
+import mlflow, numpy as np, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[1])
+found = {}
+for name in ("fitted", "evaluated"):
+    frame = pd.read_pickle(f"{name}.pkl")
+    expected = np.load(f"{name}.npy")
+    try:
+        same = np.array_equal(np.asarray(model.predict(frame)), expected)
+        found[name] = "same" if same else "different"
+    except Exception as exc:
+        found[name] = f"refused: {exc}"
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_verified_true_means_pyfunc_predicts_the_same_on_the_fitted_and_evaluated_frames(
+    family, tracking_uri, client, tmp_path
+):
+    column, encoder, expected, reason = FAMILIES[family]
+    cls = TypedPickled if family == "nullable_string" else Typed
+    x = np.random.default_rng(1).normal(size=ROWS)
+    X, y = pd.DataFrame({"c": column(), "x": x}), (x > 0).astype(int)
+    fitted, evaluated = X[:60], X[60:]
+    pipe = cls(encoder())
+    tracked.configure(pipe, tracking_uri=tracking_uri)
+    with pipe:
+        on_fitted = pipe.clf(pipe.prep(fitted), y[:60])
+        if expected == "true":
+            on_evaluated = pipe.clf(pipe.prep(evaluated, train=False), y[60:], train=False)
+        else:
+            with pytest.warns(TrackingWarning, match="predicts differently"):
+                on_evaluated = pipe.clf(pipe.prep(evaluated, train=False), y[60:], train=False)
+    tags = client.get_run(pipe.run_id).data.tags
+    assert expected == tags["tracked.pipeline_verified"], tags.get(
+        "tracked.pipeline_verified_reason"
+    )
+    if reason is not None:
+        assert reason in tags["tracked.pipeline_verified_reason"]
+
+    for name, frame, predicted in (
+        ("fitted", fitted, on_fitted),
+        ("evaluated", evaluated, on_evaluated),
+    ):
+        frame.to_pickle(tmp_path / f"{name}.pkl")
+        np.save(tmp_path / f"{name}.npy", predicted)
+    done = run_python(
+        "-c",
+        LOAD_AND_PREDICT,
+        f"runs:/{pipe.run_id}/pipeline",
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        timeout=180,
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    if expected == "true":
+        assert {"fitted": "same", "evaluated": "same"} == found
+    else:  # what the tag says, a fresh process finds
+        assert "same" != found["fitted"]
+
+
+class ScaleThenClassify(TrackedPipeline):
+    """scale -> classify; at inference the estimator stage may be called on its own."""
+
+    experiment = "verified"
+    fold_after = None  # every call verified on its own, none folded into a series
+
+    def scale(self, X, train=True, stage="transformer"):
+        if train:
+            self.scaler = StandardScaler().fit(X)
+        self.operator = self.scaler
+        return self.scaler.transform(X)
+
+    def clf(self, X, y=None, train=True, stage="estimator"):
+        if train:
+            self.model = LogisticRegression().fit(X, y)
+        self.operator = self.model
+        return self.model.predict(X)
+
+
+def test_the_estimator_stage_on_one_already_scaled_row_leaves_a_correct_model_verified(memory):
+    """The issue's case: a verdict on another pass's input compared unlike things."""
+    A, y = data(0)
+    pipe = ScaleThenClassify()
+    tracked.configure(pipe, backend=memory)
+    with pipe:
+        pipe.clf(pipe.scale(A), y)
+        scaled = pipe.scale(A[:50], train=False)
+        pipe.clf(scaled, train=False)
+        assert "true" == memory.get(pipe.run_id).tags["tracked.pipeline_verified"]
+        one = pipe.clf(scaled[7:8], train=False)  # one row, scaled earlier: no warning
+        for row in pipe.scaler.transform(A[100:103]):  # scaled outside any stage
+            pipe.clf(row[None, :], train=False)
+    np.testing.assert_array_equal(pipe._last_session().composer.latest.model.predict(A[57:58]), one)
+    assert "true" == memory.get(pipe.run_id).tags["tracked.pipeline_verified"]
+
+
+def test_single_rows_through_every_stage_are_verified_row_for_row(memory):
+    A, y = data(0)
+    pipe = ScaleThenClassify()
+    tracked.configure(pipe, backend=memory)
+    with pipe:
+        pipe.clf(pipe.scale(A), y)
+        pipe.scale(A[:50], train=False)  # an earlier, bigger pass: not what the rows came from
+        for index in (3, 4):
+            pipe.clf(pipe.scale(A[index : index + 1], train=False), train=False)
+    assert "true" == memory.get(pipe.run_id).tags["tracked.pipeline_verified"]
+
+
+class Tripled(ScaleThenClassify):
+    """The estimator stage predicts on more than its operator sees: a model to distrust."""
+
+    def clf(self, X, y=None, train=True, stage="estimator"):
+        if train:
+            self.model = LogisticRegression().fit(X, y)
+        self.operator = self.model
+        return self.model.predict(X if train else X * -1.0)
+
+
+def test_a_single_row_pass_through_every_stage_still_catches_an_unfaithful_model(memory):
+    A, y = data(0)
+    pipe = Tripled()
+    tracked.configure(pipe, backend=memory)
+    with pipe:
+        pipe.clf(pipe.scale(A), y)
+        with pytest.warns(TrackingWarning, match="do more than their operators"):
+            for index in range(3):  # rows whose class flips with their sign
+                pipe.clf(pipe.scale(A[index : index + 1], train=False), train=False)
+    assert "false" == memory.get(pipe.run_id).tags["tracked.pipeline_verified"]
+
+
+def test_a_pass_on_what_the_fit_pass_transformed_is_checked_against_the_fit_input(memory):
+    A, y = data(0)
+    pipe = ScaleThenClassify()
+    tracked.configure(pipe, backend=memory)
+    with pipe:
+        scaled = pipe.scale(A)
+        pipe.clf(scaled, y)
+        pipe.scale(A[:50], train=False)  # a later, other pass of the transformer
+        pipe.clf(scaled, train=False)  # the training rows, scaled by the fit pass
+    assert "true" == memory.get(pipe.run_id).tags["tracked.pipeline_verified"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from attrs import evolve, frozen
 
+from tracked.backends.mlflow.models import served_model, served_predictions
 from tracked.recording.chain import (
     RECENT_PASSES,
     FittedStage,
@@ -98,6 +99,10 @@ class Composer:
         #: Stages of the latest composed model refitted since it was composed.
         self._refitted: list[str] = []
         self.count = 0
+        #: A sample of what the first stage of ``latest`` was fitted on.
+        self._fit_sample: Any = None
+        #: ``latest``, as pyfunc serves it, and why it fails its fit frame (None: it does not).
+        self._serving: tuple[Composed, Any, Any] | None = None
 
     @property
     def fitted_kinds(self) -> set[str]:
@@ -153,6 +158,7 @@ class Composer:
         logged, note = bounded_example(example) if log_input_example else (None, None)
         self.count += 1
         self._refitted = []
+        self._fit_sample = stages[0].sample
         self.latest = Composed(
             model=model,
             input_example=example,
@@ -184,33 +190,50 @@ class Composer:
         )
         del passes[:-RECENT_PASSES]
 
-    def verify(self, estimator_stage: str, X: Any, result: Any) -> tuple[bool, str | None] | None:
-        """Whether the latest composed model, as logged, predicts what this inference pass
-        produced, and if not, why.
+    def verify(
+        self, estimator_stage: str, X: Any, result: Any, input_digest: str | None = None
+    ) -> tuple[bool, str | None] | None:
+        """Whether the latest composed model, as ``mlflow.pyfunc`` serves it once logged,
+        takes the frame its first stage was fitted on and the input this inference pass
+        started from, and predicts there what the model and the stages did; if not, why.
 
-        Compares, on a sample, the logged snapshot applied to the first composed stage's
-        latest inference input with what ``estimator_stage`` returned. None when there is
-        nothing to compare (no composed model ending in that stage, or inputs not kept).
+        The pass's input is the first composed stage's input that led, through the composed
+        transformers' latest inference passes (digests: ``input_digest`` is the estimator
+        stage's), to ``X``: like is compared with like. None when there is nothing to
+        compare: no composed model ending in that stage, inputs not kept, or ``X`` not made
+        by the composed transformers here (the estimator stage called on rows transformed
+        elsewhere, or on a slice of an earlier pass's output).
         """
         latest = self.latest
         if latest is None or latest.stages[-1] != estimator_stage:
             return None
-        first = latest.stages[0]
         sample = (
             _sample(X, SAMPLE_ROWS)
-            if first == estimator_stage
-            else self._inference_inputs.get(first)
+            if len(latest.stages) == 1
+            else self._pass_input(latest.stages[:-1], input_digest)
         )
         produced = _sample(result, SAMPLE_ROWS)
         if sample is None or produced is None:
             return None
         if isinstance(sample, SamplingError) or isinstance(produced, SamplingError):
             return None
+        if rows_of(sample) != rows_of(produced):
+            return None  # not this pass's input: nothing like-for-like to compare
         try:
-            if same(latest.model.predict(sample), produced, exact=True):
+            served = self._served(latest)
+        except Exception as exc:
+            return False, f"MLflow cannot make a pyfunc model of it ({type(exc).__name__}: {exc})"
+        refused = self._fit_frame_refused(latest, served)
+        if refused is not None:
+            return False, refused
+        try:
+            if same(served_predictions(served, _frames.for_mlflow(sample)), produced, exact=True):
                 return True, None
         except Exception as exc:
-            return False, f"it cannot predict on this pass's input ({type(exc).__name__}: {exc})"
+            return False, (
+                "loaded with mlflow.pyfunc, it cannot predict on this pass's input "
+                f"({type(exc).__name__}: {exc}){_dtype_hint(sample)}"
+            )
         if self._refitted:
             names = ", ".join(repr(name) for name in dict.fromkeys(self._refitted))
             return False, (
@@ -218,10 +241,99 @@ class Composer:
                 "stage was not: the logged model is the earlier fit pass's; fit the estimator "
                 "stage again to log a model of the current workflow"
             )
+        if not same(latest.model.predict(sample), produced, exact=True):
+            return False, (
+                "the stages do more than their operators' transform()/predict(); do not "
+                "serve that model"
+            )
         return False, (
-            "the stages do more than their operators' transform()/predict(); do not serve "
-            "that model"
+            "loaded with mlflow.pyfunc, it predicts differently from the model itself on this "
+            "pass's input: the signature's schema enforcement changes the data"
+            f"{_dtype_hint(sample)}"
         )
+
+    def _pass_input(self, transformers: tuple[str, ...], digest: str | None) -> Any:
+        """The input of ``transformers[0]`` in the passes (latest inference passes, or the
+        fit) that, through ``transformers`` in order, made the data of digest ``digest``;
+        None when none did. Without digests (data tracked cannot digest), the first stage's
+        latest inference input."""
+        if digest is None:
+            return self._inference_inputs.get(transformers[0])
+        wanted, found = digest, None
+        for stage in reversed(transformers):
+            # Its latest inference passes, then its fit (the training data, transformed).
+            variants = (*reversed(self._passes.get(stage, ())), self._fitted.get(stage))
+            found = next((v for v in variants if v is not None and v.output_digest == wanted), None)
+            if found is None:
+                return None
+            wanted = found.input_digest
+        return found.sample if found is not None else None
+
+    def _served(self, latest: Composed) -> Any:
+        """``latest`` as pyfunc serves it (made once per composed model)."""
+        if self._serving is None or self._serving[0] is not latest:
+            served = served_model(latest.model, latest.input_example, latest.output_example)
+            self._serving = (latest, served, _UNCHECKED)
+        return self._serving[1]
+
+    def _fit_frame_refused(self, latest: Composed, served: Any) -> str | None:
+        """Why pyfunc fails ``latest`` on the frame its first stage was fitted on (a sample),
+        or None when it predicts there what the model does (checked once per model)."""
+        assert self._serving is not None
+        verdict = self._serving[2]
+        if verdict is _UNCHECKED:
+            verdict = _fit_frame_verdict(latest, served, self._fit_sample)
+            self._serving = (latest, served, verdict)
+        return verdict  # type: ignore[return-value]
+
+
+#: Not yet checked on the frame the first stage was fitted on.
+_UNCHECKED = object()
+
+
+def _fit_frame_verdict(latest: Composed, served: Any, sample: Any) -> str | None:
+    if sample is None or isinstance(sample, SamplingError):
+        return None
+    try:
+        expected = latest.model.predict(sample)
+    except Exception:
+        return None  # the model itself fails there: the check after fitting said so
+    try:
+        predicted = served_predictions(served, _frames.for_mlflow(sample))
+    except Exception as exc:
+        return (
+            "loaded with mlflow.pyfunc, it cannot predict on the frame its first stage was "
+            f"fitted on ({type(exc).__name__}: {exc}){_dtype_hint(sample)}"
+        )
+    if not same(predicted, expected, exact=True):
+        return (
+            "loaded with mlflow.pyfunc, it predicts differently on the frame its first stage "
+            "was fitted on: the signature's schema enforcement changes the data"
+            f"{_dtype_hint(sample)}"
+        )
+    return None
+
+
+def _dtype_hint(sample: Any) -> str:
+    """What to do about columns whose dtype pyfunc's schema enforcement cannot keep."""
+    dtypes = getattr(sample, "dtypes", None)
+    if not hasattr(dtypes, "items"):
+        return ""
+    names = [
+        f"{name!r} ({dtype})"
+        for name, dtype in dtypes.items()
+        if str(dtype) in ("boolean", "category")
+        or str(dtype).startswith(("Int", "UInt"))
+        or getattr(dtype, "tz", None) is not None
+    ]
+    if not names:
+        return ""
+    return (
+        f"; columns {', '.join(names)} have dtypes MLflow's signature types cannot carry: "
+        "give the first stage plain numpy dtypes (float64 for integers with missing values, "
+        "as MLflow advises; object for booleans with missing values), or leave those "
+        "columns out"
+    )
 
 
 def bounded_example(example: Any) -> tuple[Any, str | None]:

@@ -43,9 +43,11 @@ def compose_after_fit(call: Call, session: Session) -> Composed | None:
     return None
 
 
-def verify_pass(spec: StageSpec, session: Session, X: Any, result: Any) -> dict[str, str]:
+def verify_pass(
+    spec: StageSpec, session: Session, X: Any, result: Any, input_digest: str | None = None
+) -> dict[str, str]:
     """Check the logged composed model against this prediction pass; tag the parent."""
-    outcome = session.composer.verify(spec.name, X, result)
+    outcome = session.composer.verify(spec.name, X, result, input_digest)
     if outcome is None:
         return {}
     verdict, reason = outcome

@@ -200,7 +200,8 @@ def _read_work(call: Call, seen: _Seen, draft: _Draft) -> None:
         draft.model = loggable_model(spec, operator) if session.settings.log_models else None
         draft.composed = compose_after_fit(call, session)
     else:
-        draft.parent_tags = verify_pass(spec, session, seen.X, seen.result)
+        digest = seen.inputs.digest if seen.inputs is not None else None
+        draft.parent_tags = verify_pass(spec, session, seen.X, seen.result, digest)
 
 
 def note_for_composer(

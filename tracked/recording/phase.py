@@ -166,16 +166,105 @@ def _same(old: tuple[object, object], new: tuple[object, object]) -> bool:
         return False
 
 
+#: Elements of a rebound array compared by value; a larger one rebound is called changed.
+EQUAL_ELEMENTS = 1_000_000
+
+
+#: Items of a rebound list, tuple or dict compared by value, and how deep.
+_EQUAL_ITEMS = 1000
+
+
+_EQUAL_DEPTH = 3
+
+
+def equal_value(old: object, new: object, depth: int = _EQUAL_DEPTH) -> bool:
+    """Whether a rebound attribute holds what it held: True only when that is shown cheaply.
+
+    Arrays up to ``EQUAL_ELEMENTS`` elements (the call built the new one, so comparing costs
+    no more than that did), pandas objects (``equals``), lists, tuples and dicts of those (up
+    to ``_EQUAL_ITEMS`` items, ``_EQUAL_DEPTH`` levels), and scalars and strings. Any other
+    object is equal only to itself: a new estimator, a booster, a model file is a new state.
+    """
+    if old is new:
+        return True
+    cls = type(old)
+    if cls is not type(new):
+        return False
+    if cls.__name__ == "ndarray" and cls.__module__ == "numpy":
+        return _equal_arrays(old, new)
+    if cls in (list, tuple):
+        return (
+            depth > 0
+            and len(old) == len(new) <= _EQUAL_ITEMS  # type: ignore[arg-type]
+            and all(equal_value(a, b, depth - 1) for a, b in zip(old, new, strict=True))  # type: ignore[call-overload]
+        )
+    if cls is dict:
+        return (
+            depth > 0
+            and len(old) <= _EQUAL_ITEMS  # type: ignore[arg-type]
+            and old.keys() == new.keys()  # type: ignore[attr-defined]
+            and all(equal_value(old[k], new[k], depth - 1) for k in old)  # type: ignore[index]
+        )
+    if cls.__module__.partition(".")[0] == "pandas" and callable(getattr(old, "equals", None)):
+        if len(old) * max(1, len(getattr(old, "columns", ()))) > EQUAL_ELEMENTS:  # type: ignore[arg-type]
+            return False
+        try:
+            return bool(old.equals(new))  # type: ignore[attr-defined]
+        except Exception:
+            return False
+    if isinstance(old, (str, bytes, bool, int, float, complex)) or cls.__module__ == "numpy":
+        try:
+            return bool(old == new) or (old != old and new != new)  # NaN holds NaN
+        except Exception:
+            return False
+    return False
+
+
+def _equal_arrays(old: Any, new: Any) -> bool:
+    # Imported here, not at the top: `import tracked` does not import numpy, and an array
+    # reaching this line means numpy is loaded already.
+    import numpy as np
+
+    if old.shape != new.shape or old.dtype != new.dtype or old.size > EQUAL_ELEMENTS:
+        return False
+    try:
+        return bool(np.array_equal(old, new, equal_nan=old.dtype.kind in "fc"))
+    except Exception:
+        return False
+
+
+def _is_fitted_key(key: str) -> bool:
+    """Whether a state key (``name`` or ``path.name``) names a public fitted attribute."""
+    return is_fitted_name(key.rsplit(".", 1)[-1])
+
+
 def decide_phase(
     before: Mapping[int, tuple[object, dict[str, object] | None]], operator: object
 ) -> tuple[str, str]:
     """The phase of a call that left ``operator`` in ``self.operator``, and its basis.
 
-    ``fit`` when ``operator`` is new, or when any part of its state (fitted attributes first,
-    then any other attribute, private ones too) is another object than before or changed in
-    place; ``inference`` when its state is untouched. An operator whose state cannot be read
-    (no ``__dict__``, no ``__slots__``) is called ``inference`` with the basis
-    ``state_unreadable``: a caller should say so rather than trust it.
+    A call that leaves what the operator learned as it was is inference, whatever caches it
+    rebinds. The rule, in order:
+
+    - ``operator`` not held before the call: ``fit`` (``new_operator``);
+    - a public fitted attribute (trailing ``_``, no leading ``_``; of the operator or of an
+      estimator nested in it) added, removed or rebound: ``fit`` (``fitted_attributes``).
+      By scikit-learn's convention only a fit assigns them, anew even on identical data,
+      so their identity is enough and their arrays are never read;
+    - any other attribute (private ones, ``__slots__``) removed, changed in place (its
+      token: a container's length, sampled array values), or rebound to a value that is
+      not shown equal (``equal_value``): ``fit`` (``state_changed``). Rebound to an equal
+      value (a pandas-output ``ColumnTransformer``'s feature names, a stacking model's
+      output widths) it is a cache, not learning;
+    - any other attribute added: a cache when the operator held fitted or private state
+      before (a ``FeatureUnion``'s feature names built on its first pandas ``transform``),
+      otherwise its first fit (``state_changed``);
+    - else ``inference`` (``state_unchanged``).
+
+    An operator whose state cannot be read (no ``__dict__``, no ``__slots__``) is called
+    ``inference`` with the basis ``state_unreadable``: a caller should say so rather than
+    trust it. An operator that keeps all it learned in private attributes and is refitted to
+    equal values (identical data, deterministic) is inference: nothing it holds changed.
     """
     entry = before.get(id(operator))
     if entry is None or entry[0] is not operator:
@@ -184,16 +273,30 @@ def decide_phase(
     new = _fitted_state(operator)
     if old is None or new is None:
         return INFERENCE, BASIS_UNKNOWN
-    fitted = {key for key in old.keys() | new.keys() if key.endswith("_")}
+    fitted = {key for key in old.keys() | new.keys() if _is_fitted_key(key)}
     for key in fitted:
         if key not in old or key not in new or not _same(old[key], new[key]):  # type: ignore[arg-type]
             return FIT, BASIS_FITTED
-    if old.keys() != new.keys():
-        return FIT, BASIS_STATE
     for key, value in old.items():
-        if not _same(value, new[key]):  # type: ignore[arg-type]
+        if key in fitted:
+            continue
+        if key not in new:
             return FIT, BASIS_STATE
+        was, now = value, new[key]
+        if was[0] is now[0]:  # type: ignore[index]
+            if not _same(was, now):  # type: ignore[arg-type]
+                return FIT, BASIS_STATE  # changed in place
+        elif not equal_value(was[0], now[0]):  # type: ignore[index]
+            return FIT, BASIS_STATE
+    if new.keys() - old.keys() and not _held_state(old):
+        return FIT, BASIS_STATE
     return INFERENCE, BASIS_UNCHANGED
+
+
+def _held_state(state: Mapping[str, object]) -> bool:
+    """Whether an operator's state holds anything a fit leaves: a fitted or private
+    attribute (its own or a nested estimator's)."""
+    return any(_is_fitted_key(key) or key.rsplit(".", 1)[-1].startswith("_") for key in state)
 
 
 def detect_phase(

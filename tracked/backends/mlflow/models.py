@@ -164,6 +164,48 @@ def _model_signature(
     return _signature(infer_signature, source, output)
 
 
+def served_model(model: Any, signature_example: object, output_example: object) -> Any:
+    """``model`` as ``mlflow.pyfunc.load_model`` serves it once logged by ``log_model`` with
+    these examples: the same signature (``_model_signature``), the same schema enforcement
+    and the sklearn flavour's own pyfunc wrapper, built in memory (nothing saved or loaded).
+
+    Checking a composed model through this, rather than through ``model.predict``, is what
+    makes ``tracked.pipeline_verified`` speak of what pyfunc does: a frame pyfunc refuses,
+    or converts into one the model predicts differently on, fails the check.
+    """
+    from mlflow.models import Model
+    from mlflow.pyfunc import PyFuncModel
+    from mlflow.sklearn import _SklearnModelWrapper  # the flavour's pyfunc implementation
+
+    signature = _model_signature(model, None, signature_example, output_example)
+    return PyFuncModel(
+        model_meta=Model(signature=signature), model_impl=_SklearnModelWrapper(model)
+    )
+
+
+def served_predictions(served: Any, data: Any) -> Any:
+    """What ``served`` (from ``served_model``) predicts on ``data``, given to it as MLflow
+    takes it (``_mlflow_example``).
+
+    Raises:
+        ServingRefused: pyfunc refuses ``data`` (its schema enforcement, or the model on
+            the frame that enforcement made); the message is MLflow's, without the frame.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return served.predict(_mlflow_example(data))
+    except MlflowException as exc:
+        text = str(exc.message)
+        # MLflow puts the whole frame in the message before its reason: keep the reason.
+        _, marker, reason = text.rpartition("Error: ")
+        raise ServingRefused(reason if marker else text) from None
+
+
+class ServingRefused(ValueError):
+    """``mlflow.pyfunc`` refuses a frame (the message says why)."""
+
+
 def _save_and_upload(
     client: Any,
     logged: Any,
@@ -326,23 +368,50 @@ def _mlflow_example(example: Any) -> Any:
 
 
 def _signature(infer_signature: Any, example: Any, prediction: Any) -> Any:
-    """MLflow's signature of ``example``, with pandas ``Categorical`` columns typed ``any``:
-    MLflow infers them as ``string``, and its schema enforcement then refuses the very frame
-    the model was trained on ("Can not safely convert category to <U0")."""
+    """MLflow's signature of ``example``, with the columns typed for what their dtype can hold,
+    not only for the values the example shows:
+
+    - pandas ``Categorical``: ``any``. MLflow infers ``string``, and its schema enforcement
+      then refuses the very frame the model was trained on ("Can not safely convert
+      category to <U0");
+    - nullable integers (``Int8`` ... ``UInt64``): ``double``, as MLflow advises for integer
+      columns that may hold missing values; inferred as ``long``, a frame with ``<NA>`` is
+      refused ("cannot convert NA to integer") even when the example had none;
+    - nullable ``boolean`` and timezone-aware datetimes: ``any``; ``boolean`` refuses
+      ``<NA>`` ("cannot convert float NaN to bool"), ``datetime`` a timezone.
+
+    Whether pyfunc then takes the frames and predicts what the model did is checked, not
+    assumed: ``served_model``.
+    """
     signature = infer_signature(example, prediction)
     if not hasattr(example, "columns") or signature.inputs is None:
         return signature  # a Series has one dtype, not one per column
     if not signature.inputs.has_input_names():
         return signature
-    dtypes = example.dtypes
-    categorical = {str(name) for name, dtype in dtypes.items() if str(dtype) == "category"}
-    if not categorical:
+    retyped = {str(name): kind for name, dtype in example.dtypes.items() if (kind := _held(dtype))}
+    if not retyped:
         return signature
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
+    types = {"any": AnyType(), "double": DataType.double}
     inputs = [
-        ColSpec(AnyType(), spec.name, spec.required) if spec.name in categorical else spec
+        ColSpec(types[retyped[spec.name]], spec.name, spec.required)
+        if spec.name in retyped
+        else spec
         for spec in signature.inputs.inputs
     ]
     return ModelSignature(Schema(inputs), signature.outputs, signature.params)
+
+
+def _held(dtype: Any) -> str | None:
+    """The signature type a pandas column of ``dtype`` needs (``any``, ``double``), or None
+    when MLflow's inference is right for it."""
+    name = str(dtype)
+    if name == "category" or name == "boolean":
+        return "any"
+    if name.startswith(("Int", "UInt")) and getattr(dtype, "kind", "") in "iu":
+        return "double"
+    if name.startswith("datetime64") and getattr(dtype, "tz", None) is not None:
+        return "any"
+    return None
