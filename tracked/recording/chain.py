@@ -8,8 +8,9 @@ from typing import Any
 
 from attrs import frozen
 
+from tracked.records import frames as _frames
 from tracked.records.frames import SamplingError
-from tracked.records.sparse import same
+from tracked.records.sparse import is_sparse, same
 
 
 @frozen(kw_only=True)
@@ -131,7 +132,8 @@ def check_chain(transformers: list[FittedStage], estimator: FittedStage) -> None
     try:
         for fitted in transformers:
             data = fitted.operator.transform(data)
-        same_values = same(data, estimator.sample)
+        rows = min(_rows(data), _rows(estimator.sample))
+        same_values = same(_leading(data, rows), _leading(estimator.sample, rows))
     except Exception as exc:
         msg = f"applying the fitted transformers in order failed ({type(exc).__name__}: {exc})"
         raise NotComposable(msg) from None
@@ -142,3 +144,15 @@ def check_chain(transformers: list[FittedStage], estimator: FittedStage) -> None
             f"stage {estimator.stage!r}, so a composed model would predict differently"
         )
         raise NotComposable(msg)
+
+
+def _rows(data: Any) -> int:
+    shape = getattr(data, "shape", None)
+    return int(shape[0]) if shape else len(data)
+
+
+def _leading(data: Any, rows: int) -> Any:
+    """The first ``rows`` rows: the samples of wide data hold fewer rows than others'."""
+    if _rows(data) == rows:
+        return data
+    return data.tocsr()[:rows] if is_sparse(data) else _frames.head(data, rows)

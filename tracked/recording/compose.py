@@ -30,8 +30,12 @@ from tracked.records.frames import SamplingError
 from tracked.records.sparse import head as sparse_head
 from tracked.records.sparse import is_sparse, same
 
-#: Rows kept from each fit-phase stage's input, to check a composition and serve as examples.
+#: Rows kept from each fit-phase stage's input, to check a composition and serve as examples
+#: (fewer, at least ``EXAMPLE_ROWS``, when they would take more than ``SAMPLE_BYTES``).
 SAMPLE_ROWS = 200
+
+
+SAMPLE_BYTES = 4 * 1024 * 1024
 
 
 EXAMPLE_ROWS = 5
@@ -50,7 +54,11 @@ def head(data: Any, rows: int) -> Any:
 
 
 def _sample(data: Any, rows: int) -> Any:
-    """``head(data, rows)``, or the ``SamplingError`` saying why there is none."""
+    """``head(data, rows)`` cut to ``SAMPLE_BYTES`` (at least ``EXAMPLE_ROWS`` rows), or the
+    ``SamplingError`` saying why there is none."""
+    width = _frames.row_bytes(data)
+    if width:
+        rows = min(rows, max(EXAMPLE_ROWS, SAMPLE_BYTES // width))
     try:
         return head(data, rows)
     except SamplingError as exc:
@@ -201,10 +209,11 @@ class Composer:
             if first == estimator_stage
             else self._inference_inputs.get(first)
         )
-        produced = _sample(result, SAMPLE_ROWS)
-        if sample is None or produced is None:
+        if sample is None or isinstance(sample, SamplingError):
             return None
-        if isinstance(sample, SamplingError) or isinstance(produced, SamplingError):
+        # The sample may hold fewer rows than SAMPLE_ROWS (wide data): compare as many.
+        produced = _sample(result, rows_of(sample) or SAMPLE_ROWS)
+        if produced is None or isinstance(produced, SamplingError):
             return None
         try:
             if same(latest.model.predict(sample), produced, exact=True):
