@@ -24,9 +24,11 @@ from tracked.recording.chain import (
     check_operators,
     check_samples,
     feeding,
+    is_sampler,
 )
 from tracked.records import frames as _frames
 from tracked.records.frames import SamplingError
+from tracked.records.report import describe
 from tracked.records.sparse import head as sparse_head
 from tracked.records.sparse import is_sparse, same
 
@@ -144,8 +146,6 @@ class Composer:
                 kept, or the transformers do not reproduce what the estimator received.
         """
 
-        from sklearn.pipeline import Pipeline
-
         estimator = self._fitted[estimator_stage]
         stages = [*feeding(self._fitted.values(), estimator, self._passes), estimator]
         check_operators(stages)
@@ -156,7 +156,7 @@ class Composer:
         check_samples(stages)
         if len(stages) > 1:
             check_chain(stages[:-1], stages[-1])
-        model = Pipeline([(fitted.stage, fitted.operator) for fitted in stages])
+        model = _pipeline(stages)
         example, output = _predicted_example(model, stages[0].sample, estimator_stage)
         logged, note = bounded_example(example) if log_input_example else (None, None)
         self.count += 1
@@ -219,7 +219,7 @@ class Composer:
             if same(latest.model.predict(sample), produced, exact=True):
                 return True, None
         except Exception as exc:
-            return False, f"it cannot predict on this pass's input ({type(exc).__name__}: {exc})"
+            return False, f"it cannot predict on this pass's input ({describe(exc)})"
         if self._refitted:
             names = ", ".join(repr(name) for name in dict.fromkeys(self._refitted))
             return False, (
@@ -231,6 +231,29 @@ class Composer:
             "the stages do more than their operators' transform()/predict(); do not serve "
             "that model"
         )
+
+
+def _pipeline(stages: list[FittedStage]) -> Any:
+    """A scikit-learn ``Pipeline`` of the stages' operators; an imbalanced-learn one when a
+    sampler is among them (it resamples while fitting and is skipped when predicting).
+
+    Raises:
+        NotComposable: a sampler, and imbalanced-learn is not installed.
+    """
+    steps = [(fitted.stage, fitted.operator) for fitted in stages]
+    if not any(is_sampler(fitted.operator) for fitted in stages):
+        from sklearn.pipeline import Pipeline
+
+        return Pipeline(steps)
+    try:
+        from imblearn.pipeline import Pipeline as SamplingPipeline
+    except ImportError:
+        msg = (
+            "a sampler (fit_resample) can only be composed into an imbalanced-learn Pipeline: "
+            "pip install imbalanced-learn"
+        )
+        raise NotComposable(msg) from None
+    return SamplingPipeline(steps)
 
 
 def bounded_example(example: Any) -> tuple[Any, str | None]:
@@ -302,9 +325,8 @@ def _predicted_example(model: Any, sample: Any, estimator_stage: str) -> tuple[A
         output = model.predict(example)
     except Exception as exc:
         msg = (
-            "the composed model cannot predict on the first stage's input "
-            f"({type(exc).__name__}: {exc}); perhaps stage {estimator_stage!r} changes its "
-            "input before its operator sees it"
+            f"the composed model cannot predict on the first stage's input ({describe(exc)}); "
+            f"perhaps stage {estimator_stage!r} changes its input before its operator sees it"
         )
         raise NotComposable(msg) from None
     return mlflow_example, output
