@@ -38,12 +38,12 @@ SIZES = {
     "predict_loop": {"full": {"calls": 2000, "train": 1000}, "quick": {"calls": 30, "train": 200}},
     "knn_fit": {"full": {"train_rows": 40_000}, "quick": {"train_rows": 2_000}},
     "wide_frame": {
-        "full": {"rows": 1000, "columns": 20_000},
-        "quick": {"rows": 50, "columns": 2000},
+        "full": {"frame_rows": 1000, "frame_columns": 20_000},
+        "quick": {"frame_rows": 50, "frame_columns": 2000},
     },
     "long_frame": {
-        "full": {"rows": 1_000_000, "columns": 20},
-        "quick": {"rows": 20_000, "columns": 20},
+        "full": {"frame_rows": 1_000_000, "frame_columns": 20},
+        "quick": {"frame_rows": 20_000, "frame_columns": 20},
     },
 }
 FEATURES = {"partial_fit": 20, "predict_loop": 20, "knn_fit": 30}
