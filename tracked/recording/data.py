@@ -1,7 +1,9 @@
 """What a stage learned and what it saw: data digests, summaries, previews, fitted state.
 
-Everything here runs on the caller's thread and is bounded: digests read at most a few
-thousand rows, previews keep 20 rows, large fitted arrays are summarised.
+Everything here runs on the caller's thread and is bounded whatever the shape of the data:
+digests hash at most 4 MiB of values from the data's buffers (never a text rendering), the
+first rows kept for previews and schemas hold at most 20 rows, 1000 columns and 1 MiB,
+previews at most 100 columns and 64 KB.
 """
 
 from __future__ import annotations
