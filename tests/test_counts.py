@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics
 from sklearn.utils.multiclass import unique_labels
 
-from tracked.recording.counts import COUNTED_ROWS, counted_metrics, label_counts
+from tracked.recording.counts import COUNTED_ROWS, counted_metrics, label_counts, ranked_auc
 from tracked.recording.scoring import default_metrics
 
 
@@ -46,3 +46,18 @@ def test_labels_scikit_learn_would_not_read_as_classes_are_not_counted():
     assert label_counts(np.zeros((5, 2), dtype=int), np.zeros((5, 2), dtype=int)) is None
     assert label_counts(np.arange(5), np.array(list("abcde"))) is None
     assert label_counts(np.arange(5), np.arange(4)) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_roc_auc_from_ranks_equals_scikit_learn_s_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    positive = rng.random(COUNTED_ROWS) < 0.3
+    scores = np.round(rng.random(COUNTED_ROWS) + positive * 0.3, 2)  # many ties
+    assert metrics.roc_auc_score(positive, scores) == pytest.approx(
+        ranked_auc(positive, scores), abs=1e-12
+    )
+
+
+def test_roc_auc_from_ranks_is_none_where_scikit_learn_would_refuse():
+    assert ranked_auc(np.ones(5, dtype=bool), np.arange(5.0)) is None
+    assert ranked_auc(np.array([True, False]), np.array([np.nan, 1.0])) is None

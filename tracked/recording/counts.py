@@ -77,3 +77,27 @@ def counted_metrics(matrix: Any) -> dict[str, float]:
         "precision_macro": float(precision.mean()),
         "recall_macro": float(recall.mean()),
     }
+
+
+def ranked_auc(positive: Any, scores: Any) -> float | None:
+    """The area under the ROC curve of ``scores`` for the boolean ``positive``, from ranks
+    (the Mann-Whitney statistic, ties counted half): what ``roc_auc_score`` computes from
+    its curve, without its checks of the labels; None when both classes do not occur or a
+    score is not finite (scikit-learn then says why)."""
+    import numpy as np
+
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if positive.ndim != 1 or scores.shape != positive.shape or not np.isfinite(scores).all():
+        return None
+    hits = int(positive.sum())
+    misses = len(positive) - hits
+    if hits == 0 or misses == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ordered = scores[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(ordered)) + 1])
+    ends = np.concatenate([starts[1:], [len(ordered)]])
+    ranks = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # 1-based, ties averaged
+    rank_sum = float(ranks[positive[order]].sum())
+    return (rank_sum - hits * (hits + 1) / 2.0) / (hits * misses)

@@ -12,7 +12,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from tracked.recording.counts import COUNTED_ROWS, counted_metrics, label_counts
+from tracked.recording.counts import COUNTED_ROWS, counted_metrics, label_counts, ranked_auc
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
 
@@ -365,12 +365,24 @@ def binary_metric_calls(
         else:
             column = np.asarray(decision, dtype=float)
             column = column if index == 1 else -column
-        calls.append(("roc_auc", lambda: metrics.roc_auc_score(positive, column)))
+        calls.append(("roc_auc", lambda: _roc_auc(positive, column)))
     if proba is not None:
         calls.append(
             ("log_loss", lambda: metrics.log_loss(y_true, np.asarray(proba), labels=labels))
         )
     return calls
+
+
+def _roc_auc(positive: Any, column: Any) -> float:
+    """``roc_auc_score``; from ranks past ``COUNTED_ROWS`` rows (the same figure, without
+    scikit-learn's checks, which sort every row several times)."""
+    from sklearn import metrics
+
+    if len(positive) >= COUNTED_ROWS:
+        value = ranked_auc(positive, column)
+        if value is not None:
+            return value
+    return float(metrics.roc_auc_score(positive, column))
 
 
 def scorers(scoring: str | Iterable[str] | Mapping[str, Any]) -> dict[str, Callable[..., float]]:
