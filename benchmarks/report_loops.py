@@ -105,4 +105,14 @@ def loop_targets(results: dict[str, Any], target: Any) -> list[dict[str, Any]]:
         target("partial_fit x200: runs (parent + folded fits)", m("partial_fit", "runs"), 11, ""),
         target("partial_fit x200: stage `model`s logged", fits, 3, ""),
         target("KNN fit: (tracked call - 5 ms) / untracked call", knn, 1.1),
+        target(
+            "1000 x 20,000 frame: caller time, tracked / untracked",
+            m("wide_frame", "calls_ratio"),
+            1.2,
+        ),
+        target(
+            "1,000,000 x 20 frame: caller time, tracked / untracked",
+            m("long_frame", "calls_ratio"),
+            1.1,
+        ),
     ]

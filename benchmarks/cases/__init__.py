@@ -44,6 +44,8 @@ CASES: dict[str, Case] = {
         Case("partial_fit", "loops", "7. partial_fit x200 (SGDClassifier)", ("loop",)),
         Case("predict_loop", "loops", "8. single-row predict x2000", ("loop",)),
         Case("knn_fit", "loops", "9. KNN (brute) fit, 40k x 30", ("loop",)),
+        Case("wide_frame", "loops", "10. DataFrame workflow, 1000 x 20,000", ("loop",)),
+        Case("long_frame", "loops", "11. DataFrame workflow, 1,000,000 x 20", ("loop",)),
     )
 }
 
@@ -51,4 +53,4 @@ CASES: dict[str, Case] = {
 SCALING_CASES = ("untracked", "tracked")
 
 #: The loop cases (mode ``loop``).
-LOOP_CASES = ("partial_fit", "predict_loop", "knn_fit")
+LOOP_CASES = ("partial_fit", "predict_loop", "knn_fit", "wide_frame", "long_frame")

@@ -6,6 +6,10 @@
   predictions without ground truth (a serving loop).
 - ``knn_fit``: one fit of ``KNeighborsClassifier(algorithm="brute")`` on 40,000 x 30 (ground
   truth given, so the fit is evaluated on its training data).
+- ``wide_frame`` / ``long_frame``: a pandas DataFrame workflow of 1000 x 20,000 / 1,000,000 x
+  20 floats: ``StandardScaler`` (pandas output) then ``LogisticRegression``, fitted, then a
+  prediction pass given ground truth; four calls, compared by their sum (``calls_ratio``, the
+  caller's time).
 
 The twin is an instance of the same class with ``tracking = False``; it runs first (it also
 warms scikit-learn's imports), then the tracked instance, each inside ``with pipe:``. Every
@@ -33,6 +37,14 @@ SIZES = {
     "partial_fit": {"full": {"calls": 200, "batch": 1000}, "quick": {"calls": 8, "batch": 100}},
     "predict_loop": {"full": {"calls": 2000, "train": 1000}, "quick": {"calls": 30, "train": 200}},
     "knn_fit": {"full": {"train_rows": 40_000}, "quick": {"train_rows": 2_000}},
+    "wide_frame": {
+        "full": {"frame_rows": 1000, "frame_columns": 20_000},
+        "quick": {"frame_rows": 50, "frame_columns": 2000},
+    },
+    "long_frame": {
+        "full": {"frame_rows": 1_000_000, "frame_columns": 20},
+        "quick": {"frame_rows": 20_000, "frame_columns": 20},
+    },
 }
 FEATURES = {"partial_fit": 20, "predict_loop": 20, "knn_fit": 30}
 
@@ -41,6 +53,7 @@ def pipeline_classes() -> dict[str, type]:
     """The three pipeline classes (defined on call: ``import tracked`` only in the child)."""
     from sklearn.linear_model import LogisticRegression, SGDClassifier
     from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler
 
     from tracked import TrackedPipeline
 
@@ -79,7 +92,32 @@ def pipeline_classes() -> dict[str, type]:
             self.operator = self.classifier
             return self.classifier.fit(X, y)
 
-    return {"partial_fit": Incremental, "predict_loop": Serving, "knn_fit": Neighbours}
+    class Frames(TrackedPipeline):
+        """Scale (pandas output), classify: a DataFrame workflow."""
+
+        experiment = EXPERIMENT
+
+        def scale(self, X, y=None, train=True, stage="transformer"):
+            if train:
+                self.scaler = StandardScaler().set_output(transform="pandas").fit(X)
+            self.operator = self.scaler
+            return self.scaler.transform(X)
+
+        def classify(self, X, y=None, train=True, stage="estimator"):
+            if train:
+                self.classifier = LogisticRegression(max_iter=100)
+                self.operator = self.classifier
+                return self.classifier.fit(X, y)
+            self.operator = self.classifier
+            return self.classifier.predict(X)
+
+    return {
+        "partial_fit": Incremental,
+        "predict_loop": Serving,
+        "knn_fit": Neighbours,
+        "wide_frame": Frames,
+        "long_frame": Frames,
+    }
 
 
 def run(mode: str, options: Options) -> dict[str, Any]:
@@ -104,6 +142,8 @@ def run(mode: str, options: Options) -> dict[str, Any]:
 
 
 def make_data(case: str, sizes: dict[str, int]) -> dict[str, Any]:
+    if case in FRAME_CASES:
+        return frame_data(sizes["frame_rows"], sizes["frame_columns"])
     from sklearn.datasets import make_classification
 
     rows = {
@@ -113,6 +153,26 @@ def make_data(case: str, sizes: dict[str, int]) -> dict[str, Any]:
     }[case]
     X, y = make_classification(n_samples=rows, n_features=FEATURES[case], random_state=0)
     return {"X": X, "y": y}
+
+
+FRAME_CASES = ("wide_frame", "long_frame")
+
+
+def frame_data(rows: int, columns: int) -> dict[str, Any]:
+    """A float frame of ``rows`` x ``columns`` (named ``f0``...) and a target from it."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(rows, columns)), columns=[f"f{i}" for i in range(columns)])
+    y = (X["f0"] + 0.5 * rng.normal(size=rows) > 0).astype(int).to_numpy()
+    return {"X": X, "y": y}
+
+
+def frame_loop(pipe: Any, data: dict[str, Any], sizes: dict[str, int], timed) -> None:
+    X, y = data["X"], data["y"]
+    timed(pipe.classify, timed(pipe.scale, X, y), y)
+    timed(pipe.classify, timed(pipe.scale, X, train=False), y, train=False)
 
 
 Loop = Callable[[Any, dict[str, Any], dict[str, int], Callable[..., Any]], None]
@@ -140,6 +200,8 @@ LOOPS: dict[str, Loop] = {
     "partial_fit": partial_fit_loop,
     "predict_loop": predict_loop,
     "knn_fit": knn_loop,
+    "wide_frame": frame_loop,
+    "long_frame": frame_loop,
 }
 
 

@@ -8,8 +8,10 @@ from typing import Any
 
 from attrs import frozen
 
+from tracked.records import frames as _frames
 from tracked.records.frames import SamplingError
-from tracked.records.sparse import same
+from tracked.records.report import describe
+from tracked.records.sparse import is_sparse, same
 
 
 @frozen(kw_only=True)
@@ -109,9 +111,20 @@ def check_operators(stages: list[FittedStage]) -> None:
         msg = f"the operator of stage {estimator.stage!r} has no predict()"
         raise NotComposable(msg)
     for fitted in transformers:
+        if is_sampler(fitted.operator):
+            continue
         if not callable(getattr(fitted.operator, "transform", None)):
             msg = f"the operator of stage {fitted.stage!r} has no transform()"
             raise NotComposable(msg)
+
+
+def is_sampler(operator: Any) -> bool:
+    """An imbalanced-learn style sampler: ``fit_resample`` and no ``transform``. It changes
+    the rows only while fitting; a composed model (an ``imblearn`` Pipeline) skips it when
+    predicting."""
+    return callable(getattr(operator, "fit_resample", None)) and not callable(
+        getattr(operator, "transform", None)
+    )
 
 
 def check_samples(stages: list[FittedStage]) -> None:
@@ -127,18 +140,52 @@ def check_samples(stages: list[FittedStage]) -> None:
 
 
 def check_chain(transformers: list[FittedStage], estimator: FittedStage) -> None:
+    """Raise ``NotComposable`` unless the transformers, applied in order to the first one's
+    input sample, reproduce the estimator's input sample.
+
+    A sampler resamples rows while fitting and is skipped when predicting: the chain is
+    checked in segments, each ending at a sampler's input (what reached the sampler) or at
+    the estimator, and each after a sampler starting from the next stage's own input.
+    """
+    stages = [*transformers, estimator]
+    start = 0
+    for index, fitted in enumerate(stages):
+        if index == len(stages) - 1 or is_sampler(fitted.operator):
+            if index > start:
+                _check_segment(stages[start:index], fitted)
+            start = index + 1
+            if start < len(stages) and isinstance(stages[start].sample, SamplingError):
+                msg = f"the input of stage {stages[start].stage!r} cannot be sampled"
+                raise NotComposable(msg)
+
+
+def _check_segment(transformers: list[FittedStage], target: FittedStage) -> None:
+    """The transformers applied in order to the first one's sample reproduce ``target``'s."""
     data = transformers[0].sample
     try:
         for fitted in transformers:
             data = fitted.operator.transform(data)
-        same_values = same(data, estimator.sample)
+        rows = min(_rows(data), _rows(target.sample))
+        same_values = same(_leading(data, rows), _leading(target.sample, rows))
     except Exception as exc:
-        msg = f"applying the fitted transformers in order failed ({type(exc).__name__}: {exc})"
+        msg = f"applying the fitted transformers in order failed ({describe(exc)})"
         raise NotComposable(msg) from None
     if not same_values:
         names = " -> ".join(f.stage for f in transformers)
         msg = (
             f"the transformers {names} applied in fit order do not reproduce the input of "
-            f"stage {estimator.stage!r}, so a composed model would predict differently"
+            f"stage {target.stage!r}, so a composed model would predict differently"
         )
         raise NotComposable(msg)
+
+
+def _rows(data: Any) -> int:
+    shape = getattr(data, "shape", None)
+    return int(shape[0]) if shape else len(data)
+
+
+def _leading(data: Any, rows: int) -> Any:
+    """The first ``rows`` rows: the samples of wide data hold fewer rows than others'."""
+    if _rows(data) == rows:
+        return data
+    return data.tocsr()[:rows] if is_sparse(data) else _frames.head(data, rows)

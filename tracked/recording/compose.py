@@ -25,14 +25,20 @@ from tracked.recording.chain import (
     check_operators,
     check_samples,
     feeding,
+    is_sampler,
 )
 from tracked.records import frames as _frames
 from tracked.records.frames import SamplingError
+from tracked.records.report import describe
 from tracked.records.sparse import head as sparse_head
 from tracked.records.sparse import is_sparse, same
 
-#: Rows kept from each fit-phase stage's input, to check a composition and serve as examples.
+#: Rows kept from each fit-phase stage's input, to check a composition and serve as examples
+#: (fewer, at least ``EXAMPLE_ROWS``, when they would take more than ``SAMPLE_BYTES``).
 SAMPLE_ROWS = 200
+
+
+SAMPLE_BYTES = 4 * 1024 * 1024
 
 
 EXAMPLE_ROWS = 5
@@ -51,7 +57,11 @@ def head(data: Any, rows: int) -> Any:
 
 
 def _sample(data: Any, rows: int) -> Any:
-    """``head(data, rows)``, or the ``SamplingError`` saying why there is none."""
+    """``head(data, rows)`` cut to ``SAMPLE_BYTES`` (at least ``EXAMPLE_ROWS`` rows), or the
+    ``SamplingError`` saying why there is none."""
+    width = _frames.row_bytes(data)
+    if width:
+        rows = min(rows, max(EXAMPLE_ROWS, SAMPLE_BYTES // width))
     try:
         return head(data, rows)
     except SamplingError as exc:
@@ -141,8 +151,6 @@ class Composer:
                 kept, or the transformers do not reproduce what the estimator received.
         """
 
-        from sklearn.pipeline import Pipeline
-
         estimator = self._fitted[estimator_stage]
         stages = [*feeding(self._fitted.values(), estimator, self._passes), estimator]
         check_operators(stages)
@@ -153,7 +161,7 @@ class Composer:
         check_samples(stages)
         if len(stages) > 1:
             check_chain(stages[:-1], stages[-1])
-        model = Pipeline([(fitted.stage, fitted.operator) for fitted in stages])
+        model = _pipeline(stages)
         example, output = _predicted_example(model, stages[0].sample, estimator_stage)
         logged, note = bounded_example(example) if log_input_example else (None, None)
         self.count += 1
@@ -212,10 +220,11 @@ class Composer:
             if len(latest.stages) == 1
             else self._pass_input(latest.stages[:-1], input_digest)
         )
-        produced = _sample(result, SAMPLE_ROWS)
-        if sample is None or produced is None:
+        if sample is None or isinstance(sample, SamplingError):
             return None
-        if isinstance(sample, SamplingError) or isinstance(produced, SamplingError):
+        # The sample may hold fewer rows than SAMPLE_ROWS (wide data): compare as many.
+        produced = _sample(result, rows_of(sample) or SAMPLE_ROWS)
+        if produced is None or isinstance(produced, SamplingError):
             return None
         if rows_of(sample) != rows_of(produced):
             return None  # not this pass's input: nothing like-for-like to compare
@@ -232,7 +241,7 @@ class Composer:
         except Exception as exc:
             return False, (
                 "loaded with mlflow.pyfunc, it cannot predict on this pass's input "
-                f"({type(exc).__name__}: {exc}){_dtype_hint(sample)}"
+                f"({describe(exc)}){_dtype_hint(sample)}"
             )
         if self._refitted:
             names = ", ".join(repr(name) for name in dict.fromkeys(self._refitted))
@@ -265,6 +274,9 @@ class Composer:
             variants = (*reversed(self._passes.get(stage, ())), self._fitted.get(stage))
             found = next((v for v in variants if v is not None and v.output_digest == wanted), None)
             if found is None:
+                fitted = self._fitted.get(stage)
+                if fitted is not None and is_sampler(fitted.operator):
+                    continue  # a sampler passes rows through when predicting: not called then
                 return None
             wanted = found.input_digest
         return found.sample if found is not None else None
@@ -336,6 +348,29 @@ def _dtype_hint(sample: Any) -> str:
     )
 
 
+def _pipeline(stages: list[FittedStage]) -> Any:
+    """A scikit-learn ``Pipeline`` of the stages' operators; an imbalanced-learn one when a
+    sampler is among them (it resamples while fitting and is skipped when predicting).
+
+    Raises:
+        NotComposable: a sampler, and imbalanced-learn is not installed.
+    """
+    steps = [(fitted.stage, fitted.operator) for fitted in stages]
+    if not any(is_sampler(fitted.operator) for fitted in stages):
+        from sklearn.pipeline import Pipeline
+
+        return Pipeline(steps)
+    try:
+        from imblearn.pipeline import Pipeline as SamplingPipeline
+    except ImportError:
+        msg = (
+            "a sampler (fit_resample) can only be composed into an imbalanced-learn Pipeline: "
+            "pip install imbalanced-learn"
+        )
+        raise NotComposable(msg) from None
+    return SamplingPipeline(steps)
+
+
 def bounded_example(example: Any) -> tuple[Any, str | None]:
     """``example`` cut to the rows that fit in ``EXAMPLE_BYTES`` (None when one row does not),
     and a note of what was cut (None when nothing was)."""
@@ -405,9 +440,8 @@ def _predicted_example(model: Any, sample: Any, estimator_stage: str) -> tuple[A
         output = model.predict(example)
     except Exception as exc:
         msg = (
-            "the composed model cannot predict on the first stage's input "
-            f"({type(exc).__name__}: {exc}); perhaps stage {estimator_stage!r} changes its "
-            "input before its operator sees it"
+            f"the composed model cannot predict on the first stage's input ({describe(exc)}); "
+            f"perhaps stage {estimator_stage!r} changes its input before its operator sees it"
         )
         raise NotComposable(msg) from None
     return mlflow_example, output

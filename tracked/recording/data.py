@@ -1,7 +1,9 @@
 """What a stage learned and what it saw: data digests, summaries, previews, fitted state.
 
-Everything here runs on the caller's thread and is bounded: digests read at most a few
-thousand rows, previews keep 20 rows, large fitted arrays are summarised.
+Everything here runs on the caller's thread and is bounded whatever the shape of the data:
+digests hash at most 4 MiB of values from the data's buffers (never a text rendering), the
+first rows kept for previews and schemas hold at most 20 rows, 1000 columns and 1 MiB,
+previews at most 100 columns and 64 KB.
 """
 
 from __future__ import annotations
@@ -31,11 +33,21 @@ PREVIEW_BYTES = 64 * 1024
 _NUMBER_CHARS = 25
 
 
-#: Arrays up to this many bytes are hashed whole; larger ones through a sample of rows.
+#: A digest hashes at most this many bytes of values (see ``digest_array``).
 WHOLE_HASH_BYTES = 4 * 1024 * 1024
 
 
+#: A digest of larger data reads at most this many rows.
 SAMPLED_ROWS = 2048
+
+
+#: The first rows kept for previews and schemas hold at most this many columns: a schema of
+#: 20,000 columns does not fit in MLflow's dataset ``schema`` field, and a preview shows 100.
+HEAD_COLUMNS = 1000
+
+
+#: ... and at most this many bytes of values (fewer rows, at least one, when wider).
+HEAD_BYTES = 1024 * 1024
 
 
 def _as_array(data: Any) -> Any:
@@ -51,28 +63,62 @@ def _as_array(data: Any) -> Any:
 
 
 def digest_array(array: Any) -> str:
-    """blake2b of shape, dtype and the bytes: all of them up to 4 MiB, else 2048 evenly spaced
-    rows plus the first and last. Equal digests mean equal shape, dtype and sampled rows."""
+    """blake2b of shape, dtype and at most ``WHOLE_HASH_BYTES`` of the values.
+
+    Data that holds no more is hashed whole. Larger data is hashed through a sample
+    (``sample_positions``): evenly spaced rows, the first and the last among them, at most
+    ``SAMPLED_ROWS`` and as many as fit; rows wider than that budget through evenly spaced
+    values of each. Equal digests mean equal shape, dtype and sampled values; the cost is
+    bounded whatever the shape.
+    """
     import numpy as np
 
     h = hashlib.blake2b(digest_size=16)
     h.update(repr((array.shape, array.dtype.str)).encode())
+    if array.ndim == 0:
+        h.update(array.tobytes() if array.dtype != object else repr(array.item()).encode())
+        return h.hexdigest()
+    itemsize = array.dtype.itemsize if array.dtype != object else 8
+    width = 1
+    for n in array.shape[1:]:
+        width *= int(n)
+    rows, columns = sample_positions(len(array), width, itemsize)
+    sample = array if rows is None else array[rows]
+    if columns is not None:
+        sample = sample.reshape(len(sample), -1)[:, columns]
     if array.dtype == object:
-        rows = array if array.size * 8 <= WHOLE_HASH_BYTES else _sample_rows(array)
-        h.update(repr(rows.tolist()).encode("utf-8", "backslashreplace"))
-    elif array.nbytes <= WHOLE_HASH_BYTES:
-        h.update(np.ascontiguousarray(array).tobytes())
+        h.update(repr(sample.tolist()).encode("utf-8", "backslashreplace"))
     else:
-        h.update(np.ascontiguousarray(_sample_rows(array)).tobytes())
+        h.update(np.ascontiguousarray(sample).tobytes())
     return h.hexdigest()
 
 
-def _sample_rows(array: Any) -> Any:
+def sample_positions(rows: int, width: int, itemsize: int) -> tuple[Any, Any]:
+    """The rows and columns a digest reads of data of ``rows`` x ``width`` values of
+    ``itemsize`` bytes: (None, None) for all of it when it fits in ``WHOLE_HASH_BYTES``; else
+    evenly spaced rows (first and last included, at most ``SAMPLED_ROWS``, at least two) and,
+    when even two rows are over the budget, evenly spaced columns (None: every column)."""
+
+    row_bytes = max(width * itemsize, 1)
+    if rows * row_bytes <= WHOLE_HASH_BYTES:
+        return None, None
+    count = min(rows, SAMPLED_ROWS, max(2, WHOLE_HASH_BYTES // row_bytes))
+    index = _spaced(rows, count)
+    if len(index) * row_bytes <= WHOLE_HASH_BYTES:
+        return index, None
+    return index, _spaced(width, max(1, WHOLE_HASH_BYTES // (len(index) * max(itemsize, 1))))
+
+
+def _spaced(total: int, count: int) -> Any:
+    """``count`` evenly spaced positions of ``total``, the first and the last included."""
     import numpy as np
 
-    count = len(array)
-    index = np.unique(np.linspace(0, count - 1, num=min(count, SAMPLED_ROWS)).astype(np.int64))
-    return array[index]
+    return np.unique(np.linspace(0, total - 1, num=min(total, count)).astype(np.int64))
+
+
+def head_rows(row_bytes: int) -> int:
+    """The rows of a head (at most ``PREVIEW_ROWS``) whose values fit in ``HEAD_BYTES``."""
+    return max(1, min(PREVIEW_ROWS, HEAD_BYTES // max(row_bytes, 1)))
 
 
 def summarize(data: Any) -> DataSummary | None:
@@ -97,23 +143,82 @@ def summarize(data: Any) -> DataSummary | None:
         dtype=str(array.dtype),
         nbytes=int(array.nbytes),
         columns=None,
-        head=array[:PREVIEW_ROWS].copy(),
+        head=_array_head(array),
     )
+
+
+def _array_head(array: Any) -> Any:
+    """A copy of the first rows, as many as fit in ``HEAD_BYTES``; of a 2-D array at most
+    ``HEAD_COLUMNS`` columns, and of rows wider than ``HEAD_BYTES`` the first
+    ``HEAD_COLUMNS`` values of each (flattened)."""
+    width = 1
+    for n in array.shape[1:]:
+        width *= int(n)
+    itemsize = array.dtype.itemsize if array.dtype != object else 8
+    kept = min(width, HEAD_COLUMNS) if array.ndim == 2 else width
+    rows = array[: head_rows(kept * itemsize)]
+    if array.ndim == 2 and width > HEAD_COLUMNS:
+        return rows[:, :HEAD_COLUMNS].copy()
+    if array.ndim > 2 and width * itemsize > HEAD_BYTES:
+        return rows.reshape(len(rows), -1)[:, :HEAD_COLUMNS].copy()
+    return rows.copy()
 
 
 def _summarize_frame(frame: Any) -> DataSummary:
-    import numpy as np
+    """A pandas frame read by its dtype groups: no per-column Python loop over its values,
+    no text rendering; the digest reads at most ``WHOLE_HASH_BYTES`` of values."""
+    groups = _dtype_groups(list(frame.dtypes))
+    rows, width = (int(n) for n in frame.shape)
+    row_bytes = sum(_itemsize(dtype) * len(positions) for dtype, positions in groups.items())
+    index, columns = sample_positions(rows, width, max(1, row_bytes // max(1, width)))
 
-    rows = frame if len(frame) <= SAMPLED_ROWS else frame.iloc[_sample_rows(np.arange(len(frame)))]
+    def blocks() -> Any:
+        for dtype, positions in groups.items():
+            kept = _kept(positions, columns)
+            if len(kept):
+                part = frame.iloc[:, kept] if index is None else frame.iloc[index, kept]
+                yield str(dtype), kept, part.to_numpy()
+
     return DataSummary(
-        digest=_frame_digest(frame.shape, frame.columns, frame.dtypes, rows),
+        digest=_frame_digest(frame.shape, frame.columns, groups, blocks()),
         kind="pandas",
         shape=tuple(int(n) for n in frame.shape),
-        dtype=",".join(sorted({str(t) for t in frame.dtypes})),
-        nbytes=int(frame.memory_usage(deep=False).sum()),
+        dtype=",".join(sorted({str(t) for t in groups})),
+        nbytes=int(row_bytes * rows),
         columns=tuple(str(c) for c in frame.columns),
-        head=_schema_ready(frame.iloc[:PREVIEW_ROWS].copy()),
+        head=_schema_ready(frame.iloc[: _head_rows(row_bytes, width), :HEAD_COLUMNS].copy()),
     )
+
+
+def _head_rows(row_bytes: int, width: int) -> int:
+    """The head's rows of a frame whose rows take ``row_bytes``, once cut to its columns."""
+    return head_rows(row_bytes * min(width, HEAD_COLUMNS) // max(width, 1))
+
+
+def _dtype_groups(dtypes: list[Any]) -> dict[Any, Any]:
+    """The column positions of each dtype, in order of first appearance."""
+    import numpy as np
+
+    groups: dict[Any, list[int]] = {}
+    for position, dtype in enumerate(dtypes):
+        groups.setdefault(dtype, []).append(position)
+    return {dtype: np.asarray(positions, dtype=np.int64) for dtype, positions in groups.items()}
+
+
+def _itemsize(dtype: Any) -> int:
+    """The bytes a value of ``dtype`` takes (a pointer's for objects and text)."""
+    import numpy as np
+
+    if isinstance(dtype, np.dtype) and dtype.kind != "O":
+        return int(dtype.itemsize)
+    return int(getattr(dtype, "itemsize", 8) or 8)
+
+
+def _kept(positions: Any, columns: Any) -> Any:
+    """The ``positions`` among the sampled ``columns`` (all of them when None)."""
+    import numpy as np
+
+    return positions if columns is None else positions[np.isin(positions, columns)]
 
 
 def _summarize_sparse(matrix: Any) -> DataSummary | None:
@@ -126,42 +231,75 @@ def _summarize_sparse(matrix: Any) -> DataSummary | None:
         dtype=str(matrix.dtype),
         nbytes=_sparse.nbytes(matrix),
         columns=None,
-        head=_sparse.head(matrix, PREVIEW_ROWS),
+        head=_sparse.head(matrix, PREVIEW_ROWS, max_nonzeros=HEAD_BYTES // 16),
     )
 
 
 def _summarize_other_frame(frame: Any) -> DataSummary:
-    """A polars (or interchange-protocol) frame: rows are taken in its own library, and what
-    MLflow reads (the head, for schemas and previews) is converted to pandas."""
-    import numpy as np
-
+    """A polars (or interchange-protocol) frame: rows and columns are taken in its own
+    library, read by dtype groups like a pandas frame; what MLflow reads (the head, for
+    schemas and previews) is converted to pandas."""
     if not _frames.is_polars_frame(frame):
         return _summarize_frame(_frames.to_pandas(frame))
-    count = int(frame.shape[0])
-    index = np.arange(count) if count <= SAMPLED_ROWS else _sample_rows(np.arange(count))
-    rows = _frames.take_rows(frame, index)
-    dtypes = [str(t) for t in frame.dtypes]
+    rows, width = (int(n) for n in frame.shape)
+    dtypes = list(frame.dtypes)
+    groups = _dtype_groups(dtypes)
+    row_bytes = sum(_frames.polars_itemsize(d) * len(p) for d, p in groups.items())
+    index, columns = sample_positions(rows, width, max(1, row_bytes // max(1, width)))
     try:
         nbytes = int(frame.estimated_size())
     except Exception:
-        nbytes = int(rows.memory_usage(deep=False).sum() * count / max(len(rows), 1))
+        nbytes = row_bytes * rows
+    names = list(frame.columns)
+
+    def blocks() -> Any:
+        for dtype, positions in groups.items():
+            kept = _kept(positions, columns)
+            if len(kept):
+                yield str(dtype), kept, _frames.polars_block(frame, index, [names[i] for i in kept])
+
+    head = frame.head(_head_rows(row_bytes, width)).select(names[:HEAD_COLUMNS])
+    head = _frames.to_pandas(head)
     return DataSummary(
-        digest=_frame_digest(frame.shape, frame.columns, dtypes, rows),
+        digest=_frame_digest(frame.shape, names, groups, blocks()),
         # The head is pandas: MLflow reads schemas and previews from it.
         kind="pandas",
-        shape=tuple(int(n) for n in frame.shape),
-        dtype=",".join(sorted(set(dtypes))),
+        shape=(rows, width),
+        dtype=",".join(sorted({str(t) for t in groups})),
         nbytes=nbytes,
-        columns=tuple(str(c) for c in frame.columns),
-        head=_schema_ready(_frames.to_pandas(frame.head(PREVIEW_ROWS))),
+        columns=tuple(str(c) for c in names),
+        head=_schema_ready(head),
     )
 
 
-def _frame_digest(shape: Any, columns: Any, dtypes: Any, rows: Any) -> str:
+def _frame_digest(shape: Any, columns: Any, groups: dict[Any, Any], blocks: Any) -> str:
+    """blake2b of the shape, the column names, each dtype's column positions and the values
+    of each ``(dtype, positions, values)`` block: numbers as their bytes, anything else
+    through pandas' value hashes (never a text rendering of the frame)."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(repr((tuple(shape), [str(c) for c in columns], [str(t) for t in dtypes])).encode())
-    h.update(rows.to_csv(index=False).encode("utf-8", "backslashreplace"))
+    h.update(repr((tuple(shape), [str(c) for c in columns])).encode())
+    for dtype, positions in groups.items():
+        h.update(str(dtype).encode() + b"\0" + positions.tobytes())
+    for dtype, positions, values in blocks:
+        h.update(str(dtype).encode() + b"\0" + positions.tobytes())
+        h.update(_value_bytes(values))
     return h.hexdigest()
+
+
+def _value_bytes(values: Any) -> bytes:
+    """The bytes of a block's values: their buffer for numbers, dates and booleans; pandas'
+    value hashes (``hash_array``: by value for text, missing values included) otherwise."""
+    import numpy as np
+
+    if values.dtype.kind in "biufcmM":
+        return np.ascontiguousarray(values).tobytes()
+    from pandas.util import hash_array
+
+    flat = np.asarray(values, dtype=object).ravel()
+    try:
+        return hash_array(flat, categorize=False).tobytes()
+    except TypeError:  # values pandas cannot hash (a list in a cell): their text
+        return repr(flat.tolist()).encode("utf-8", "backslashreplace")
 
 
 def _schema_ready(head: Any) -> Any:
@@ -216,9 +354,13 @@ def preview(summary: DataSummary) -> Preview:
     Numeric data within the column bound cannot exceed the byte bound, so it is rendered
     later (by the writer); anything else is rendered now, to know what the bytes cut.
     """
-    head, columns = summary.head, summary.columns
+    head = summary.head
+    # Cut to the preview's columns before masking: a frame may have 20,000 names.
+    columns = summary.columns[:PREVIEW_COLUMNS] if summary.columns is not None else None
     if columns is not None:  # a column named after a connection string shows no password
         columns = tuple(mask_secrets(str(name)) for name in columns)
+    if hasattr(head, "iloc") and getattr(head, "ndim", 1) == 2:
+        head = head.iloc[:, :PREVIEW_COLUMNS]
     names = getattr(head, "columns", None)
     if names is not None and hasattr(head, "set_axis"):
         clean = [mask_secrets(str(name)) for name in names]
@@ -235,13 +377,15 @@ def preview(summary: DataSummary) -> Preview:
                 f"{kept} of {head.nnz}, to stay under {PREVIEW_BYTES // 1024} KB"
             ),
         )
-    width = _width(head)
+    width = _width(summary.shape)
+    rows = summary.shape[0] if summary.shape else len(head)
     cut: list[str] = []
+    if _width(head.shape) > PREVIEW_COLUMNS:
+        head = _first_columns(head)
     if width > PREVIEW_COLUMNS:
-        head = head.iloc[:, :PREVIEW_COLUMNS] if hasattr(head, "iloc") else _first_columns(head)
-        if columns is not None:
-            columns = columns[:PREVIEW_COLUMNS]
         cut.append(f"the first {PREVIEW_COLUMNS} of {width} columns")
+    if len(head) < min(PREVIEW_ROWS, rows):
+        cut.append(f"the first {len(head)} rows, to stay under {HEAD_BYTES // 1024} KB of values")
     if _numeric(head):
         content: Any = (head, columns)
     else:
@@ -250,12 +394,10 @@ def preview(summary: DataSummary) -> Preview:
             cut.append(f"{kept} of {len(head)} rows, to stay under {PREVIEW_BYTES // 1024} KB")
     if not cut:
         return Preview(content=content, note=None)
-    rows = summary.shape[0] if summary.shape else len(head)
     return Preview(content=content, note=f"of {rows} rows, " + "; ".join(cut))
 
 
-def _width(head: Any) -> int:
-    shape = getattr(head, "shape", None)
+def _width(shape: Any) -> int:
     if not shape or len(shape) < 2:
         return 1
     width = 1
@@ -316,7 +458,9 @@ def render_csv(
 
 def _sparse_csv(data: Any, max_bytes: int | None) -> tuple[bytes, int]:
     """Sparse data as its nonzeros (``row,column,value``), and how many were written."""
-    header, *lines = _sparse.to_csv(data).splitlines(keepends=True)
+    # A nonzero takes at least 6 bytes as text: more than max_bytes / 6 of them never fit.
+    limit = None if max_bytes is None else max_bytes // 6 + 1
+    header, *lines = _sparse.to_csv(data, limit).splitlines(keepends=True)
     return _within(header, lines, max_bytes)
 
 

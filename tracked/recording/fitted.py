@@ -1,6 +1,6 @@
-"""A fitted operator's learned state as JSON-ready values (``fitted_attributes.json``): arrays
-summarised, secrets masked.
-"""
+"""What an operator learned: its fitted attributes as metrics, histories and a document
+(``fitted_attributes.json``: arrays summarised, secrets masked), and the early-stopping results
+of boosting models."""
 
 from __future__ import annotations
 
@@ -128,3 +128,48 @@ def _jsonable(value: Any) -> Any:
         except Exception:
             pass
     return mask_secrets(str(value))
+
+
+def boosting_scores(operator: Any) -> dict[str, float]:
+    """``best_iteration`` and ``best_score`` of a boosting model fitted with early stopping
+    (XGBoost's ``best_iteration`` / ``best_score``, LightGBM's ``best_iteration_`` /
+    ``best_score_``); empty for anything else.
+
+    They are properties over the booster, not fitted attributes in the operator's
+    ``__dict__``, and XGBoost's raise ``AttributeError`` without early stopping, so each is
+    read on its own. LightGBM's ``best_score_`` is per validation set and metric: each
+    becomes ``best_score.<set>.<metric>``, and ``best_score`` is the first of them (the
+    one early stopping watched, with ``first_metric_only``). LightGBM reports
+    ``best_iteration_`` 0 when it did not stop early: no metric then.
+    """
+    scores: dict[str, float] = {}
+    for attribute, key in (("best_iteration", "best_iteration"), ("best_score", "best_score")):
+        if _declared(operator, attribute):
+            value = _read(operator, attribute)
+            if isinstance(value, (int, float)) and math.isfinite(float(value)):
+                scores[key] = float(value)
+    iteration = (
+        _read(operator, "best_iteration_") if _declared(operator, "best_iteration_") else None
+    )
+    if isinstance(iteration, (int, float)) and iteration > 0:
+        scores["best_iteration"] = float(iteration)
+        best = _read(operator, "best_score_")
+        for data_name, by_metric in (best or {}).items():
+            for metric, value in (by_metric or {}).items():
+                if isinstance(value, (int, float)) and math.isfinite(float(value)):
+                    scores.setdefault("best_score", float(value))
+                    scores[f"best_score.{data_name}.{metric}"] = float(value)
+    return scores
+
+
+def _declared(operator: Any, name: str) -> bool:
+    """Whether ``name`` is a property of the operator's class (never its own attribute:
+    reading a user's object's attributes by guess could run anything)."""
+    return any(isinstance(vars(cls).get(name), property) for cls in type(operator).__mro__)
+
+
+def _read(operator: Any, name: str) -> Any:
+    try:
+        return getattr(operator, name)
+    except Exception:  # XGBoost without early stopping; LightGBM not fitted
+        return None

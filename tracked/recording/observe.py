@@ -19,7 +19,7 @@ from tracked.recording.compose import Composed
 from tracked.recording.composed import compose_after_fit, verify_pass
 from tracked.recording.data import PREVIEW_BYTES, preview, summarize, to_csv
 from tracked.recording.evaluate import evaluate, guarded
-from tracked.recording.fitted import fitted_state
+from tracked.recording.fitted import boosting_scores, fitted_state
 from tracked.recording.phase import BASIS_UNKNOWN, decide_phase
 from tracked.records.names import (
     DURATION_METRIC,
@@ -166,10 +166,11 @@ def _read_result(call: Call, seen: _Seen, draft: _Draft) -> None:
     if seen.error is not None:
         draft.tags[ERROR_TAG] = describe(seen.error, ERROR_TAG_LIMIT)
         return
-    seen.outputs = summarize(seen.result)
+    data = result_data(seen.operator, seen.result)
+    seen.outputs = summarize(data)
     if seen.outputs is not None:
         draft.tags[OUTPUT_DIGEST_TAG] = seen.outputs.digest
-        draft.artifacts.update(_output_files(call, seen.result, seen.outputs, draft.tags))
+        draft.artifacts.update(_output_files(call, data, seen.outputs, draft.tags))
 
 
 def _read_work(call: Call, seen: _Seen, draft: _Draft) -> None:
@@ -217,7 +218,7 @@ def note_for_composer(
     of its data, summarized here unless given)."""
     spec, composer = call.spec, call.session.composer
     inputs = inputs if inputs is not None else summarize(X)
-    outputs = outputs if outputs is not None else summarize(result)
+    outputs = outputs if outputs is not None else summarize(result_data(operator, result))
     digests = {
         "input_digest": inputs.digest if inputs is not None else None,
         "output_digest": outputs.digest if outputs is not None else None,
@@ -226,6 +227,20 @@ def note_for_composer(
         composer.note_fit(spec.name, spec.kind, operator, X, **digests)
     else:
         composer.note_inference(spec.name, X, **digests)
+
+
+def result_data(operator: Any, result: Any) -> Any:
+    """The data a stage returned: ``X`` of an ``(X, y)`` pair (a sampler's ``fit_resample``,
+    or any pair of a table and a target of as many rows), else the result itself."""
+    if not isinstance(result, tuple) or len(result) != 2:
+        return result
+    X, y = result
+    if callable(getattr(operator, "fit_resample", None)):
+        return X
+    rows, target = getattr(X, "shape", None), getattr(y, "shape", None)
+    if rows and target and len(target) == 1 and len(rows) >= 2 and rows[0] == target[0]:
+        return X
+    return result
 
 
 def _read_search(call: Call, operator: Any, draft: _Draft) -> None:
@@ -341,6 +356,10 @@ def fitted_metrics(operator: Any, artifacts: dict[str, bytes], stamp: int) -> li
         Metric(key=f"{FITTED_METRIC_PREFIX}{name}", value=value, timestamp=stamp)
         for name, value in state.scalars.items()
     ]
+    metrics.extend(
+        Metric(key=name, value=value, timestamp=stamp)
+        for name, value in boosting_scores(operator).items()
+    )
     for name, values in state.histories.items():
         metrics.extend(
             Metric(key=f"{FITTED_METRIC_PREFIX}{name}", value=value, step=step, timestamp=stamp)

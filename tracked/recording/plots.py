@@ -12,6 +12,7 @@ from typing import Any
 
 from attrs import frozen
 
+from tracked.recording.counts import label_counts
 from tracked.records.names import PICTURE_ROWS_TAG
 
 #: Most rows a picture is drawn from (and that travel to the writer and the spool for it).
@@ -113,6 +114,9 @@ def _confusion(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     import numpy as np
     from sklearn.metrics import confusion_matrix
 
+    counted = label_counts(y_true, y_pred)
+    if counted is not None:
+        return counted
     labels = np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))
     return labels, confusion_matrix(y_true, y_pred, labels=labels)
 

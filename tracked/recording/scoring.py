@@ -12,6 +12,7 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tracked.recording.counts import COUNTED_ROWS, counted_metrics, label_counts, ranked_auc
 from tracked.records.settings import scorers
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
@@ -282,6 +283,11 @@ def default_metric_calls(
     """``(name, compute)`` for each default metric, so that each is computed on its own."""
     from sklearn import metrics
 
+    if task in ("classifier", "probability") and len(y_true) >= COUNTED_ROWS:
+        counted = label_counts(y_true, y_pred)
+        if counted is not None:  # the same figures, counted once (see counts.py)
+            values = counted_metrics(counted[1])
+            return [(name, lambda value=value: value) for name, value in values.items()]
     if task in ("classifier", "probability"):
         return [
             ("accuracy", lambda: metrics.accuracy_score(y_true, y_pred)),
@@ -355,12 +361,24 @@ def binary_metric_calls(
         else:
             column = np.asarray(decision, dtype=float)
             column = column if index == 1 else -column
-        calls.append(("roc_auc", lambda: metrics.roc_auc_score(positive, column)))
+        calls.append(("roc_auc", lambda: _roc_auc(positive, column)))
     if proba is not None:
         calls.append(
             ("log_loss", lambda: metrics.log_loss(y_true, np.asarray(proba), labels=labels))
         )
     return calls
+
+
+def _roc_auc(positive: Any, column: Any) -> float:
+    """``roc_auc_score``; from ranks past ``COUNTED_ROWS`` rows (the same figure, without
+    scikit-learn's checks, which sort every row several times)."""
+    from sklearn import metrics
+
+    if len(positive) >= COUNTED_ROWS:
+        value = ranked_auc(positive, column)
+        if value is not None:
+            return value
+    return float(metrics.roc_auc_score(positive, column))
 
 
 def scored(

@@ -62,25 +62,46 @@ class StageSpec:
         self, args: tuple[Any, ...], kwargs: dict[str, Any], target: str = "y"
     ) -> tuple[Any, Any]:
         """``(X, y)`` of a call: the first parameter, and the ground truth, the parameter
-        named ``target`` (or a keyword of that name caught by ``**kwargs``)."""
+        named ``target`` (or a keyword of that name caught by ``**kwargs``).
+
+        A stage whose first parameter is ``*args`` takes the first positional argument as
+        ``X`` and, when no parameter is named ``target`` and no keyword of that name was
+        passed, the second as ``y``: ``def fit(self, *args, stage="estimator")`` called as
+        ``fit(X, y)`` records ``X`` and ``y``, not the tuple.
+        """
         try:
             bound = self.signature.bind_partial(*args, **kwargs)
         except TypeError:
             return None, None
-        names = list(self.signature.parameters)
-        x = bound.arguments.get(names[0]) if names else None
+        parameters = list(self.signature.parameters.values())
+        first = parameters[0] if parameters else None
+        if first is not None and first.kind is first.VAR_POSITIONAL:
+            positional = bound.arguments.get(first.name, ())
+            x = positional[0] if positional else None
+            y = self._named(bound, target)
+            if y is None and target not in self.signature.parameters and len(positional) > 1:
+                y = positional[1]
+            return x, y
+        x = bound.arguments.get(first.name) if first is not None else None
+        return x, self._named(bound, target)
+
+    def _named(self, bound: inspect.BoundArguments, target: str) -> Any:
+        """The argument for ``target``: its parameter, or a keyword ``**kwargs`` caught."""
         if target in self.signature.parameters:
-            return x, bound.arguments.get(target)
+            return bound.arguments.get(target)
         for parameter in self.signature.parameters.values():
             if parameter.kind is parameter.VAR_KEYWORD:
-                return x, bound.arguments.get(parameter.name, {}).get(target)
-        return x, None
+                return bound.arguments.get(parameter.name, {}).get(target)
+        return None
 
     def accepts(self, name: str) -> bool:
         """Whether a call can pass ``name`` (a parameter of that name, or ``**kwargs``)."""
+        # ``*args`` first: the ground truth is its second positional argument.
         return any(
-            parameter.name == name or parameter.kind is parameter.VAR_KEYWORD
-            for parameter in self.signature.parameters.values()
+            parameter.name == name
+            or parameter.kind is parameter.VAR_KEYWORD
+            or (index == 0 and parameter.kind is parameter.VAR_POSITIONAL)
+            for index, parameter in enumerate(self.signature.parameters.values())
         )
 
 

@@ -83,6 +83,42 @@ def take_rows(frame: Any, index: Any) -> Any:
     return to_pandas(frame).iloc[index]
 
 
+def row_bytes(data: Any) -> int | None:
+    """About the bytes one row of ``data`` takes (numbers at their size, anything else as a
+    pointer), without reading its values; None when it has no shape."""
+    shape = getattr(data, "shape", None)
+    if not isinstance(shape, tuple) or not shape:
+        return None
+    nnz = getattr(data, "nnz", None)
+    if nnz is not None:  # sparse: its nonzeros and their column indices
+        return max(1, int(nnz) * 12 // max(int(shape[0]), 1))
+    width = 1
+    for n in shape[1:]:
+        width *= int(n)
+    dtype = getattr(data, "dtype", None)
+    itemsize = getattr(dtype, "itemsize", 8) if getattr(dtype, "kind", "O") != "O" else 8
+    return max(1, width * int(itemsize or 8))
+
+
+def polars_itemsize(dtype: Any) -> int:
+    """The bytes a value of a polars ``dtype`` takes: its bit width for numbers (``Int32``: 4),
+    one for booleans, a pointer's (8) for anything else."""
+    name = str(dtype)
+    digits = "".join(c for c in name.split("(")[0] if c.isdigit())
+    if digits:
+        return max(1, int(digits) // 8)
+    return 1 if name == "Boolean" else 8
+
+
+def polars_block(frame: Any, index: Any, names: list[str]) -> Any:
+    """The columns ``names`` of a polars frame, at rows ``index`` (None: all), as one numpy
+    array (numbers keep their dtype; text and other values are objects)."""
+    part = frame.select(names)
+    if index is not None:
+        part = part[[int(i) for i in index]]
+    return part.to_numpy()
+
+
 def head(data: Any, rows: int) -> Any:
     """A copy of the first ``rows`` rows, in the data's own type where tracked can slice it.
 

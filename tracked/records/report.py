@@ -97,7 +97,21 @@ def describe(exc: BaseException, limit: int = 500) -> str:
     masked. A store error a backend mapped is described by what the store said."""
     if isinstance(exc, StoreError) and exc.__cause__ is not None:
         exc = exc.__cause__
-    return clean(f"{type(exc).__name__}: {exc}", limit)
+    return clean(f"{type(exc).__name__}: {_message(exc)}", limit)
+
+
+#: MLflow's schema enforcement renders the whole input and schema before what went wrong
+#: ("Failed to enforce schema of data '<frame>' with schema '<every column>'. Error: Model is
+#: missing inputs ['a']"): a 500-character cut would keep the frame and lose the reason.
+_ENFORCEMENT = "Failed to enforce schema of "
+
+
+def _message(exc: BaseException) -> str:
+    """The message of ``exc``, with MLflow's renderings of data and schemas left out."""
+    text = str(exc)
+    if text.startswith(_ENFORCEMENT) and ". Error: " in text:
+        return "the model's input schema refused the data: " + text.rpartition(". Error: ")[2]
+    return text
 
 
 # The whole package: frames of any of its layers are the library's, not the user's.

@@ -26,10 +26,33 @@ def is_sparse(data: Any) -> bool:
     return scipy.sparse.issparse(data)
 
 
-def head(data: Any, rows: int) -> Any:
-    """The first ``rows`` rows, a copy in the same sparse format (COO and DIA cannot be sliced:
-    the rows are taken through CSR)."""
-    return data.tocsr()[:rows].asformat(data.format, copy=True)
+def head(data: Any, rows: int, *, max_nonzeros: int | None = None) -> Any:
+    """The first ``rows`` rows, a copy in the same sparse format; with ``max_nonzeros``, as
+    many of them (at least one) as hold at most that many nonzeros.
+
+    Compressed formats (CSR, CSC) are sliced as they are; COO by a mask of its row indices;
+    other formats (DIA, LIL, DOK, BSR) through CSR. None of these copies more than the rows
+    taken, except the conversion of the last kinds.
+    """
+    import numpy as np
+
+    fmt = data.format
+    if fmt == "coo":
+        coords = data.coords if hasattr(data, "coords") else (data.row, data.col)
+        keep = coords[0] < rows
+        part = type(data)(
+            (data.data[keep], (coords[0][keep], coords[1][keep])),
+            shape=(min(rows, data.shape[0]), data.shape[1]),
+        ).tocsr()
+    elif fmt in ("csr", "csc"):
+        part = data[:rows].tocsr()
+    else:
+        part = data.tocsr()[:rows]
+    if max_nonzeros is not None and part.nnz > max_nonzeros:
+        counts = np.diff(part.indptr)
+        within = int(np.searchsorted(np.cumsum(counts), max_nonzeros, side="right"))
+        part = part[: max(1, within)]
+    return part.asformat(fmt, copy=True)
 
 
 def _rows(data: Any) -> Any:
@@ -42,21 +65,44 @@ def _rows(data: Any) -> Any:
 
 def digest(data: Any, sampled_rows: int, whole_bytes: int) -> str:
     """blake2b of shape, dtype and the nonzeros: all of them when they fit in ``whole_bytes``,
-    else those of ``sampled_rows`` evenly spaced rows. Equal content gives equal digests in
-    any sparse format (CSR, CSC, COO, ...), array or matrix."""
+    else those of evenly spaced rows (at most ``sampled_rows``, fewer when their nonzeros
+    would pass ``whole_bytes``). Equal content gives equal digests in any sparse format
+    (CSR, CSC, COO, ...), array or matrix; the rows are taken without converting the whole
+    matrix (except the formats that cannot be indexed: DIA, LIL, DOK, BSR)."""
     import numpy as np
 
-    csr = data.tocsr()
-    if csr.data.nbytes + csr.indices.nbytes > whole_bytes and csr.shape[0] > sampled_rows:
-        count = csr.shape[0]
-        index = np.unique(np.linspace(0, count - 1, num=sampled_rows).astype(np.int64))
-        csr = csr[index]
+    total = int(data.nnz) * (data.dtype.itemsize + 8)
+    count = data.shape[0]
+    if total > whole_bytes and count > 2:
+        per_row = max(total // max(count, 1), 1)
+        wanted = min(sampled_rows, max(2, whole_bytes // per_row))
+        index = np.unique(np.linspace(0, count - 1, num=min(count, wanted)).astype(np.int64))
+        csr = _take(data, index)
+    else:
+        csr = data.tocsr()
     csr = _rows(csr)
     h = hashlib.blake2b(digest_size=16)
     h.update(repr(("sparse", tuple(int(n) for n in data.shape), data.dtype.str)).encode())
     for part in (csr.indptr.astype(np.int64), csr.indices.astype(np.int64), csr.data):
         h.update(np.ascontiguousarray(part).tobytes())
     return h.hexdigest()
+
+
+def _take(data: Any, index: Any) -> Any:
+    """The rows at ``index`` (sorted positions) as CSR."""
+    import numpy as np
+
+    fmt = data.format
+    if fmt in ("csr", "csc"):
+        return data[index].tocsr()
+    if fmt == "coo":
+        coords = data.coords if hasattr(data, "coords") else (data.row, data.col)
+        keep = np.isin(coords[0], index)
+        new_rows = np.searchsorted(index, coords[0][keep])
+        return type(data)(
+            (data.data[keep], (new_rows, coords[1][keep])), shape=(len(index), data.shape[1])
+        ).tocsr()
+    return data.tocsr()[index]
 
 
 def nbytes(data: Any) -> int:
@@ -68,14 +114,15 @@ def nbytes(data: Any) -> int:
     return total
 
 
-def to_csv(data: Any) -> bytes:
-    """The nonzeros as ``row,column,value`` lines: a dense preview of a 50,000-column text
-    matrix would be megabytes of zeros."""
+def to_csv(data: Any, limit: int | None = None) -> bytes:
+    """The nonzeros as ``row,column,value`` lines (at most ``limit`` of them): a dense preview
+    of a 50,000-column text matrix would be megabytes of zeros."""
     coo = _rows(data).tocoo()
+    count = coo.nnz if limit is None else min(coo.nnz, limit)
     out = io.StringIO()
     out.write("row,column,value\n")
     for row, column, value in zip(
-        coo.row.tolist(), coo.col.tolist(), coo.data.tolist(), strict=True
+        coo.row[:count].tolist(), coo.col[:count].tolist(), coo.data[:count].tolist(), strict=True
     ):
         out.write(f"{row},{column},{value}\n")
     return out.getvalue().encode()
