@@ -2,7 +2,7 @@
 
     python benchmarks/masking.py [--repeats R]
 
-Every param value, tag and run name passes ``tracked.records.text.mask_secrets``. Each kind
+Every param value, tag and run name passes ``tracked.core.text.mask_secrets``. Each kind
 of value below is timed R times, alternating with ``to_text`` (the conversion every value
 gets anyway) so that machine drift hits both alike; the best of R is reported, in
 microseconds per value, with the ratio to ``to_text``.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import timeit
 
-from tracked.records.text import mask_secrets, to_text
+from tracked.core.text import mask_secrets, to_text
 
 KINDS = {
     "plain (100, auto, l2)": ["100", "auto", "0.001", "l2", "None", "True", "lbfgs"],

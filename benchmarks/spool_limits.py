@@ -35,7 +35,7 @@ FIRST_RECORD = """
 import os, sys, time
 from pathlib import Path
 from tracked.spool.folder import SessionSpool
-from tracked.spool.records import Header, StartRun
+from tracked.spool.entries import Header, StartRun
 start = time.perf_counter()
 spool = SessionSpool(Path(sys.argv[1]), Header(session="local-" + os.urandom(16).hex()))
 spool.append(StartRun(run="r", run_name="r", start_ms=1), None, None)

@@ -29,7 +29,7 @@ from tracked.testing import MemoryBackend
 @pytest.fixture(autouse=True)
 def fresh_warnings():
     """Each test sees the library's once-per-cause warnings afresh."""
-    from tracked.records import report as _report
+    from tracked.core import report as _report
 
     _report.reset_seen()
     yield

@@ -13,9 +13,9 @@ import tracked
 from tracked import TrackedPipeline
 from tracked.backends.mlflow.backend import MlflowBackend
 from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, KeyNotes, ParamConflict
-from tracked.records.report import describe
-from tracked.records.text import is_secret_name, mask_secrets
-from tracked.records.values import Metric
+from tracked.core.report import describe
+from tracked.core.text import is_secret_name, mask_secrets
+from tracked.core.values import Metric
 
 
 def notes_of(client, run_id):

@@ -25,8 +25,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 import tracked
 from tracked import TrackedPipeline, TrackingWarning
 from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, KeyNotes
-from tracked.recording.plots import SCATTER_POINTS
-from tracked.records.params import NESTING_LIMIT, flatten
+from tracked.core.params import NESTING_LIMIT, flatten
+from tracked.recording.evaluation.plots import SCATTER_POINTS
 from tracked.spool.sync import sync
 from tracked.testing import strict
 

@@ -8,9 +8,9 @@ from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from tracked.core.params import flatten, non_default_params, operator_params
+from tracked.core.text import to_text
 from tracked.recording.phase import detect_phase, snapshot
-from tracked.records.params import flatten, non_default_params, operator_params
-from tracked.records.text import to_text
 
 
 class Holder:

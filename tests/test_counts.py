@@ -8,7 +8,7 @@ from sklearn import metrics
 from sklearn.utils.multiclass import unique_labels
 
 from tracked.recording.counts import COUNTED_ROWS, counted_metrics, label_counts, ranked_auc
-from tracked.recording.scoring import default_metric_calls
+from tracked.recording.evaluation.scoring import default_metric_calls
 
 
 def labels_of(kind, rows, seed):

@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 from test_spool_safety import cli
 
-from tracked.records.names import END_REASON_TAG, FOLDED_CALLS_TAG, LOCAL_ID_TAG
+from tracked.core.names import END_REASON_TAG, FOLDED_CALLS_TAG, LOCAL_ID_TAG
 from tracked.spool import sync as sync_module
 
 TESTS = Path(__file__).parent
@@ -231,7 +231,7 @@ def half_migrated(path: Path) -> tuple[str, str, str]:
 @pytest.mark.timeout(120)
 def test_a_half_migrated_store_is_named_with_its_revision_and_what_to_do(tmp_path):
     from tracked.backends.mlflow import MlflowBackend
-    from tracked.records.errors import StoreUnavailable
+    from tracked.core.errors import StoreUnavailable
 
     uri, before, head = half_migrated(tmp_path / "half.db")
     backend = MlflowBackend(uri)

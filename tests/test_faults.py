@@ -855,7 +855,7 @@ def recovered_params(logged: dict[str, str], notes: dict, originals) -> dict[str
 )
 @given(params=st.dictionaries(keys, values, max_size=6))
 def test_any_param_names_and_values_are_recorded_recoverably(new_store_once, tmp_path, params):
-    from tracked.records.params import flatten
+    from tracked.core.params import flatten
 
     uri = new_store_once
     pipe = Anything()
@@ -909,7 +909,7 @@ def test_the_backend_logs_any_names_and_nan_or_infinite_metrics_recoverably(
     new_store_once, tmp_path, params, metrics
 ):
     from tracked.backends.mlflow.backend import MlflowBackend
-    from tracked.records.values import Metric
+    from tracked.core.values import Metric
 
     uri = new_store_once
     backend = MlflowBackend(uri)
@@ -931,7 +931,7 @@ def test_the_backend_logs_any_names_and_nan_or_infinite_metrics_recoverably(
 
 def test_two_metric_names_that_sanitise_alike_stay_two_metrics(new_store, tmp_path):
     from tracked.backends.mlflow.backend import MlflowBackend
-    from tracked.records.values import Metric
+    from tracked.core.values import Metric
 
     uri = new_store("store")
     backend = MlflowBackend(uri)
@@ -950,7 +950,7 @@ def test_two_metric_names_that_sanitise_alike_stay_two_metrics(new_store, tmp_pa
 
 def test_a_param_and_a_metric_of_one_name_keep_their_own_renaming(new_store, tmp_path):
     from tracked.backends.mlflow.backend import MlflowBackend
-    from tracked.records.values import Metric
+    from tracked.core.values import Metric
 
     uri = new_store("store")
     backend = MlflowBackend(uri)

@@ -18,7 +18,7 @@ from sklearn.metrics import accuracy_score
 
 import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline, TrackingError, TrackingWarning
-from tracked.records.names import FOLDED_CALLS_TAG, PHASE_TAG, STAGE_TAG
+from tracked.core.names import FOLDED_CALLS_TAG, PHASE_TAG, STAGE_TAG
 from tracked.testing import MemoryBackend
 
 
@@ -405,7 +405,7 @@ def test_a_stage_that_calls_stages_folds_with_its_callees(memory):
 
 
 def test_a_long_series_is_handed_on_in_chunks_and_stays_one_run(memory, monkeypatch):
-    from tracked.recording import series
+    from tracked.recording import folding as series
 
     X, y = data()
     monkeypatch.setattr(series, "CHUNK_CALLS", 7)
@@ -422,7 +422,7 @@ def test_a_long_series_is_handed_on_in_chunks_and_stays_one_run(memory, monkeypa
 
 def test_a_slow_loop_hands_on_its_calls_by_time(memory, monkeypatch):
     """Past CHUNK_SECONDS the pending calls go to the writer: visible before the run ends."""
-    from tracked.recording import series
+    from tracked.recording import folding as series
 
     X, y = data()
     monkeypatch.setattr(series, "CHUNK_SECONDS", 0.0)

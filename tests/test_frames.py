@@ -20,9 +20,9 @@ from sklearn.preprocessing import StandardScaler
 
 import tracked
 from tracked import TrackedPipeline, TrackingError, TrackingWarning
-from tracked.recording.compose import head
+from tracked.core.frames import SamplingError
+from tracked.recording.composition.compose import head
 from tracked.recording.data import summarize
-from tracked.records.frames import SamplingError
 
 pl = pytest.importorskip("polars")
 

@@ -17,7 +17,7 @@ import pytest
 from users import local_user, needs_root, run_as, shared_folder, unknown_uid, user_env
 
 from tracked.backends.mlflow.client import _lock_bounded, _store_creation_lock
-from tracked.records import homes
+from tracked.core import homes
 from tracked.spool.format import spool_root
 from tracked.spool.key import key_path
 

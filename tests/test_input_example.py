@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline
-from tracked.recording.compose import EXAMPLE_BYTES, bounded_example
+from tracked.recording.composition.compose import EXAMPLE_BYTES, bounded_example
 
 
 class Plain(TrackedPipeline):

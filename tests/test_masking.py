@@ -29,8 +29,8 @@ import tracked
 from tracked import TrackedPipeline, TrackingWarning
 from tracked.backends.mlflow.backend import masked_text_artifact
 from tracked.cli import main as tracked_cli
-from tracked.records.report import clean, logger
-from tracked.records.text import is_secret_name, mask_secrets
+from tracked.core.report import clean, logger
+from tracked.core.text import is_secret_name, mask_secrets
 from tracked.testing import strict
 
 

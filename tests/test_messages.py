@@ -13,7 +13,7 @@ import pytest
 
 import tracked
 from tracked import TrackedPipeline, TrackingWarning
-from tracked.records.report import clean, describe
+from tracked.core.report import clean, describe
 
 HERE = Path(__file__).resolve()
 

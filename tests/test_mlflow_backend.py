@@ -16,7 +16,7 @@ import tracked
 from tracked import TrackingError, TrackingWarning
 from tracked.backends.mlflow.backend import MlflowBackend
 from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, sanitize_key
-from tracked.records.text import shorten
+from tracked.core.text import shorten
 
 
 def run_iris(tracking_uri, iris, **params):

@@ -114,7 +114,7 @@ def test_a_progress_note_keeps_a_stage_s_model_and_reads_back_into_the_replay_st
     """A replay resumed in another process (``tracked sync`` after the writer) still knows
     which model a stage's later metrics link to; a note without one keeps its old form."""
     from tracked.spool.codec import decode_progress, encode_progress
-    from tracked.spool.records import Progress
+    from tracked.spool.entries import Progress
     from tracked.spool.replay import ReplayState
 
     key, session = b"k" * 32, "local-" + "0" * 32

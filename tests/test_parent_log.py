@@ -3,8 +3,8 @@ a replay that began with the two separate steps finishes them one by one."""
 
 from __future__ import annotations
 
-from tracked.records.values import Metric
-from tracked.spool.records import Header, Progress, StageEntry, StagePayload
+from tracked.core.values import Metric
+from tracked.spool.entries import Header, Progress, StageEntry, StagePayload
 from tracked.spool.replay import Replayer, ReplayState
 from tracked.testing import MemoryBackend
 

@@ -12,7 +12,7 @@ from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 
 from tracked import TrackedPipeline, configure
-from tracked.records.params import operator_params
+from tracked.core.params import operator_params
 
 rng = np.random.default_rng(5)
 X = rng.normal(size=(90, 3))

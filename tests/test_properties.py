@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 import tracked
 from tracked import TrackedPipeline
 from tracked.backends.mlflow.keys import MAX_PARAM_VALUE_LENGTH, sanitize_key
-from tracked.records.params import flatten
-from tracked.records.text import shorten
+from tracked.core.params import flatten
+from tracked.core.text import shorten
 
 scalars = (
     st.none()

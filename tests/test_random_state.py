@@ -211,7 +211,7 @@ def test_generators_are_found_wherever_an_operator_holds_them():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from tracked.recording.scoring import holds_random_state
+    from tracked.recording.evaluation.scoring import holds_random_state
 
     rs, generator = np.random.RandomState(0), np.random.default_rng(0)
 
@@ -292,7 +292,7 @@ def test_only_scikit_learn_s_own_estimators_off_the_global_generator_predict_els
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
 
-    from tracked.recording.scoring import predicts_without_global_draws
+    from tracked.recording.evaluation.scoring import predicts_without_global_draws
 
     class Subclass(KNeighborsClassifier):
         pass

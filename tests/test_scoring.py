@@ -13,8 +13,8 @@ from sklearn.svm import LinearSVC
 
 import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline, TrackingWarning
-from tracked.recording.deferred import Scores
-from tracked.recording.plots import classifier_pictures
+from tracked.recording.evaluation.deferred import Scores
+from tracked.recording.evaluation.plots import classifier_pictures
 
 rng = np.random.default_rng(11)
 X = rng.normal(size=(120, 3))

@@ -24,8 +24,8 @@ from sklearn.linear_model import LogisticRegression
 import tracked
 from tracked import TrackedPipeline, TrackingWarning
 from tracked.cli import main as tracked_cli
+from tracked.core.text import is_secret_name, mask_secrets
 from tracked.recording.data import preview, summarize
-from tracked.records.text import is_secret_name, mask_secrets
 from tracked.spool.sync import spooled_sessions
 
 #: Each secret once, so that a hit names the way it leaked.

@@ -1,4 +1,4 @@
-"""A pipeline's settings are declared once (tracked/records/settings.py), set in the class
+"""A pipeline's settings are declared once (tracked/core/settings.py), set in the class
 body or with ``tracked.configure``, and resolved once per parent run: the environment over
 ``configure`` over the class body over the default. The instance's attributes are the user's."""
 
@@ -14,8 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 import tracked
 from tracked import PipelineDefinitionError, TrackedPipeline
-from tracked.records.config import ENVIRONMENT, environment_table
-from tracked.records.settings import NAMES, Settings, table
+from tracked.core.config import ENVIRONMENT, environment_table
+from tracked.core.settings import NAMES, Settings, table
 
 ROOT = Path(__file__).parent.parent
 X = np.arange(12.0).reshape(6, 2)

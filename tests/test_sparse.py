@@ -16,9 +16,9 @@ from sklearn.svm import LinearSVC
 
 import tracked
 from tracked import TrackedPipeline
-from tracked.recording.compose import head
+from tracked.core.sparse import same
+from tracked.recording.composition.compose import head
 from tracked.recording.data import summarize, to_csv
-from tracked.records.sparse import same
 
 WORDS = ["spam", "offer", "win", "cash", "meeting", "report", "lunch", "project", "team"]
 

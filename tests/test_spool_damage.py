@@ -22,7 +22,7 @@ from test_spool_safety import cli, plant
 import tracked
 from tracked import TrackingWarning
 from tracked.backends.memory import MemoryBackend
-from tracked.records.names import LOCAL_ID_TAG
+from tracked.core.names import LOCAL_ID_TAG
 from tracked.spool import codec
 from tracked.spool.key import mac
 from tracked.spool.sync import sync

@@ -19,13 +19,13 @@ from test_spool_safety import cli
 
 from tracked import TrackingWarning
 from tracked.backends.memory import MemoryBackend
-from tracked.records.names import LOCAL_ID_TAG
+from tracked.core.names import LOCAL_ID_TAG
 from tracked.spool import codec, reader
 from tracked.spool import format as spool_format
+from tracked.spool.entries import Header, StageEntry, StagePayload
 from tracked.spool.folder import SessionSpool
 from tracked.spool.format import MAX_LINE_BYTES, MAX_LOG_BYTES
 from tracked.spool.key import spool_key
-from tracked.spool.records import Header, StageEntry, StagePayload
 from tracked.spool.sync import spooled_sessions, sync
 
 NESTED = b"[" * 100_000

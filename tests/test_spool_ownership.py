@@ -23,10 +23,10 @@ from servers import free_port
 from tracked import TrackingWarning
 from tracked.cli import main as tracked_cli
 from tracked.spool import codec, key
+from tracked.spool.entries import Header, StartRun
 from tracked.spool.folder import SessionSpool, SpoolRefused
 from tracked.spool.format import PROGRESS, LinkedFile, open_private, root_refusal
 from tracked.spool.reader import SpooledSession
-from tracked.spool.records import Header, StartRun
 from tracked.spool.sync import _progress_file
 
 as_root = pytest.mark.skipif(

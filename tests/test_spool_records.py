@@ -16,12 +16,10 @@ from hypothesis import strategies as st
 
 from tracked.backends.base import REQUIRED_METHODS
 from tracked.backends.memory import MemoryBackend
-from tracked.records.values import Metric
+from tracked.core.values import Metric
 from tracked.spool import codec
 from tracked.spool.codec import Damaged, Unreadable
-from tracked.spool.folder import SessionSpool
-from tracked.spool.key import spool_key
-from tracked.spool.records import (
+from tracked.spool.entries import (
     Detach,
     EndRun,
     Header,
@@ -32,6 +30,8 @@ from tracked.spool.records import (
     StagePayload,
     StartRun,
 )
+from tracked.spool.folder import SessionSpool
+from tracked.spool.key import spool_key
 from tracked.spool.sync import sync
 
 SESSION = "local-" + "ab" * 16

@@ -14,8 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 import tracked
 from tracked import TrackedPipeline
+from tracked.core.report import describe
 from tracked.recording.data import summarize
-from tracked.records.report import describe
 
 
 def unbalanced(n=400, seed=0):

@@ -265,7 +265,7 @@ def test_flush_and_close_return_within_the_one_bound(iris, monkeypatch, spool_di
 
 
 def test_the_bound_is_read_from_the_environment(monkeypatch):
-    from tracked.records.config import wait_bound
+    from tracked.core.config import wait_bound
 
     monkeypatch.delenv("TRACKED_EXIT_TIMEOUT", raising=False)
     assert 30.0 == wait_bound()

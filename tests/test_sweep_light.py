@@ -8,7 +8,7 @@ import pytest
 from pipelines import Iris, train_and_score
 
 import tracked
-from tracked.records.names import LEFT_OUT_TAG
+from tracked.core.names import LEFT_OUT_TAG
 
 GRID = {"n_components": [2], "C": [0.01, 1.0, 0.1]}
 PICTURES = {"confusion_matrix.png", "confusion_matrix.json", "roc_curve.png", "pr_curve.png"}
@@ -92,7 +92,7 @@ def test_a_pipeline_outside_a_sweep_keeps_its_pictures(memory, iris):
 
 
 def test_a_best_configuration_whose_pictures_cannot_be_drawn_warns(memory, monkeypatch):
-    from tracked.recording import plots
+    from tracked.recording.evaluation import plots
 
     monkeypatch.setenv("TRACKED_STRICT", "0")
 

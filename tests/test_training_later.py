@@ -18,8 +18,8 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 import tracked
 from tracked import TrackedPipeline, TrackingWarning
 from tracked.cli import main as tracked_cli
-from tracked.recording.deferred import TrainingScores
-from tracked.spool.records import StagePayload
+from tracked.recording.evaluation.deferred import TrainingScores
+from tracked.spool.entries import StagePayload
 
 rng = np.random.default_rng(5)
 X = rng.normal(size=(2000, 5))

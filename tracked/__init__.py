@@ -10,13 +10,13 @@ from tracked._loading import load_model
 from tracked._pipeline import TrackedPipeline
 from tracked._sweep import sweep
 from tracked._version import __version__
-from tracked.records.errors import (
+from tracked.core.errors import (
     ModelRefused,
     PipelineDefinitionError,
     TrackingError,
     TrackingWarning,
 )
-from tracked.records.settings import configure
+from tracked.core.settings import configure
 
 __all__ = [
     "ModelRefused",

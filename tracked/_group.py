@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tracked._version import __version__
-from tracked.records.config import is_strict, killed_by_env
-from tracked.records.errors import TrackingError
-from tracked.records.names import DEFAULT_EXPERIMENT, GROUP_TAG, VERSION_TAG
-from tracked.records.report import report_failure
-from tracked.records.values import now_ms, status_for
+from tracked.core.config import is_strict, killed_by_env
+from tracked.core.errors import TrackingError
+from tracked.core.names import DEFAULT_EXPERIMENT, GROUP_TAG, VERSION_TAG
+from tracked.core.report import report_failure
+from tracked.core.values import now_ms, status_for
 
 if TYPE_CHECKING:
     from tracked.delivery.groups import GroupRef

@@ -11,12 +11,12 @@ from typing import Any
 
 import wrapt
 
+from tracked.core.errors import PipelineDefinitionError
+from tracked.core.names import CONTEXT_ATTRIBUTE
+from tracked.core.settings import check_declared, class_setting
+from tracked.core.values import STAGE_KINDS
 from tracked.recording.spec import SPEC_ATTRIBUTE, StageSpec
 from tracked.recording.wrapper import make_stage_wrapper
-from tracked.records.errors import PipelineDefinitionError
-from tracked.records.names import CONTEXT_ATTRIBUTE
-from tracked.records.settings import check_declared, class_setting
-from tracked.records.values import STAGE_KINDS
 
 _NO_DEFAULT = object()
 
@@ -265,7 +265,7 @@ def instrument(cls: type) -> None:
             if isinstance(klass, TrackedMeta):
                 _instrument_one(klass)
     except Exception as exc:
-        from tracked.records.report import report_failure
+        from tracked.core.report import report_failure
 
         report_failure(
             f"instrument the stages of {cls.__module__}.{cls.__qualname__} (its stage calls "

@@ -8,12 +8,12 @@ from typing import Any
 from attrs import fields
 
 from tracked._meta import TrackedMeta, instrument
+from tracked.core.names import CONTEXT_ATTRIBUTE, SETTINGS_ATTRIBUTE
+from tracked.core.params import init_params, params_text
+from tracked.core.report import guarded_entry
+from tracked.core.settings import Settings, strict_of
+from tracked.core.values import FINISHED, status_for
 from tracked.recording.spec import OperatorSlot
-from tracked.records.names import CONTEXT_ATTRIBUTE, SETTINGS_ATTRIBUTE
-from tracked.records.params import init_params, params_text
-from tracked.records.report import guarded_entry
-from tracked.records.settings import Settings, strict_of
-from tracked.records.values import FINISHED, status_for
 
 #: What ``sklearn.base.clone`` carries over from the instance: its switch and its own settings
 #: (``tracked.configure``), plus settings set the deprecated way (``pipe.strict = True``).
@@ -79,7 +79,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
         # The delivery layer and the composer load with the first tracked run, not with
         # `import tracked` (as the capture machinery does, see recording/wrapper.py).
         from tracked.delivery.context import context_for
-        from tracked.recording.compose import Composer
+        from tracked.recording.composition.compose import Composer
 
         context_for(self).open_session(self, Composer, explicit=True)
 

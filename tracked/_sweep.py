@@ -10,12 +10,12 @@ import attrs
 from attrs import frozen
 
 from tracked._group import group
-from tracked.records.names import BEST_METRIC_TAG, BEST_RUN_TAG, LEFT_OUT_TAG
-from tracked.records.ranking import lower_is_better
-from tracked.records.report import report_failure
-from tracked.records.settings import class_setting
-from tracked.records.text import to_text
-from tracked.records.values import Metric
+from tracked.core.names import BEST_METRIC_TAG, BEST_RUN_TAG, LEFT_OUT_TAG
+from tracked.core.ranking import lower_is_better
+from tracked.core.report import report_failure
+from tracked.core.settings import class_setting
+from tracked.core.text import to_text
+from tracked.core.values import Metric
 
 
 class SweepResults(list):

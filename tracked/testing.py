@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tracked.backends.memory import MemoryBackend, MemoryRun
-from tracked.records.config import STRICT_VAR
+from tracked.core.config import STRICT_VAR
 
 __all__ = ["MemoryBackend", "MemoryRun", "strict"]
 

@@ -1,14 +1,14 @@
 """mkdocs hook: the configuration page's tables, built from the declarations in the code.
 
-``<!-- settings table -->`` becomes ``tracked.records.settings.table()`` and
-``<!-- environment table -->`` ``tracked.records.config.environment_table()``: a setting or
+``<!-- settings table -->`` becomes ``tracked.core.settings.table()`` and
+``<!-- environment table -->`` ``tracked.core.config.environment_table()``: a setting or
 variable is documented where it is declared, once.
 """
 
 from __future__ import annotations
 
-from tracked.records.config import environment_table
-from tracked.records.settings import table
+from tracked.core.config import environment_table
+from tracked.core.settings import table
 
 MARKERS = {"<!-- settings table -->": table, "<!-- environment table -->": environment_table}
 

@@ -4,7 +4,7 @@ Lives here: ``base`` (the ``Backend`` protocol, its optional ``Capabilities``, t
 ``StoreUnavailable`` / ``StoreRejected`` errors), ``memory`` (runs in a dict, for tests) and
 ``mlflow/`` (the only package that imports mlflow).
 
-May import: ``tracked.records`` only.
+May import: ``tracked.core`` only.
 """
 
 from typing import Any

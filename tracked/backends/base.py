@@ -12,9 +12,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from attrs import frozen
 
-from tracked.records.errors import StoreError, StoreRejected, StoreUnavailable
-from tracked.records.settings import BACKEND_METHODS, is_backend
-from tracked.records.values import DataSummary, Metric
+from tracked.core.errors import StoreError, StoreRejected, StoreUnavailable
+from tracked.core.settings import BACKEND_METHODS, is_backend
+from tracked.core.values import DataSummary, Metric
 
 __all__ = [
     "Backend",

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from attrs import define, field
 
-from tracked.records.values import DataSummary, Metric, now_ms
+from tracked.core.values import DataSummary, Metric, now_ms
 
 
 @define

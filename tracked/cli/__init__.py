@@ -38,9 +38,9 @@ from tracked.cli.compare import (  # noqa: F401 - re-exported for scripts and te
     write_json,
     write_table,
 )
-from tracked.records.ranking import lower_is_better  # noqa: F401 - re-exported
-from tracked.records.report import describe, logger
-from tracked.records.text import mask_secrets
+from tracked.core.ranking import lower_is_better  # noqa: F401 - re-exported
+from tracked.core.report import describe, logger
+from tracked.core.text import mask_secrets
 
 RANKING_RULE = """\
 ranking: runs are sorted by --metric (default: the first evaluation metric found, the

@@ -12,10 +12,10 @@ from typing import Any, TextIO
 
 import attrs
 
-from tracked.records.errors import CliError
-from tracked.records.names import PIPELINE_TAG
-from tracked.records.ranking import lower_is_better
-from tracked.records.text import shorten
+from tracked.core.errors import CliError
+from tracked.core.names import PIPELINE_TAG
+from tracked.core.ranking import lower_is_better
+from tracked.core.text import shorten
 
 # The library's default evaluation metrics, in the order it logs them; they lead the columns
 # (and so the default ranking) because MLflow does not keep the order metrics were logged in.

@@ -11,6 +11,6 @@ thread (``writer``), the process's registries of sessions (``registry``) and the
 import.
 
 May import: ``tracked.spool``-level modules (the spool and its replay), ``tracked.backends``
-and ``tracked.records``. Never ``tracked.recording`` nor the public modules: what the
+and ``tracked.core``. Never ``tracked.recording`` nor the public modules: what the
 recording layer adds to a session (its composer) is handed in.
 """

@@ -13,13 +13,9 @@ from typing import Any
 
 from tracked._version import __version__
 from tracked.backends.base import Backend, capabilities
-from tracked.delivery import runtime
-from tracked.delivery.groups import CloneGroup, GroupRef
-from tracked.delivery.registry import REGISTRY
-from tracked.delivery.session import Composition, Session, default_run_name
-from tracked.records.config import killed_by_env
-from tracked.records.errors import TrackingError
-from tracked.records.names import (
+from tracked.core.config import killed_by_env
+from tracked.core.errors import TrackingError
+from tracked.core.names import (
     CONTEXT_ATTRIBUTE,
     LOCAL_PREFIX,
     NUMPY_VERSION_TAG,
@@ -27,11 +23,15 @@ from tracked.records.names import (
     SKLEARN_VERSION_TAG,
     VERSION_TAG,
 )
-from tracked.records.params import flatten
-from tracked.records.report import report_failure
-from tracked.records.settings import Settings
-from tracked.records.text import qualified_name
-from tracked.records.values import FINISHED
+from tracked.core.params import flatten
+from tracked.core.report import report_failure
+from tracked.core.settings import Settings
+from tracked.core.text import qualified_name
+from tracked.core.values import FINISHED
+from tracked.delivery import runtime
+from tracked.delivery.groups import CloneGroup, GroupRef
+from tracked.delivery.registry import REGISTRY
+from tracked.delivery.session import Composition, Session, default_run_name
 
 
 class Frame:

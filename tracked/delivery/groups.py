@@ -10,10 +10,10 @@ from attrs import frozen
 
 from tracked._version import __version__
 from tracked.backends.base import capabilities
+from tracked.core.names import CLONES_OF_TAG, GROUP_TAG, VERSION_TAG
+from tracked.core.report import report_failure
+from tracked.core.values import FINISHED, now_ms
 from tracked.delivery.registry import REGISTRY
-from tracked.records.names import CLONES_OF_TAG, GROUP_TAG, VERSION_TAG
-from tracked.records.report import report_failure
-from tracked.records.values import FINISHED, now_ms
 
 _local = threading.local()
 

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from tracked.core.errors import TrackingError
+from tracked.core.names import COPY_TAG, PARENT_STAGE_TAG
+from tracked.core.report import describe, report_failure
+from tracked.core.values import KILLED, StageRecord
 from tracked.delivery.registry import REGISTRY
 from tracked.delivery.writer import writer
-from tracked.records.errors import TrackingError
-from tracked.records.names import COPY_TAG, PARENT_STAGE_TAG
-from tracked.records.report import describe, report_failure
-from tracked.records.values import KILLED, StageRecord
-from tracked.spool.records import (
+from tracked.spool.entries import (
     Entry,
     NestedRun,
     StageEntry,

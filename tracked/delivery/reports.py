@@ -9,8 +9,8 @@ import contextlib
 import threading
 from collections.abc import Callable
 
+from tracked.core.report import describe, notice, report_failure
 from tracked.delivery.registry import REGISTRY
-from tracked.records.report import describe, notice, report_failure
 
 
 class _Notice:

@@ -11,11 +11,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tracked.backends.base import when_store_library_loads
+from tracked.core.config import is_strict, wait_bound
+from tracked.core.report import guarded_entry
+from tracked.core.values import FINISHED, KILLED, status_for
 from tracked.delivery.registry import REGISTRY
 from tracked.delivery.writer import fresh_writer, writer
-from tracked.records.config import is_strict, wait_bound
-from tracked.records.report import guarded_entry
-from tracked.records.values import FINISHED, KILLED, status_for
 
 if TYPE_CHECKING:
     from tracked.delivery.session import Session

@@ -9,20 +9,20 @@ import time
 from typing import Any, Protocol
 
 from tracked.backends.base import Backend, capabilities
+from tracked.core.config import wait_bound
+from tracked.core.names import LOCAL_PREFIX
+from tracked.core.params import params_text
+from tracked.core.report import notice
+from tracked.core.settings import Settings
+from tracked.core.text import mask_secrets, masked, shorten
+from tracked.core.values import FINISHED, Metric, now_ms
 from tracked.delivery import runtime
 from tracked.delivery.outbox import Outbox
 from tracked.delivery.registry import REGISTRY
 from tracked.delivery.reports import Reports
 from tracked.delivery.sink import Sink
 from tracked.delivery.waiting import Waiting
-from tracked.records.config import wait_bound
-from tracked.records.names import LOCAL_PREFIX
-from tracked.records.params import params_text
-from tracked.records.report import notice
-from tracked.records.settings import Settings
-from tracked.records.text import mask_secrets, masked, shorten
-from tracked.records.values import FINISHED, Metric, now_ms
-from tracked.spool.records import (
+from tracked.spool.entries import (
     Detach,
     EndRun,
     Entry,

@@ -8,12 +8,12 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from tracked.core.report import describe
+from tracked.core.text import mask_secrets
 from tracked.delivery.registry import REGISTRY
 from tracked.delivery.spooling import SpoolFolder
 from tracked.delivery.writer import writer
-from tracked.records.report import describe
-from tracked.records.text import mask_secrets
-from tracked.spool.records import (
+from tracked.spool.entries import (
     Entry,
 )
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from tracked.core.report import describe
+from tracked.core.text import mask_secrets
 from tracked.delivery.registry import REGISTRY
-from tracked.records.report import describe
-from tracked.records.text import mask_secrets
-from tracked.spool.records import (
+from tracked.spool.entries import (
     Header,
 )
 
 if TYPE_CHECKING:
+    from tracked.spool.entries import Progress
     from tracked.spool.folder import SessionSpool
-    from tracked.spool.records import Progress
 
 
 def _source_tags(tags: Callable[[], Mapping[str, str]] | None) -> dict[str, str]:

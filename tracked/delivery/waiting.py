@@ -7,11 +7,11 @@ import contextlib
 import threading
 import time
 
+from tracked.core.config import EXIT_TIMEOUT_ENV, wait_bound
+from tracked.core.text import mask_secrets
 from tracked.delivery.registry import REGISTRY
 from tracked.delivery.sink import records_text
 from tracked.delivery.writer import writer
-from tracked.records.config import EXIT_TIMEOUT_ENV, wait_bound
-from tracked.records.text import mask_secrets
 
 
 def _not_answered() -> str:

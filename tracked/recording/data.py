@@ -13,10 +13,10 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked.records import frames as _frames
-from tracked.records import sparse as _sparse
-from tracked.records.text import mask_secrets
-from tracked.records.values import DataSummary
+from tracked.core import frames as _frames
+from tracked.core import sparse as _sparse
+from tracked.core.text import mask_secrets
+from tracked.core.values import DataSummary
 
 PREVIEW_ROWS = 20
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked.records.params import is_fitted_name, is_setting, public_state
-from tracked.records.text import MASK, is_secret_name, mask_secrets
+from tracked.core.params import is_fitted_name, is_setting, public_state
+from tracked.core.text import MASK, is_secret_name, mask_secrets
 
 #: Fitted arrays with more elements than this are summarised, not logged whole.
 FITTED_ELEMENTS = 1000

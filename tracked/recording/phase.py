@@ -7,9 +7,9 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from tracked.records.names import CONTEXT_ATTRIBUTE, OPERATOR_ATTRIBUTE
-from tracked.records.params import is_fitted_name
-from tracked.records.values import FIT, INFERENCE
+from tracked.core.names import CONTEXT_ATTRIBUTE, OPERATOR_ATTRIBUTE
+from tracked.core.params import is_fitted_name
+from tracked.core.values import FIT, INFERENCE
 
 #: ``tracked.phase_basis``: why a call was given its phase.
 BASIS_NEW = "new_operator"

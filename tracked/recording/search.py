@@ -9,10 +9,10 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked.records.names import CANDIDATE_TAG, STAGE_TAG
-from tracked.records.params import flatten
-from tracked.records.text import masked
-from tracked.records.values import Metric, NestedRun
+from tracked.core.names import CANDIDATE_TAG, STAGE_TAG
+from tracked.core.params import flatten
+from tracked.core.text import masked
+from tracked.core.values import Metric, NestedRun
 
 #: autolog's default for ``max_tuning_runs``.
 
@@ -38,7 +38,7 @@ def summarize_search(search: Any, stage: str, max_runs: int | None, stamp: int) 
     """The search's best params and score, its results table and its best candidates."""
     import pandas as pd
 
-    from tracked.recording.deferred import CsvFile
+    from tracked.recording.evaluation.deferred import CsvFile
 
     results = search.cv_results_
     best = getattr(search, "best_params_", None)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
-from tracked.records.errors import PipelineDefinitionError
-from tracked.records.names import CONTEXT_ATTRIBUTE, OPERATOR_ATTRIBUTE
+from tracked.core.errors import PipelineDefinitionError
+from tracked.core.names import CONTEXT_ATTRIBUTE, OPERATOR_ATTRIBUTE
 
 if TYPE_CHECKING:  # the delivery layer loads with the first tracked call
     from tracked.delivery.context import Frame

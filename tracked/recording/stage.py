@@ -11,20 +11,20 @@ import time
 from typing import Any
 
 from tracked.backends.mlflow.fluent import autologging_paused
+from tracked.core.config import is_strict
+from tracked.core.errors import TrackingError
+from tracked.core.report import report_failure
+from tracked.core.values import FINISHED, now_ms
 from tracked.delivery.context import Context, Frame, context_for
 from tracked.delivery.session import Session
 from tracked.delivery.writer import writer
-from tracked.recording.compose import Composer
-from tracked.recording.evaluate import guarded
-from tracked.recording.observe import capture, phase_of
+from tracked.recording.capture import capture, phase_of
+from tracked.recording.composition.compose import Composer
+from tracked.recording.evaluation.evaluate import guarded
+from tracked.recording.folding import fold
 from tracked.recording.phase import snapshot
 from tracked.recording.randomness import preserved_random_state
-from tracked.recording.series import fold
 from tracked.recording.spec import Call, StageSpec
-from tracked.records.config import is_strict
-from tracked.records.errors import TrackingError
-from tracked.records.report import report_failure
-from tracked.records.values import FINISHED, now_ms
 
 
 def tracked_call(spec, wrapped, instance, args, kwargs):

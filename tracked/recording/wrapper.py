@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tracked.core.names import CONTEXT_ATTRIBUTE
 from tracked.recording.spec import SPEC_ATTRIBUTE, StageSpec
-from tracked.records.names import CONTEXT_ATTRIBUTE
 
 
 def make_stage_wrapper(spec: StageSpec) -> Callable[..., Any]:

@@ -31,8 +31,7 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
-from tracked.spool.key import mac, streamed_mac, verify, verify_mac
-from tracked.spool.records import (
+from tracked.spool.entries import (
     ENTRY_KINDS,
     Entry,
     Header,
@@ -40,6 +39,7 @@ from tracked.spool.records import (
     Progress,
     StagePayload,
 )
+from tracked.spool.key import mac, streamed_mac, verify, verify_mac
 
 #: The spool format this version writes. Format 1 (tracked 0.1.0) had no number; format 2 (the
 #: MAC inside each line's JSON) is still read.

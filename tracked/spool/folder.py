@@ -9,8 +9,16 @@ from pathlib import Path
 
 import attrs
 
-from tracked.records.names import SPOOL_DROPPED_TAG
+from tracked.core.names import SPOOL_DROPPED_TAG
 from tracked.spool import codec
+from tracked.spool.entries import (
+    Entry,
+    Header,
+    PayloadRef,
+    Progress,
+    StageEntry,
+    StagePayload,
+)
 from tracked.spool.format import (
     ENTRIES,
     HEADER,
@@ -31,14 +39,6 @@ from tracked.spool.format import (
 )
 from tracked.spool.key import fingerprint, writer_key
 from tracked.spool.lock import unlock
-from tracked.spool.records import (
-    Entry,
-    Header,
-    PayloadRef,
-    Progress,
-    StageEntry,
-    StagePayload,
-)
 
 #: How a folder of the spool is opened: a folder, never through a symbolic link.
 DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | NOFOLLOW

@@ -32,8 +32,8 @@ import time
 import warnings
 from pathlib import Path
 
-from tracked.records.errors import TrackingWarning
-from tracked.records.homes import own_place
+from tracked.core.errors import TrackingWarning
+from tracked.core.homes import own_place
 
 SPOOL_ENV = "TRACKED_SPOOL_DIR"
 #: The cap on the spool's size in bytes (see ``tracked.spool.folder.SessionSpool``).

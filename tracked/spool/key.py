@@ -5,7 +5,7 @@ The key is 32 random bytes in a file of its own (0600, in a 0700 folder, both th
 folder. It is made on the first spooled session, and never again while session folders
 signed with a key that is missing wait (``writer_key``): each folder's header names the
 fingerprint of its key (``fingerprint``), so that a message can say which key to restore.
-Without a home folder the key lives in ``<tmp>/tracked-<uid>`` (``tracked.records.homes``).
+Without a home folder the key lives in ``<tmp>/tracked-<uid>`` (``tracked.core.homes``).
 A key file that another user owns, that
 others may read or write, or that is a symbolic link is refused with what to do: a key
 others know authenticates nothing.
@@ -22,7 +22,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from tracked.records.homes import own_place
+from tracked.core.homes import own_place
 from tracked.spool.format import (
     HEADER,
     MAX_HEADER_BYTES,

@@ -19,6 +19,7 @@ from attrs import define, field
 
 from tracked.spool import codec
 from tracked.spool.codec import Damaged
+from tracked.spool.entries import Entry, Header, PayloadRef, Progress, StagePayload
 from tracked.spool.format import (
     ENTRIES,
     HEADER,
@@ -35,7 +36,6 @@ from tracked.spool.format import (
     read_range,
 )
 from tracked.spool.lock import is_locked
-from tracked.spool.records import Entry, Header, PayloadRef, Progress, StagePayload
 
 #: The sentences of damage kept per folder (the rest are counted, not said).
 DAMAGE_SAID = 20

@@ -18,10 +18,10 @@ from typing import Any
 import attrs
 from attrs import define, field
 
-from tracked.records.errors import StoreError, StoreUnavailable
-from tracked.records.names import LOCAL_PREFIX
-from tracked.records.report import foreign_logs_quieted
-from tracked.spool.records import Entry, Header, Progress, StagePayload
+from tracked.core.errors import StoreError, StoreUnavailable
+from tracked.core.names import LOCAL_PREFIX
+from tracked.core.report import foreign_logs_quieted
+from tracked.spool.entries import Entry, Header, Progress, StagePayload
 from tracked.spool.steps import CREATE_RUN, StepBuilder
 
 #: The step name of the note that says all of an entry's steps are done.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from attrs import define
 
-from tracked.records.text import mask_secrets
+from tracked.core.text import mask_secrets
 from tracked.spool.sync import pending_entries, read_sessions, session_state
 
 

@@ -14,16 +14,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tracked.backends.base import capabilities
-from tracked.records.names import (
+from tracked.core.names import (
     LEFT_OUT_TAG,
     LOCAL_ID_TAG,
     VERIFIED_REASON_TAG,
     VERIFIED_TAG,
     judges_a_model,
 )
-from tracked.records.values import Metric
+from tracked.core.values import Metric
 from tracked.spool import aside
-from tracked.spool.records import (
+from tracked.spool.entries import (
     EndRun,
     Entry,
     Header,

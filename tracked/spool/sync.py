@@ -27,12 +27,13 @@ from typing import Any
 
 from attrs import define, field
 
-from tracked.records.names import END_REASON_TAG, SPOOL_DAMAGED_TAG
-from tracked.records.report import describe
-from tracked.records.text import mask_secrets
-from tracked.records.values import KILLED, now_ms
+from tracked.core.names import END_REASON_TAG, SPOOL_DAMAGED_TAG
+from tracked.core.report import describe
+from tracked.core.text import mask_secrets
+from tracked.core.values import KILLED, now_ms
 from tracked.spool import codec
 from tracked.spool.codec import Damaged, Unreadable
+from tracked.spool.entries import EndRun, Entry, Progress, StageEntry
 from tracked.spool.format import (
     LOCK,
     PAYLOADS,
@@ -46,7 +47,6 @@ from tracked.spool.format import (
 from tracked.spool.key import SpoolKeyError, spool_key, unverifiable
 from tracked.spool.lock import lock_waiting, try_lock, unlock
 from tracked.spool.reader import SpooledSession, describe_entry
-from tracked.spool.records import EndRun, Entry, Progress, StageEntry
 from tracked.spool.replay import Replayer, ReplayState, StoreAway, with_tags
 
 #: How long a ``tracked sync`` waits for another one working on the same spool.

@@ -8,7 +8,7 @@ fluent-run nesting and the autologging pause (``fluent``) and what ``tracked com
 reads (``reading``).
 
 mlflow itself is imported on first use, never at import: ``import tracked`` stays quick.
-May import: ``tracked.backends.base`` and ``tracked.records``.
+May import: ``tracked.backends.base`` and ``tracked.core``.
 """
 
 from tracked.backends.mlflow.backend import MlflowBackend, shared_backend

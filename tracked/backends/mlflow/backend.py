@@ -42,9 +42,9 @@ from tracked.backends.mlflow.keys import (
     unique_keys,
 )
 from tracked.backends.mlflow.models import ModelLogging
-from tracked.records.config import env_flag
-from tracked.records.text import mask_secrets
-from tracked.records.values import DataSummary, Metric
+from tracked.core.config import env_flag
+from tracked.core.text import mask_secrets
+from tracked.core.values import DataSummary, Metric
 
 
 @sealed

@@ -13,15 +13,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tracked.records.homes import home_folder, private_folder
+from tracked.core.homes import home_folder, private_folder
 
 try:
     import fcntl
 except ImportError:  # Windows: the retries alone
     fcntl = None  # type: ignore[assignment]
-from tracked.records.errors import StoreUnavailable
-from tracked.records.report import foreign_logs_quieted
-from tracked.records.text import mask_secrets
+from tracked.core.errors import StoreUnavailable
+from tracked.core.report import foreign_logs_quieted
+from tracked.core.text import mask_secrets
 
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
@@ -542,7 +542,7 @@ def _home_for_import() -> Iterator[None]:
 
     ``import mlflow`` calls ``Path.home()`` (for a default path it only names), which raises
     for a user with no ``HOME`` and no passwd entry (a container's random user id). Then,
-    and only then, ``HOME`` names the user's private folder (``tracked.records.homes``)
+    and only then, ``HOME`` names the user's private folder (``tracked.core.homes``)
     while the import runs, and is taken away after: the user's environment (and that of the
     processes it starts) is left as it was.
     """

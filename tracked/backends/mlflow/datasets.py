@@ -17,7 +17,7 @@ from tracked.backends.mlflow.keys import (
     MAX_DATASET_SCHEMA_LENGTH,
     MAX_INPUT_TAG_VALUE_LENGTH,
 )
-from tracked.records.values import DataSummary
+from tracked.core.values import DataSummary
 
 #: The input tag that says the schema covers fewer columns than the data holds.
 SCHEMA_NOTE_TAG = "tracked.schema_note"

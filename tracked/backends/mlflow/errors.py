@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tracked.backends.base import REQUIRED_METHODS
-from tracked.records.errors import StoreError, StoreRejected, StoreUnavailable
+from tracked.core.errors import StoreError, StoreRejected, StoreUnavailable
 
 #: What a store's own trouble says (its disk, its lock), as opposed to a record it refuses.
 _STORE_TROUBLE = (

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from tracked.records.errors import StoreRejected
-from tracked.records.text import mask_secrets, masked, shorten
+from tracked.core.errors import StoreRejected
+from tracked.core.text import mask_secrets, masked, shorten
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
 

@@ -21,8 +21,8 @@ from typing import Any
 from attrs import frozen
 
 from tracked.backends.mlflow.client import absolute_store_uri, default_tracking_uri
-from tracked.records.errors import ModelRefused
-from tracked.records.names import MODEL_DIGEST_TAG, MODEL_FORMAT_TAG, MODEL_TRUSTED_TAG
+from tracked.core.errors import ModelRefused
+from tracked.core.names import MODEL_DIGEST_TAG, MODEL_FORMAT_TAG, MODEL_TRUSTED_TAG
 
 #: Formats that unpickle: loading one runs whatever code its file holds.
 PICKLE_FORMATS = ("cloudpickle", "pickle")

@@ -19,8 +19,8 @@ from tracked.backends.mlflow.loading import (
     Recorded,
     model_digest,
 )
-from tracked.records.errors import StoreRejected
-from tracked.records.names import MODEL_FORMAT_TAG
+from tracked.core.errors import StoreRejected
+from tracked.core.names import MODEL_FORMAT_TAG
 
 #: MLflow's description tag: the logged model's description in the UI.
 NOTE_TAG = "mlflow.note.content"
@@ -275,7 +275,7 @@ def model_format(model: object, serialization_format: str, modules: set[str]) ->
     value. skops stores only their names: the model would load nowhere else."""
     if serialization_format != "skops" or not modules:
         return serialization_format
-    from tracked.records.report import notice
+    from tracked.core.report import notice
 
     names = ", ".join(sorted(modules))
     notice(
@@ -307,7 +307,7 @@ def _skops_trusted_types(model: object, declared: Sequence[str]) -> list[str] | 
     """
     import skops.io
 
-    from tracked.records.trust import OWN_TRUSTED, never_trusted
+    from tracked.core.trust import OWN_TRUSTED, never_trusted
 
     try:
         found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
@@ -346,7 +346,7 @@ def _mlflow_example(example: Any) -> Any:
     list or pandas Series of documents (raw text in) becomes a 1-D object array, so that the
     served model receives an array of strings, not a one-column DataFrame that a text
     vectoriser would iterate over by column name (predicting one row, silently)."""
-    from tracked.records.sparse import is_sparse
+    from tracked.core.sparse import is_sparse
 
     if isinstance(example, (list, tuple)) or (
         hasattr(example, "iloc") and not hasattr(example, "columns")  # a pandas Series

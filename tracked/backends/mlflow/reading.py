@@ -10,9 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tracked.backends.mlflow.client import check_reachable, default_tracking_uri, load_mlflow
-from tracked.records.errors import CliError
-from tracked.records.names import PIPELINE_TAG
-from tracked.records.text import mask_secrets
+from tracked.core.errors import CliError
+from tracked.core.names import PIPELINE_TAG
+from tracked.core.text import mask_secrets
 
 
 def open_store(tracking_uri: str | None) -> tuple[Any, str]:

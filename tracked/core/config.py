@@ -1,7 +1,7 @@
 """The environment variables tracked reads, declared in one place.
 
 Each variable's name, default and doc text are here (the configuration page's table is built
-from ``ENVIRONMENT``); the pipeline settings are declared in ``tracked/records/settings.py``.
+from ``ENVIRONMENT``); the pipeline settings are declared in ``tracked/core/settings.py``.
 Resolution order: the environment > ``tracked.configure`` > the class body > the default.
 """
 
@@ -11,7 +11,7 @@ import os
 
 from attrs import frozen
 
-from tracked.records.report import notice
+from tracked.core.report import notice
 
 
 @frozen

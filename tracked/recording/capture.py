@@ -15,13 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
 
-from tracked.recording.compose import Composed
-from tracked.recording.composed import compose_after_fit, verify_pass
-from tracked.recording.data import PREVIEW_BYTES, preview, summarize, to_csv
-from tracked.recording.evaluate import evaluate, guarded
-from tracked.recording.fitted import boosting_scores, fitted_state
-from tracked.recording.phase import BASIS_UNKNOWN, decide_phase
-from tracked.records.names import (
+from tracked.core.names import (
     DURATION_METRIC,
     ERROR_TAG,
     ERROR_TAG_LIMIT,
@@ -36,11 +30,11 @@ from tracked.records.names import (
     PREVIEW_TAG,
     STAGE_TAG,
 )
-from tracked.records.params import operator_params
-from tracked.records.report import describe, notice
-from tracked.records.settings import class_setting
-from tracked.records.text import qualified_name
-from tracked.records.values import (
+from tracked.core.params import operator_params
+from tracked.core.report import describe, notice
+from tracked.core.settings import class_setting
+from tracked.core.text import qualified_name
+from tracked.core.values import (
     FIT,
     INFERENCE,
     DataSummary,
@@ -49,10 +43,16 @@ from tracked.records.values import (
     StageRecord,
     status_for,
 )
+from tracked.recording.composition.compose import Composed
+from tracked.recording.composition.verify import compose_after_fit, verify_pass
+from tracked.recording.data import PREVIEW_BYTES, preview, summarize, to_csv
+from tracked.recording.evaluation.evaluate import evaluate, guarded
+from tracked.recording.fitted import boosting_scores, fitted_state
+from tracked.recording.phase import BASIS_UNKNOWN, decide_phase
 
 if TYPE_CHECKING:
-    from tracked.recording.deferred import Scores
-    from tracked.recording.plots import Pictures
+    from tracked.recording.evaluation.deferred import Scores
+    from tracked.recording.evaluation.plots import Pictures
     from tracked.recording.search import SearchSummary
     from tracked.recording.spec import Call, StageSpec
 
@@ -338,7 +338,7 @@ def _output_files(
         return {"output_preview.csv": shown.content}
     # The head is a copy already; its CSV is written by the writer, bounded like every
     # preview (what is rendered later is numeric and within it).
-    from tracked.recording.deferred import CsvFile
+    from tracked.recording.evaluation.deferred import CsvFile
 
     return {"output_preview.csv": CsvFile(*shown.content, max_bytes=PREVIEW_BYTES)}
 

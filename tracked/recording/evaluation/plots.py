@@ -12,8 +12,8 @@ from typing import Any
 
 from attrs import frozen
 
+from tracked.core.names import PICTURE_ROWS_TAG
 from tracked.recording.counts import label_counts
-from tracked.records.names import PICTURE_ROWS_TAG
 
 #: Most rows a picture is drawn from (and that travel to the writer and the spool for it).
 SCATTER_POINTS = 5000
@@ -192,7 +192,7 @@ def _curves(
 ) -> dict[str, bytes]:
     from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-    from tracked.recording.scoring import positive_class
+    from tracked.recording.evaluation.scoring import positive_class
 
     plt = _pyplot()
     roc_figure, roc_axes = plt.subplots(figsize=(4.5, 4), layout="constrained")

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tracked.records.report import notice
+from tracked.core.report import notice
 
 PRIVATE_DIR = 0o700
 

@@ -12,8 +12,8 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tracked.core.settings import scorers
 from tracked.recording.counts import COUNTED_ROWS, counted_metrics, label_counts, ranked_auc
-from tracked.records.settings import scorers
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
 

@@ -28,19 +28,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from tracked.delivery.outbox import SeriesChunk
-from tracked.recording.compose import rows_of
-from tracked.recording.composed import compose_after_fit
-from tracked.recording.evaluate import guarded, predicted
-from tracked.recording.observe import (
-    fitted_metrics,
-    loggable_model,
-    note_for_composer,
-    stage_data,
-)
-from tracked.recording.randomness import preserved_random_state
-from tracked.recording.scoring import Predictor, returned_predictions, task_of
-from tracked.records.names import (
+from tracked.core.names import (
     FOLDED_CALLS_TAG,
     KIND_TAG,
     OPERATOR_TAG,
@@ -48,9 +36,21 @@ from tracked.records.names import (
     RUN_NAME_TAG,
     STAGE_TAG,
 )
-from tracked.records.params import operator_params
-from tracked.records.text import qualified_name
-from tracked.records.values import FINISHED, FIT, Metric, StageRecord, now_ms
+from tracked.core.params import operator_params
+from tracked.core.text import qualified_name
+from tracked.core.values import FINISHED, FIT, Metric, StageRecord, now_ms
+from tracked.delivery.outbox import SeriesChunk
+from tracked.recording.capture import (
+    fitted_metrics,
+    loggable_model,
+    note_for_composer,
+    stage_data,
+)
+from tracked.recording.composition.compose import rows_of
+from tracked.recording.composition.verify import compose_after_fit
+from tracked.recording.evaluation.evaluate import guarded, predicted
+from tracked.recording.evaluation.scoring import Predictor, returned_predictions, task_of
+from tracked.recording.randomness import preserved_random_state
 
 if TYPE_CHECKING:
     from tracked.delivery.session import Session
@@ -170,7 +170,7 @@ def _step_scores(call: Call, operator: Any, X: Any, y: Any, result: Any, phase: 
     labels or values against the ground truth, no probabilities (no curves per call)."""
     import numpy as np
 
-    from tracked.recording.deferred import Scores
+    from tracked.recording.evaluation.deferred import Scores
 
     y_pred = returned_predictions(result, operator, X, y)
     if y_pred is None:
@@ -225,7 +225,7 @@ def _hand_on(
 def _hand_on_chunk(
     session: Session, series: _Series, *, ends: bool, checkpoint: bool, may_raise: bool
 ) -> None:
-    from tracked.recording.deferred import ScoreTrail
+    from tracked.recording.evaluation.deferred import ScoreTrail
 
     call: Call = series.last
     spec, operator = call.spec, call.operator()

@@ -25,10 +25,18 @@ from typing import Any
 
 from attrs import evolve, frozen
 
+from tracked.core.errors import TrackingError
+from tracked.core.names import CONTEXT_ATTRIBUTE
+from tracked.core.report import describe, notice, report_failure
+from tracked.core.values import (
+    FIT,
+    Metric,
+    now_ms,
+)
 from tracked.delivery.session import Session, evaluation_metrics
-from tracked.recording.deferred import Scores, TrainingScores
-from tracked.recording.plots import SCATTER_POINTS, Pictures
-from tracked.recording.scoring import (
+from tracked.recording.evaluation.deferred import Scores, TrainingScores
+from tracked.recording.evaluation.plots import SCATTER_POINTS, Pictures
+from tracked.recording.evaluation.scoring import (
     Predictor,
     class_scores,
     positive_class,
@@ -39,14 +47,6 @@ from tracked.recording.scoring import (
     task_of,
 )
 from tracked.recording.spec import Call, StageSpec
-from tracked.records.errors import TrackingError
-from tracked.records.names import CONTEXT_ATTRIBUTE
-from tracked.records.report import describe, notice, report_failure
-from tracked.records.values import (
-    FIT,
-    Metric,
-    now_ms,
-)
 
 
 @frozen(kw_only=True, eq=False)

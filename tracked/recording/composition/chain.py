@@ -8,10 +8,10 @@ from typing import Any
 
 from attrs import frozen
 
-from tracked.records import frames as _frames
-from tracked.records.frames import SamplingError
-from tracked.records.report import describe
-from tracked.records.sparse import is_sparse, same
+from tracked.core import frames as _frames
+from tracked.core.frames import SamplingError
+from tracked.core.report import describe
+from tracked.core.sparse import is_sparse, same
 
 
 @frozen(kw_only=True)

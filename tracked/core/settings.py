@@ -19,10 +19,10 @@ from typing import Any
 
 from attrs import field, fields, frozen
 
-from tracked.records.config import ENABLED_VAR, STRICT_VAR, env_flag
-from tracked.records.errors import PipelineDefinitionError
-from tracked.records.names import LOG_OUTPUTS, SETTINGS_ATTRIBUTE
-from tracked.records.trust import never_trusted, type_name
+from tracked.core.config import ENABLED_VAR, STRICT_VAR, env_flag
+from tracked.core.errors import PipelineDefinitionError
+from tracked.core.names import LOG_OUTPUTS, SETTINGS_ATTRIBUTE
+from tracked.core.trust import never_trusted, type_name
 
 #: The methods every backend has (the protocol of ``tracked/backends/base.py``).
 BACKEND_METHODS = (

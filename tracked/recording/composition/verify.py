@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracked.delivery.session import Session
-from tracked.recording.chain import NotComposable
-from tracked.recording.compose import Composed
-from tracked.recording.spec import Call, StageSpec
-from tracked.records.names import (
+from tracked.core.names import (
     VERIFIED_REASON_TAG,
     VERIFIED_TAG,
 )
-from tracked.records.report import notice, report_failure
+from tracked.core.report import notice, report_failure
+from tracked.delivery.session import Session
+from tracked.recording.composition.chain import NotComposable
+from tracked.recording.composition.compose import Composed
+from tracked.recording.spec import Call, StageSpec
 
 
 def compose_after_fit(call: Call, session: Session) -> Composed | None:

@@ -6,8 +6,8 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from tracked.records.report import notice
-from tracked.records.text import MASK, captured_text, is_secret_name, to_text
+from tracked.core.report import notice
+from tracked.core.text import MASK, captured_text, is_secret_name, to_text
 
 #: Levels of nested mappings (and estimators) read as params; deeper ones are cut, with a
 #: warning: a configuration nested that deep is a mistake or a loop (a dict holding itself),

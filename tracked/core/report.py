@@ -23,8 +23,8 @@ import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
-from tracked.records.errors import StoreError, TrackingError, TrackingWarning
-from tracked.records.text import mask_secrets, shorten
+from tracked.core.errors import StoreError, TrackingError, TrackingWarning
+from tracked.core.text import mask_secrets, shorten
 
 logger = logging.getLogger("tracked")
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from attrs import field, frozen
 
-from tracked.records.values import Metric, now_ms
+from tracked.core.values import Metric, now_ms
 from tracked.spool.format import hostname
 
 

@@ -17,7 +17,12 @@ from typing import Any
 from attrs import evolve, frozen
 
 from tracked.backends.mlflow.models import served_model, served_predictions
-from tracked.recording.chain import (
+from tracked.core import frames as _frames
+from tracked.core.frames import SamplingError
+from tracked.core.report import describe
+from tracked.core.sparse import head as sparse_head
+from tracked.core.sparse import is_sparse, same
+from tracked.recording.composition.chain import (
     RECENT_PASSES,
     FittedStage,
     NotComposable,
@@ -27,11 +32,6 @@ from tracked.recording.chain import (
     feeding,
     is_sampler,
 )
-from tracked.records import frames as _frames
-from tracked.records.frames import SamplingError
-from tracked.records.report import describe
-from tracked.records.sparse import head as sparse_head
-from tracked.records.sparse import is_sparse, same
 
 #: Rows kept from each fit-phase stage's input, to check a composition and serve as examples
 #: (fewer, at least ``EXAMPLE_ROWS``, when they would take more than ``SAMPLE_BYTES``).

@@ -11,15 +11,15 @@ from typing import Any, ClassVar
 
 from attrs import frozen
 
+from tracked.core.report import describe, notice
+from tracked.core.values import Metric
 from tracked.recording.data import render_csv
-from tracked.recording.scoring import (
+from tracked.recording.evaluation.scoring import (
     Predictor,
     binary_metric_calls,
     class_scores,
     default_metric_calls,
 )
-from tracked.records.report import describe, notice
-from tracked.records.values import Metric
 
 
 @frozen
