@@ -193,3 +193,18 @@ def test_every_setting_and_environment_variable_is_on_the_configuration_page():
     declared = {var.name for var in ENVIRONMENT}
     assert used == declared
     assert all(f"`{name}`" in environment_table() for name in declared)
+
+
+def test_tracked_s_environment_is_read_in_one_module():
+    """Every ``TRACKED_*`` variable is read by tracked/core/config.py (``env_text``,
+    ``env_flag``): no other module touches ``os.environ`` for one of them."""
+    offenders = []
+    for path in (ROOT / "tracked").rglob("*.py"):
+        if path.name == "config.py" or path.name == "testing.py":  # testing.strict() sets one
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if ("os.environ" in line or "getenv" in line) and re.search(
+                r"TRACKED_|_ENV\b|_VAR\b", line
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert [] == offenders

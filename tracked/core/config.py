@@ -78,9 +78,19 @@ _ON = frozenset({"1", "true", "yes", "on"})
 
 
 ENABLED_VAR = "TRACKED_ENABLED"
-
-
 STRICT_VAR = "TRACKED_STRICT"
+QUEUE_SIZE_ENV = "TRACKED_QUEUE_SIZE"
+SPOOL_ENV = "TRACKED_SPOOL_DIR"
+MAX_BYTES_ENV = "TRACKED_SPOOL_MAX_BYTES"
+KEY_ENV = "TRACKED_SPOOL_KEY_FILE"
+SQLITE_WAL_ENV = "TRACKED_SQLITE_WAL"
+
+
+def env_text(name: str) -> str | None:
+    """The value of tracked's variable ``name`` (one of ``ENVIRONMENT``), None when unset or
+    blank: every ``TRACKED_*`` variable is read through here or ``env_flag``."""
+    raw = os.environ.get(name)
+    return raw.strip() if raw is not None and raw.strip() else None
 
 
 def env_flag(name: str) -> bool | None:
@@ -123,7 +133,7 @@ def wait_bound() -> float:
     """How long the library waits for its writes at most: ``TRACKED_EXIT_TIMEOUT`` seconds
     (default 30), the one bound of the ``with`` exit, ``close()``, ``tracked.flush()`` and
     interpreter exit. Whatever did not reach the store by then waits in the spool."""
-    value = os.environ.get(EXIT_TIMEOUT_ENV)
+    value = env_text(EXIT_TIMEOUT_ENV)
     if not value:
         return DEFAULT_EXIT_TIMEOUT_S
     try:

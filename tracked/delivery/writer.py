@@ -10,7 +10,6 @@ dropped record or unbounded memory.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -18,10 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from tracked.core.config import QUEUE_SIZE_ENV, env_text
+
 logger = logging.getLogger("tracked")
-
-
-QUEUE_SIZE_ENV = "TRACKED_QUEUE_SIZE"
 
 
 DEFAULT_QUEUE_SIZE = 256
@@ -29,7 +27,7 @@ DEFAULT_QUEUE_SIZE = 256
 
 def _queue_size() -> int:
     try:
-        return max(1, int(os.environ.get(QUEUE_SIZE_ENV, DEFAULT_QUEUE_SIZE)))
+        return max(1, int(env_text(QUEUE_SIZE_ENV) or DEFAULT_QUEUE_SIZE))
     except ValueError:
         return DEFAULT_QUEUE_SIZE
 

@@ -32,12 +32,11 @@ import time
 import warnings
 from pathlib import Path
 
+from tracked.core.config import MAX_BYTES_ENV, SPOOL_ENV, env_text
 from tracked.core.errors import TrackingWarning
 from tracked.core.homes import own_place
 
-SPOOL_ENV = "TRACKED_SPOOL_DIR"
 #: The cap on the spool's size in bytes (see ``tracked.spool.folder.SessionSpool``).
-MAX_BYTES_ENV = "TRACKED_SPOOL_MAX_BYTES"
 DEFAULT_MAX_BYTES = 1 << 30
 HEADER = "header.json"
 ENTRIES = "entries.jsonl"
@@ -67,7 +66,7 @@ PRIVATE_DIR = 0o700
 def spool_root() -> Path:
     """``TRACKED_SPOOL_DIR``, else the user cache directory's ``tracked/spool``, else (no
     home folder, or one that cannot be written) ``<tmp>/tracked-<uid>/spool``."""
-    configured = os.environ.get(SPOOL_ENV)
+    configured = env_text(SPOOL_ENV)
     if configured:
         return Path(configured).expanduser()
     import platformdirs
@@ -81,7 +80,7 @@ def spool_root() -> Path:
 def max_bytes() -> int:
     """``TRACKED_SPOOL_MAX_BYTES`` (default 1 GiB); a value that is no size warns once and
     counts as the default."""
-    text = os.environ.get(MAX_BYTES_ENV, "").strip()
+    text = env_text(MAX_BYTES_ENV) or ""
     if not text:
         return DEFAULT_MAX_BYTES
     try:

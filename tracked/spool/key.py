@@ -22,6 +22,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+from tracked.core.config import KEY_ENV, env_text
 from tracked.core.homes import own_place
 from tracked.spool.format import (
     HEADER,
@@ -36,7 +37,6 @@ from tracked.spool.format import (
     write_all,
 )
 
-KEY_ENV = "TRACKED_SPOOL_KEY_FILE"
 KEY_BYTES = 32
 
 
@@ -51,7 +51,7 @@ class MissingKey(SpoolKeyError):
 def key_path() -> Path:
     """``TRACKED_SPOOL_KEY_FILE``, else the user config directory's ``tracked/spool.key``,
     else (no home folder, or one that cannot be written) ``<tmp>/tracked-<uid>/spool.key``."""
-    configured = os.environ.get(KEY_ENV)
+    configured = env_text(KEY_ENV)
     if configured:
         return Path(configured).expanduser()
     import platformdirs

@@ -42,7 +42,7 @@ from tracked.backends.mlflow.keys import (
     unique_keys,
 )
 from tracked.backends.mlflow.models import ModelLogging
-from tracked.core.config import env_flag
+from tracked.core.config import SQLITE_WAL_ENV, env_flag
 from tracked.core.text import mask_secrets
 from tracked.core.values import DataSummary, Metric
 
@@ -336,10 +336,6 @@ def _connect(uri: str, artifact_root: str | None) -> GuardedClient:
     if uri.startswith("sqlite:") and env_flag(SQLITE_WAL_ENV):
         _write_ahead(client._tracking_client.store.engine)
     return GuardedClient(client, serialize=uri.startswith("sqlite:"))
-
-
-#: ``TRACKED_SQLITE_WAL=1``: switch a sqlite store to write-ahead logging (``_write_ahead``).
-SQLITE_WAL_ENV = "TRACKED_SQLITE_WAL"
 
 
 def _write_ahead(engine: Any) -> None:
