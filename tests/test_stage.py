@@ -463,7 +463,7 @@ def test_scoring_again_leaves_the_global_random_state_as_an_untracked_run_would(
     assert draws[0] == draws[1]
 
 
-def test_a_hyperparameter_named_backend_is_a_clear_tracking_failure(monkeypatch):
+def test_a_hyperparameter_named_backend_is_the_user_s_own(memory):
     class Named(TrackedPipeline):
         def __init__(self, backend="loky"):
             self.backend = backend
@@ -472,9 +472,11 @@ def test_a_hyperparameter_named_backend_is_a_clear_tracking_failure(monkeypatch)
             self.operator = StandardScaler().fit(X)
             return X
 
-    monkeypatch.setenv("TRACKED_STRICT", "0")
-    with pytest.warns(TrackingWarning, match="a hyperparameter or attribute named `backend`"):
-        Named().scale(np.ones((2, 2)))
+    pipe = tracked.configure(Named(), backend=memory)
+    with pipe:
+        pipe.scale(np.ones((2, 2)))
+    [parent] = memory.parents()
+    assert {"backend": "loky"} == parent.params
 
 
 def test_a_method_named_in_stages_is_tracked_when_called(memory):
