@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from tracked import TrackedPipeline
 from tracked.backends.mlflow.datasets import dataset_input
 from tracked.backends.mlflow.keys import MAX_DATASET_SCHEMA_LENGTH
-from tracked.recording import compose as _compose
+from tracked.recording.composition import compose as _compose
 from tracked.recording.data import (
     HEAD_BYTES,
     HEAD_COLUMNS,
