@@ -17,7 +17,7 @@ def test_untracked_and_tracked_cases_report_positive_figures(tmp_path):
     """One repetition of two cases writes JSON with wall time, RSS and workflow time > 0."""
     out = tmp_path / "results.json"
     command = [sys.executable, str(RUN), "--cases", "untracked,tracked", "--repeats", "1"]
-    command += ["--skip-scaling", "--json", str(out)]
+    command += ["--skip-scaling", "--passes", "2", "--json", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
     assert 0 == done.returncode, done.stderr[-3000:]
     results = json.loads(out.read_text())

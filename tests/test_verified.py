@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import stores
 from processes import run_python
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -226,64 +227,87 @@ class TypedPickled(Typed):
 LOAD_AND_PREDICT = """
 import json, sys
 import mlflow, numpy as np, pandas as pd
-model = mlflow.pyfunc.load_model(sys.argv[1])
 found = {}
-for name in ("fitted", "evaluated"):
-    frame = pd.read_pickle(f"{name}.pkl")
-    expected = np.load(f"{name}.npy")
-    try:
-        same = np.array_equal(np.asarray(model.predict(frame)), expected)
-        found[name] = "same" if same else "different"
-    except Exception as exc:
-        found[name] = f"refused: {exc}"
+for family, run_id in json.loads(sys.argv[1]).items():
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/pipeline")
+    found[family] = {}
+    for name in ("fitted", "evaluated"):
+        frame = pd.read_pickle(f"{family}-{name}.pkl")
+        expected = np.load(f"{family}-{name}.npy")
+        try:
+            same = np.array_equal(np.asarray(model.predict(frame)), expected)
+            found[family][name] = "same" if same else "different"
+        except Exception as exc:
+            found[family][name] = f"refused: {exc}"
 print(json.dumps(found))
 """
+
+
+@pytest.fixture(scope="module")
+def families_served(tmp_path_factory, store_template):
+    """Every dtype family's workflow on one store, then one fresh process that loads each
+    composed model with ``mlflow.pyfunc`` and predicts on the frames it was fitted and
+    evaluated on: ``{family: (parent tags, warnings, what the fresh process found)}``."""
+    import warnings
+
+    from mlflow import MlflowClient
+
+    folder = tmp_path_factory.mktemp("families")
+    uri = stores.fresh_store(store_template, folder / "mlflow.db", folder)
+    runs, said = {}, {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        for family, (column, encoder, _, _) in FAMILIES.items():
+            cls = TypedPickled if family == "nullable_string" else Typed
+            x = np.random.default_rng(1).normal(size=ROWS)
+            X, y = pd.DataFrame({"c": column(), "x": x}), (x > 0).astype(int)
+            fitted, evaluated = X[:60], X[60:]
+            pipe = tracked.configure(cls(encoder()), tracking_uri=uri)
+            with warnings.catch_warnings(record=True) as caught, pipe:
+                warnings.simplefilter("always", TrackingWarning)
+                on_fitted = pipe.clf(pipe.prep(fitted), y[:60])
+                on_evaluated = pipe.clf(pipe.prep(evaluated, train=False), y[60:], train=False)
+            said[family] = [str(w.message) for w in caught if w.category is TrackingWarning]
+            runs[family] = pipe.run_id
+            for name, frame, predicted in (
+                ("fitted", fitted, on_fitted),
+                ("evaluated", evaluated, on_evaluated),
+            ):
+                frame.to_pickle(folder / f"{family}-{name}.pkl")
+                np.save(folder / f"{family}-{name}.npy", predicted)
+    done = run_python(
+        "-c",
+        LOAD_AND_PREDICT,
+        json.dumps(runs),
+        cwd=folder,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        timeout=240,
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    client = MlflowClient(uri)
+    return {
+        family: (client.get_run(run_id).data.tags, said[family], found[family])
+        for family, run_id in runs.items()
+    }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_verified_true_means_pyfunc_predicts_the_same_on_the_fitted_and_evaluated_frames(
-    family, tracking_uri, client, tmp_path
+    family, families_served
 ):
-    column, encoder, expected, reason = FAMILIES[family]
-    cls = TypedPickled if family == "nullable_string" else Typed
-    x = np.random.default_rng(1).normal(size=ROWS)
-    X, y = pd.DataFrame({"c": column(), "x": x}), (x > 0).astype(int)
-    fitted, evaluated = X[:60], X[60:]
-    pipe = cls(encoder())
-    tracked.configure(pipe, tracking_uri=tracking_uri)
-    with pipe:
-        on_fitted = pipe.clf(pipe.prep(fitted), y[:60])
-        if expected == "true":
-            on_evaluated = pipe.clf(pipe.prep(evaluated, train=False), y[60:], train=False)
-        else:
-            with pytest.warns(TrackingWarning, match="predicts differently"):
-                on_evaluated = pipe.clf(pipe.prep(evaluated, train=False), y[60:], train=False)
-    tags = client.get_run(pipe.run_id).data.tags
+    _, _, expected, reason = FAMILIES[family]
+    tags, said, found = families_served[family]
     assert expected == tags["tracked.pipeline_verified"], tags.get(
         "tracked.pipeline_verified_reason"
     )
     if reason is not None:
         assert reason in tags["tracked.pipeline_verified_reason"]
-
-    for name, frame, predicted in (
-        ("fitted", fitted, on_fitted),
-        ("evaluated", evaluated, on_evaluated),
-    ):
-        frame.to_pickle(tmp_path / f"{name}.pkl")
-        np.save(tmp_path / f"{name}.npy", predicted)
-    done = run_python(
-        "-c",
-        LOAD_AND_PREDICT,
-        f"runs:/{pipe.run_id}/pipeline",
-        cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
-        timeout=180,
-    )
-    found = json.loads(done.stdout.strip().splitlines()[-1])
     if expected == "true":
+        assert [] == said
         assert {"fitted": "same", "evaluated": "same"} == found
-    else:  # what the tag says, a fresh process finds
+    else:  # said to the user, and what the tag says, a fresh process finds
+        assert any("predicts differently" in message for message in said), said
         assert "same" != found["fitted"]
 
 
