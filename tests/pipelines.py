@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LinearRegression, LogisticRegression, SGDClassifier
 from sklearn.preprocessing import StandardScaler
@@ -147,3 +148,40 @@ def batches_data(rows=200):
     rng = np.random.RandomState(0)
     X = rng.rand(rows, 4)
     return X, (X[:, 0] + X[:, 1] > 1).astype(int)
+
+
+class Classifier(TrackedPipeline, ClassifierMixin, BaseEstimator):
+    """A pipeline that is also a scikit-learn classifier (TrackedPipeline first: its clone):
+    two stages behind ``fit`` and ``predict``, as ``cross_val_score`` and searches use it."""
+
+    experiment = "clones"
+
+    def __init__(self, C=1.0):
+        self.C = C
+
+    def scale(self, X, y=None, train=True, stage="transformer"):
+        if train:
+            self.scaler = StandardScaler()
+            self.operator = self.scaler
+            return self.scaler.fit_transform(X)
+        self.operator = self.scaler
+        return self.scaler.transform(X)
+
+    def classify(self, X, y=None, predict=False, stage="estimator"):
+        if not predict:
+            self.model = LogisticRegression(C=self.C, max_iter=500)
+            self.operator = self.model
+            return self.model.fit(X, y)
+        self.operator = self.model
+        return self.model.predict(X)
+
+    def fit(self, X, y):
+        self.classify(self.scale(X), y)
+        return self
+
+    def predict(self, X):
+        return self.classify(self.scale(X, train=False), predict=True)
+
+    @property
+    def classes_(self):
+        return self.model.classes_

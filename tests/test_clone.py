@@ -6,51 +6,13 @@ import time
 
 import numpy as np
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from pipelines import Classifier
+from sklearn.base import clone
 from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
-from sklearn.preprocessing import StandardScaler
 
 import tracked
-from tracked import TrackedPipeline
 from tracked.core.settings import Settings, overrides
-
-
-class Classifier(TrackedPipeline, ClassifierMixin, BaseEstimator):
-    """A pipeline that is also a scikit-learn classifier (TrackedPipeline first: its clone)."""
-
-    experiment = "clones"
-
-    def __init__(self, C=1.0):
-        self.C = C
-
-    def scale(self, X, y=None, train=True, stage="transformer"):
-        if train:
-            self.scaler = StandardScaler()
-            self.operator = self.scaler
-            return self.scaler.fit_transform(X)
-        self.operator = self.scaler
-        return self.scaler.transform(X)
-
-    def classify(self, X, y=None, predict=False, stage="estimator"):
-        if not predict:
-            self.model = LogisticRegression(C=self.C, max_iter=500)
-            self.operator = self.model
-            return self.model.fit(X, y)
-        self.operator = self.model
-        return self.model.predict(X)
-
-    def fit(self, X, y):
-        self.classify(self.scale(X), y)
-        return self
-
-    def predict(self, X):
-        return self.classify(self.scale(X, train=False), predict=True)
-
-    @property
-    def classes_(self):
-        return self.model.classes_
 
 
 @pytest.fixture(scope="module")
