@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 
 from tracked.core.params import flatten, non_default_params, operator_params
 from tracked.core.text import to_text
-from tracked.recording.phase import detect_phase, snapshot
+from tracked.recording.phase import decide_phase, snapshot
 
 
 class Holder:
@@ -47,16 +47,16 @@ def test_operator_params_use_get_params_deep():
     assert "True" == params["standardscaler__with_mean"]
 
 
-def test_detect_phase_sees_new_refitted_and_untouched_operators():
+def test_the_phase_sees_new_refitted_and_untouched_operators():
     X = np.arange(12.0).reshape(6, 2)
     holder = Holder()
     holder.scaler = StandardScaler().fit(X)
 
     before = snapshot(holder)
-    assert "inference" == detect_phase(before, holder.scaler)
+    assert "inference" == decide_phase(before, holder.scaler)[0]
     holder.scaler.fit(X)  # same data, new fitted attributes
-    assert "fit" == detect_phase(before, holder.scaler)
-    assert "fit" == detect_phase(before, StandardScaler().fit(X))
+    assert "fit" == decide_phase(before, holder.scaler)[0]
+    assert "fit" == decide_phase(before, StandardScaler().fit(X))[0]
 
 
 def test_non_default_params_compare_arrays_without_failing():
@@ -77,8 +77,8 @@ def test_a_pipeline_built_empty_and_fitted_later_is_seen_as_fitted():
     before = snapshot(holder)
     X = np.arange(20.0).reshape(10, 2)
     holder.model.fit(X, [0, 1] * 5)
-    assert "fit" == detect_phase(before, holder.model)
-    assert "inference" == detect_phase(snapshot(holder), holder.model)
+    assert "fit" == decide_phase(before, holder.model)[0]
+    assert "inference" == decide_phase(snapshot(holder), holder.model)[0]
 
 
 def test_operators_kept_in_a_container_are_recognised():
@@ -87,5 +87,5 @@ def test_operators_kept_in_a_container_are_recognised():
     holder.models = {"a": StandardScaler().fit(X), "b": StandardScaler()}
     before = snapshot(holder)
     holder.models["b"].fit(X)
-    assert "inference" == detect_phase(before, holder.models["a"])
-    assert "fit" == detect_phase(before, holder.models["b"])
+    assert "inference" == decide_phase(before, holder.models["a"])[0]
+    assert "fit" == decide_phase(before, holder.models["b"])[0]

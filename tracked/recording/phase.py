@@ -297,10 +297,3 @@ def _held_state(state: Mapping[str, object]) -> bool:
     """Whether an operator's state holds anything a fit leaves: a fitted or private
     attribute (its own or a nested estimator's)."""
     return any(_is_fitted_key(key) or key.rsplit(".", 1)[-1].startswith("_") for key in state)
-
-
-def detect_phase(
-    before: Mapping[int, tuple[object, dict[str, object] | None]], operator: object
-) -> str:
-    """``fit`` when ``operator`` is new or was refitted since ``before``, else ``inference``."""
-    return decide_phase(before, operator)[0]
