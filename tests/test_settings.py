@@ -208,3 +208,37 @@ def test_tracked_s_environment_is_read_in_one_module():
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert [] == offenders
+
+
+class _Stateless:
+    """An attribute tracked cannot look into: preparing a stage call fails on it."""
+
+    @property
+    def __dict__(self):
+        msg = "no state to show"
+        raise RuntimeError(msg)
+
+
+class StrictHyper(TrackedPipeline):
+    def __init__(self, strict=True):
+        self.strict = strict
+
+    def scale(self, X, stage="transformer"):
+        return X * 2
+
+
+def test_a_hyperparameter_named_strict_does_not_make_tracking_failures_raise(memory, monkeypatch):
+    monkeypatch.delenv("TRACKED_STRICT", raising=False)
+    pipe = tracked.configure(StrictHyper(strict=True), backend=memory)
+    pipe.helper = _Stateless()
+    with pytest.warns(tracked.TrackingWarning, match="could not prepare tracking of stage"):
+        result = pipe.scale(X)
+    np.testing.assert_array_equal(X * 2, result)
+
+
+def test_the_strict_setting_makes_the_same_failure_raise(memory, monkeypatch):
+    monkeypatch.delenv("TRACKED_STRICT", raising=False)
+    pipe = tracked.configure(StrictHyper(strict=False), backend=memory, strict=True)
+    pipe.helper = _Stateless()
+    with pytest.raises(tracked.TrackingError, match="could not prepare tracking of stage"):
+        pipe.scale(X)
