@@ -60,7 +60,6 @@ def test_loop_cases_in_quick_mode_report_a_row_and_ratio_per_case(tmp_path):
     assert "predict x2000: caller overhead" not in done.stdout  # no targets from quick counts
 
 
-
 def test_every_function_the_sweep_profile_budgets_for_exists():
     """A moved or renamed module would leave its line of the budget at 0 ms without a word:
     each ``file:function`` is found in tracked, the demo or MLflow."""
