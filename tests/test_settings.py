@@ -460,3 +460,15 @@ def test_hyperparameters_named_like_every_setting_in_a_sqlite_store_and_a_sweep(
     assert [("-3", "Stored"), ("-4", "Stored(fold_after=-4)")] == sorted(
         (r.data.params["fold_after"], r.info.run_name) for r in swept
     )
+
+
+def test_the_old_instance_spelling_of_strict_makes_the_same_failure_raise(memory, monkeypatch):
+    monkeypatch.delenv("TRACKED_STRICT", raising=False)
+    pipe = tracked.configure(Scale(), backend=memory)
+    pipe.strict = True  # no constructor argument: the deprecated spelling of the setting
+    pipe.helper = _Stateless()
+    with (
+        pytest.warns(FutureWarning, match=r"configure\(pipe, strict=\.\.\.\)"),
+        pytest.raises(tracked.TrackingError, match="could not prepare tracking of stage"),
+    ):
+        pipe.scale(X)
