@@ -58,3 +58,28 @@ def test_loop_cases_in_quick_mode_report_a_row_and_ratio_per_case(tmp_path):
     assert 3 == len(table), done.stdout
     assert "QUICK counts" in done.stdout
     assert "predict x2000: caller overhead" not in done.stdout  # no targets from quick counts
+
+
+def test_every_function_the_sweep_profile_budgets_for_exists():
+    """A moved or renamed module would leave its line of the budget at 0 ms without a word:
+    each ``file:function`` is found in tracked, the demo or MLflow."""
+    import ast
+    import re
+
+    import mlflow
+
+    root = RUN.parents[1]
+    text = (root / "benchmarks" / "profile_sweep.py").read_text()
+    budget = ast.literal_eval(re.search(r"^BUDGET = (\[.*?^\])", text, re.M | re.S).group(1))
+    folders = (root / "tracked", root / "demo", Path(mlflow.__file__).parent)
+    sources = [path for folder in folders for path in folder.rglob("*.py")]
+    missing = [
+        key
+        for _, key in budget
+        if not any(
+            path.as_posix().endswith(key.split(":")[0])
+            and re.search(rf"^\s*def {key.split(':')[1]}\b", path.read_text(), re.M)
+            for path in sources
+        )
+    ]
+    assert [] == missing

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -208,3 +209,266 @@ def test_tracked_s_environment_is_read_in_one_module():
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert [] == offenders
+
+
+class _Stateless:
+    """An attribute tracked cannot look into: preparing a stage call fails on it."""
+
+    @property
+    def __dict__(self):
+        msg = "no state to show"
+        raise RuntimeError(msg)
+
+
+class StrictHyper(TrackedPipeline):
+    def __init__(self, strict=True):
+        self.strict = strict
+
+    def scale(self, X, stage="transformer"):
+        return X * 2
+
+
+def test_a_hyperparameter_named_strict_does_not_make_tracking_failures_raise(memory, monkeypatch):
+    monkeypatch.delenv("TRACKED_STRICT", raising=False)
+    pipe = tracked.configure(StrictHyper(strict=True), backend=memory)
+    pipe.helper = _Stateless()
+    with pytest.warns(tracked.TrackingWarning, match="could not prepare tracking of stage"):
+        result = pipe.scale(X)
+    np.testing.assert_array_equal(X * 2, result)
+
+
+def test_the_strict_setting_makes_the_same_failure_raise(memory, monkeypatch):
+    monkeypatch.delenv("TRACKED_STRICT", raising=False)
+    pipe = tracked.configure(StrictHyper(strict=False), backend=memory, strict=True)
+    pipe.helper = _Stateless()
+    with pytest.raises(tracked.TrackingError, match="could not prepare tracking of stage"):
+        pipe.scale(X)
+
+
+#: Read as the setting, this would make ``fit`` a stage of its own.
+FIT_AS_STAGE = {"fit": "estimator"}
+
+#: An odd value for every setting but ``tracking`` (the one switch read from the instance):
+#: each one would be refused, or would change the runs, if it were read as the setting.
+ODD_VALUES = {
+    "experiment": 3,
+    "tracking_uri": "nowhere://at-all",
+    "backend": "gpu",
+    "strict": "very",
+    "scoring": "no-such-scorer",
+    "run_name": ("mine",),
+    "registered_model_name": 7,
+    "serialization_format": "json",
+    "trusted_types": "os.system",
+    "nest_under_active_run": "maybe",
+    "log_outputs": "ful",
+    "stages": {"fit": "estimator"},
+    "synchronous": "yes",
+    "log_input_example": -1,
+    "target": "1 not a name",
+    "pos_label": ("a", "b"),
+    "max_tuning_runs": "all",
+    "log_models": "some",
+    "training_metrics": "none",
+    "log_pictures": 0.5,
+    "log_datasets": "x",
+    "fold_after": -3,
+    "checkpoint_every": "often",
+}
+
+
+class _Workflow(ClassifierMixin, BaseEstimator):
+    """A classifier around two stages, shared by the two pipelines below (after
+    ``TrackedPipeline`` in their bases, so that its clone is used)."""
+
+    def prepare(self, X, y=None, train=True, stage="transformer"):
+        if train:
+            self.scaler_ = StandardScaler().fit(X)
+        self.operator = self.scaler_
+        return self.scaler_.transform(X)
+
+    def classify(self, X, y=None, predict=False, stage="estimator"):
+        if not predict:
+            self.model_ = LogisticRegression(max_iter=500).fit(X, y)
+        self.operator = self.model_
+        return self.model_.predict(X) if predict else self.model_
+
+    def fit(self, X, y):
+        self.classify(self.prepare(X), y)
+        return self
+
+    def predict(self, X):
+        return self.classify(self.prepare(X, train=False), predict=True)
+
+    @property
+    def classes_(self):
+        return self.model_.classes_
+
+
+class EverySetting(TrackedPipeline, _Workflow):
+    """Every setting's name is a hyperparameter, with a value no setting accepts."""
+
+    def __init__(
+        self,
+        experiment=3,
+        tracking_uri="nowhere://at-all",
+        backend="gpu",
+        strict="very",
+        scoring="no-such-scorer",
+        run_name=("mine",),
+        registered_model_name=7,
+        serialization_format="json",
+        trusted_types="os.system",
+        nest_under_active_run="maybe",
+        log_outputs="ful",
+        stages=FIT_AS_STAGE,
+        synchronous="yes",
+        log_input_example=-1,
+        target="1 not a name",
+        pos_label=("a", "b"),
+        max_tuning_runs="all",
+        log_models="some",
+        training_metrics="none",
+        log_pictures=0.5,
+        log_datasets="x",
+        fold_after=-3,
+        checkpoint_every="often",
+    ):
+        self.experiment = experiment
+        self.tracking_uri = tracking_uri
+        self.backend = backend
+        self.strict = strict
+        self.scoring = scoring
+        self.run_name = run_name
+        self.registered_model_name = registered_model_name
+        self.serialization_format = serialization_format
+        self.trusted_types = trusted_types
+        self.nest_under_active_run = nest_under_active_run
+        self.log_outputs = log_outputs
+        self.stages = stages
+        self.synchronous = synchronous
+        self.log_input_example = log_input_example
+        self.target = target
+        self.pos_label = pos_label
+        self.max_tuning_runs = max_tuning_runs
+        self.log_models = log_models
+        self.training_metrics = training_metrics
+        self.log_pictures = log_pictures
+        self.log_datasets = log_datasets
+        self.fold_after = fold_after
+        self.checkpoint_every = checkpoint_every
+
+
+class NoSetting(TrackedPipeline, _Workflow):
+    """The same workflow with no hyperparameters: what the defaults record."""
+
+
+def _shape(backend):
+    """What the runs of ``backend`` look like, class names aside: each parent run's name,
+    experiment and children (name, metric names and model), and the params of the first."""
+
+    def tree(run):
+        children = backend.children(run.run_id)
+        return (
+            run.name,
+            run.experiment,
+            run.status,
+            sorted((c.name, sorted(c.metrics), sorted(c.models), c.status) for c in children),
+            [tree(c) for c in children if backend.children(c.run_id)],
+        )
+
+    return [tree(run) for run in backend.parents()]
+
+
+def _everything(cls, backend):
+    """fit, inference and a cross_val_score of clones in a parent run; a group of two."""
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import cross_val_score
+
+    X, y = load_iris(return_X_y=True)
+    pipe = tracked.configure(cls(), backend=backend)
+    with pipe:
+        pipe.fit(X, y)
+        pipe.predict(X)
+        scores = cross_val_score(pipe, X, y, cv=2)
+    with tracked.group("two", backend=backend):
+        for _ in range(2):
+            other = tracked.configure(cls(), backend=backend)
+            with other:
+                other.fit(X, y)
+    return scores
+
+
+def test_hyperparameters_named_like_every_setting_record_what_the_defaults_record(memory):
+    import warnings
+
+    defaults = tracked.testing.MemoryBackend()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # never read as the old spelling
+        warnings.simplefilter("error", tracked.TrackingWarning)
+        odd_scores = _everything(EverySetting, memory)
+    plain_scores = _everything(NoSetting, defaults)
+
+    np.testing.assert_array_equal(plain_scores, odd_scores)
+    renamed = repr(_shape(memory)).replace("EverySetting", "NoSetting")
+    assert repr(_shape(defaults)) == renamed
+    [parent, _] = memory.parents()
+    hyper = {name: str(value) for name, value in ODD_VALUES.items() if name != "stages"}
+    assert {**hyper, "stages__fit": "estimator"} == {
+        name: parent.params[name] for name in [*hyper, "stages__fit"]
+    }
+    assert Settings.of(EverySetting()) == Settings.of(NoSetting())
+
+
+def test_hyperparameters_named_like_every_setting_in_a_sqlite_store_and_a_sweep(tracking_uri):
+    import warnings
+
+    from mlflow import MlflowClient
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    # The class body's tracking_uri is the setting; the constructor's is a hyperparameter.
+    Stored = type("Stored", (EverySetting,), {"tracking_uri": tracking_uri})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", tracked.TrackingWarning)
+        pipe = Stored()
+        with pipe:
+            pipe.fit(X, y)
+            pipe.predict(X)
+        results = tracked.sweep(
+            Stored,
+            {"fold_after": [-3, -4]},
+            lambda p: p.fit(X, y).score(X, y),
+            backend="threading",
+        )
+    assert 2 == len(results) and results.run_id is not None
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("Stored")  # the class name: no experiment set
+    runs = client.search_runs([experiment.experiment_id])
+    parent = client.get_run(pipe.run_id)
+    assert "Stored" == parent.info.run_name
+    assert "nowhere://at-all" == parent.data.params["tracking_uri"]
+    assert {"FINISHED"} == {run.info.status for run in runs}
+    stage_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == pipe.run_id]
+    assert ["classify:fit", "classify:inference", "prepare:fit", "prepare:inference"] == sorted(
+        r.info.run_name for r in stage_runs
+    )
+    assert pipe.model_uri is not None  # the composed model, as serialization_format's default
+    swept = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == results.run_id]
+    assert [("-3", "Stored"), ("-4", "Stored(fold_after=-4)")] == sorted(
+        (r.data.params["fold_after"], r.info.run_name) for r in swept
+    )
+
+
+def test_the_old_instance_spelling_of_strict_makes_the_same_failure_raise(memory, monkeypatch):
+    monkeypatch.delenv("TRACKED_STRICT", raising=False)
+    pipe = tracked.configure(Scale(), backend=memory)
+    pipe.strict = True  # no constructor argument: the deprecated spelling of the setting
+    pipe.helper = _Stateless()
+    with (
+        pytest.warns(FutureWarning, match=r"configure\(pipe, strict=\.\.\.\)"),
+        pytest.raises(tracked.TrackingError, match="could not prepare tracking of stage"),
+    ):
+        pipe.scale(X)

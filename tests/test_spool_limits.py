@@ -242,6 +242,39 @@ def test_a_format_2_folder_syncs_whole_and_its_notes_stay_format_2(iris, spool_d
     assert len(local_ids) == len(set(local_ids)) == 7  # the parent and 6 stages, each once
 
 
+#: A session folder tracked 0.1.0 left behind (format 2), and the spool key that signed it:
+#: its payloads were pickled with that version's module names (tracked.recording.deferred, ...).
+RELEASED = Path(__file__).parent / "data" / "spool-0.1.0"
+RELEASED_KEY = Path(__file__).parent / "data" / "spool-0.1.0.key"
+
+
+def test_a_folder_tracked_0_1_0_left_behind_syncs_whole(spool_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from tracked.recording.composition.compose import Composed
+    from tracked.recording.evaluation.deferred import Scores
+
+    [original] = RELEASED.iterdir()
+    shutil.copytree(original, spool_dir / original.name)
+    key = tmp_path / "spool.key"  # a key file must be the user's alone (git makes it 0644)
+    key.write_bytes(RELEASED_KEY.read_bytes())
+    key.chmod(0o600)
+    monkeypatch.setenv("TRACKED_SPOOL_KEY_FILE", str(key))
+    refused: dict[str, str] = {}
+    [session] = spooled_sessions(spool_dir, refused)
+    assert ({}, 2, 4, []) == (refused, session.format, len(session.entries), session.damage)
+    payload = codec.decode_payload((original / "payloads.bin").read_bytes()[4323:])
+    assert (Composed, Scores) == (type(payload.composed), type(payload.scores))
+
+    memory = MemoryBackend()
+    result = sync(spool_dir, tracking_uri="memory", backend_for=lambda uri: memory)
+    assert ([original.name], []) == (result.synced, list(result.remaining))
+    [parent] = memory.parents()
+    stages = sorted(run.name for run in memory.children(parent.run_id))
+    assert ["classification:fit", "preprocessing:fit", "reduction:fit"] == stages
+    assert "pipeline" in parent.models  # the composer's parts loaded: the model composed
+
+
 @pytest.mark.timeout(60)
 def test_a_pipe_under_a_spool_files_name_refuses_its_folder_and_never_blocks(iris, spool_dir):
     healthy = spooled(iris)

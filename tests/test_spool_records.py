@@ -376,3 +376,10 @@ def test_a_sync_waits_for_the_one_holding_the_spool_and_says_so_once(tmp_path):
     result = sync(spool, on_wait=other_sync_ends, backend_for=lambda uri: None)
     assert [True] == waits
     assert result.ok and not result.refused
+
+
+def test_every_renamed_module_a_released_spool_names_has_a_successor_that_imports():
+    import importlib
+
+    for old, new in codec.RENAMED_MODULES.items():
+        assert old != new and importlib.import_module(new).__name__ == new

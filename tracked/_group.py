@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tracked._version import __version__
-from tracked.core.config import is_strict, killed_by_env
+from tracked.core.config import env_strict, killed_by_env
 from tracked.core.errors import TrackingError
 from tracked.core.names import DEFAULT_EXPERIMENT, GROUP_TAG, VERSION_TAG
 from tracked.core.report import report_failure
@@ -56,7 +56,7 @@ class group:
         self.experiment = experiment or DEFAULT_EXPERIMENT
         self.tracking_uri = tracking_uri
         self.backend = backend
-        self.strict = is_strict(self) if strict is None else strict
+        self.strict = env_strict() if strict is None else strict
         self.ref: GroupRef | None = None
         #: Set by ``tracked.sweep``: its pipelines keep their stages' heavy parts aside.
         self.keep_aside = False

@@ -115,12 +115,12 @@ def killed_by_env() -> bool:
     return env_flag(ENABLED_VAR) is False
 
 
-def is_strict(instance: object) -> bool:
-    """Whether tracking failures raise for this pipeline instance."""
-    env = env_flag(STRICT_VAR)
-    if env is not None:
-        return env
-    return bool(getattr(instance, "strict", False))
+def env_strict() -> bool:
+    """Whether ``TRACKED_STRICT`` makes tracking failures raise, where no pipeline's settings
+    apply (``tracked.flush``, a group). A pipeline's own strictness is
+    ``tracked.core.settings.strict_of``: never read from its attributes, which are the user's
+    (a hyperparameter may be called ``strict``)."""
+    return bool(env_flag(STRICT_VAR))
 
 
 EXIT_TIMEOUT_ENV = "TRACKED_EXIT_TIMEOUT"

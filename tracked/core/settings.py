@@ -389,7 +389,14 @@ def strict_of(instance: object) -> bool:
     if env is not None:
         return env
     own = overrides(instance)
-    return bool(own["strict"] if "strict" in own else class_setting(type(instance), "strict"))
+    if "strict" in own:
+        return bool(own["strict"])
+    state = getattr(instance, "__dict__", {})
+    if isinstance(state.get("strict"), bool) and "strict" not in _hyperparameters(type(instance)):
+        # The deprecated spelling (``pipe.strict = True``), as Settings.of honours it (and
+        # warns about it once the parent run opens).
+        return state["strict"]
+    return bool(class_setting(type(instance), "strict"))
 
 
 def overrides(instance: object) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tracked.backends.base import when_store_library_loads
-from tracked.core.config import is_strict, wait_bound
+from tracked.core.config import env_strict, wait_bound
 from tracked.core.report import guarded_entry
 from tracked.core.values import FINISHED, KILLED, status_for
 from tracked.delivery.registry import REGISTRY
@@ -168,7 +168,7 @@ def _sessions_of_forked_child() -> None:
 
 def flush(timeout: float | None = None) -> bool:
     """``tracked.flush`` once the delivery layer is loaded (see ``tracked/_flush.py``)."""
-    return guarded_entry("flush", lambda: _flush(timeout), strict=is_strict(None), default=False)
+    return guarded_entry("flush", lambda: _flush(timeout), strict=env_strict(), default=False)
 
 
 def _flush(timeout: float | None) -> bool:

@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 from tracked.backends.mlflow.fluent import autologging_paused
-from tracked.core.config import is_strict
 from tracked.core.errors import TrackingError
 from tracked.core.report import report_failure
+from tracked.core.settings import strict_of
 from tracked.core.values import FINISHED, now_ms
 from tracked.delivery.context import Context, Frame, context_for
 from tracked.delivery.session import Session
@@ -86,7 +86,7 @@ def _begin(spec: StageSpec, instance: Any) -> _Running | None:
     except TrackingError:
         raise
     except Exception as exc:
-        report_failure(f"prepare tracking of stage {spec.name!r}", exc, strict=is_strict(instance))
+        report_failure(f"prepare tracking of stage {spec.name!r}", exc, strict=strict_of(instance))
         before = None
     if before is None:
         return None

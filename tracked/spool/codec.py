@@ -24,7 +24,9 @@ one HMAC, and only bytes that verify are parsed.
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import re
 from typing import Any
 
@@ -271,11 +273,52 @@ def payload_mac(data: bytes, key: bytes, session: str, seq: int) -> str:
     return mac(key, b"payload", session.encode(), str(seq).encode(), data)
 
 
+#: Modules renamed since tracked 0.1.0: a format-2 spool's payloads were pickled with these
+#: names, and its objects (deferred scores, pictures, the composer's parts) load from the new.
+RENAMED_MODULES = {
+    **{
+        f"tracked.records.{name}": f"tracked.core.{name}"
+        for name in (
+            "config",
+            "errors",
+            "frames",
+            "names",
+            "params",
+            "ranking",
+            "report",
+            "settings",
+            "sparse",
+            "text",
+            "trust",
+            "values",
+        )
+    },
+    "tracked.recording.observe": "tracked.recording.capture",
+    "tracked.recording.series": "tracked.recording.folding",
+    "tracked.recording.chain": "tracked.recording.composition.chain",
+    "tracked.recording.compose": "tracked.recording.composition.compose",
+    "tracked.recording.composed": "tracked.recording.composition.verify",
+    "tracked.recording.deferred": "tracked.recording.evaluation.deferred",
+    "tracked.recording.evaluate": "tracked.recording.evaluation.evaluate",
+    "tracked.recording.plots": "tracked.recording.evaluation.plots",
+    "tracked.recording.scoring": "tracked.recording.evaluation.scoring",
+    "tracked.spool.records": "tracked.spool.entries",
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """cloudpickle's payloads load with the standard unpickler; this one also finds the
+    classes of a module that was renamed."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(RENAMED_MODULES.get(module, module), name)
+
+
 def decode_payload(data: bytes) -> StagePayload:
     """Unpickle a payload: only bytes this process made, or whose MAC verified."""
-    import cloudpickle
+    import cloudpickle  # noqa: F401 -- the functions a payload's by-value classes load with
 
-    parts = cloudpickle.loads(data)
+    parts = _Unpickler(io.BytesIO(data)).load()
     return StagePayload(**parts)
 
 
