@@ -27,20 +27,30 @@ from tracked.spool.steps import CREATE_RUN, StepBuilder
 #: The step name of the note that says all of an entry's steps are done.
 COMPLETE = "complete"
 
+#: Error codes that mean "the store cannot take this now", not "this is wrong". A backend
+#: that knows its store's errors better says so itself (``backend.is_store_away``: the MLflow
+#: backend's tells MLflow's INTERNAL_ERROR default from an outage).
+_AWAY_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
+
 
 class StoreAway(Exception):
     """The store did not take a step for reasons of its own (down, read-only, full)."""
 
 
 def is_store_away(exc: BaseException) -> bool:
-    """Whether ``exc`` says the store is away rather than that the data is wrong. Backends
-    map their store's errors at their boundary (the MLflow backend's ``sealed`` methods raise
-    ``StoreUnavailable`` or ``StoreRejected``): the spool checks the type, never the text. An
-    error no backend mapped counts as away only when it is an ``OSError`` (a full or
-    read-only disk, a connection refused)."""
+    """Whether ``exc`` says the store is away rather than that the data is wrong, for a
+    backend that does not say (``backend.is_store_away``): connection errors, timeouts and
+    full or read-only disks are ``OSError``s (requests' errors are too); or an away code.
+    A backend's own ``StoreUnavailable`` / ``StoreRejected`` say it outright.
+    """
     if isinstance(exc, StoreError):
         return isinstance(exc, StoreUnavailable)
-    return isinstance(exc, OSError)
+    if isinstance(exc, OSError):
+        return True
+    if getattr(exc, "error_code", None) in _AWAY_CODES:
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and is_store_away(cause)
 
 
 @define
@@ -140,6 +150,7 @@ class Replayer:
         self.between_steps = between_steps
         self.steps = StepBuilder(backend, header, state, find_existing=find_existing)
         self.steps.keep_aside = keep_aside
+        self._is_away = getattr(backend, "is_store_away", None) or is_store_away
 
     @property
     def created(self) -> int:
@@ -167,7 +178,7 @@ class Replayer:
                 with foreign_logs_quieted():  # the failure is ours to report, in one line
                     result = step.run()
             except Exception as exc:
-                if is_store_away(exc):
+                if self._is_away(exc):
                     raise StoreAway(step.what) from exc
                 failures.append((step.what, exc))
                 if step.name == CREATE_RUN and entry.kind == "start_run":

@@ -96,7 +96,6 @@ def mapped(method: Callable[..., Any]) -> Callable[..., Any]:
 #: The backend's calls that reach the store, each ``mapped``.
 STORE_CALLS = (
     *REQUIRED_METHODS,
-    "link_metrics",
     "find_run",
     "experiment_of",
     "experiment_id",
