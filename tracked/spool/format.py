@@ -166,11 +166,29 @@ _usages_lock = threading.Lock()
 
 def spool_usage(root: Path) -> SpoolUsage:
     """The running count of ``root``'s bytes, shared by this process's sessions."""
+    global _fork_hook_installed
     with _usages_lock:
+        if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_fresh_locks_in_child)
+            _fork_hook_installed = True
         usage = _usages.get(root)
         if usage is None:
             usage = _usages[root] = SpoolUsage(root)
         return usage
+
+
+_fork_hook_installed = False
+
+
+def _fresh_locks_in_child() -> None:
+    # A forked child inherits the locks as they were at the fork: one the writer thread or a
+    # scan held then would stay held for good (the child's first spooled record hung). The
+    # child gets fresh ones, and no scan thread came along with it.
+    global _usages_lock
+    _usages_lock = threading.Lock()
+    for usage in _usages.values():
+        usage._lock = threading.Lock()
+        usage._scanning = False
 
 
 def make_private_dir(folder: Path) -> None:
