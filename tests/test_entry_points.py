@@ -166,3 +166,22 @@ def test_in_strict_mode_the_with_enter_raises_a_tracking_error(iris):
 
     with pytest.raises(TrackingError, match="could not open the parent run: ImportError"), pipe:
         pytest.fail("the block must not run in strict mode")
+
+
+def test_an_entry_point_that_does_not_fail_asks_nothing_of_strictness(iris, memory, monkeypatch):
+    """Strictness is resolved only when a failure is reported: a `with` block, `close()`,
+    `run_id` and `model_uri` that succeed (tracked or not) never ask for it."""
+    import tracked._pipeline
+
+    def asked(instance):
+        raise AssertionError("strictness was resolved with nothing to report")
+
+    monkeypatch.setattr(tracked._pipeline, "strict_of", asked)
+    X_train, _, y_train, _ = iris
+    for tracking in (False, True):
+        pipe = tracked.configure(Iris(), backend=memory, tracking=tracking)
+        with pipe:
+            pipe.train(X_train, y_train)
+        pipe.close()
+        assert (pipe.run_id is None) is (not tracking)
+        pipe.model_uri  # noqa: B018  (read for its guard)

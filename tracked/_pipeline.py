@@ -55,24 +55,24 @@ class TrackedPipeline(metaclass=TrackedMeta):
     def __enter__(self):
         """Open the parent run now (when tracking is on) and return the pipeline."""
         if self._tracking_active():
-            guarded_entry("open the parent run", self._open, strict=strict_of(self), default=None)
+            self._guarded("open the parent run", self._open)
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         """End the parent run: FINISHED, FAILED if the block raised, KILLED on Ctrl-C."""
         status = status_for(exc_type)
-        guarded_entry(
-            "end the parent run",
-            lambda: self._end(status),
-            strict=strict_of(self),
-            may_raise=exc_type is None,  # the block's own exception is never replaced
-            default=None,
-        )
+        # The block's own exception is never replaced.
+        self._guarded("end the parent run", lambda: self._end(status), may_raise=exc_type is None)
 
     def close(self) -> None:
         """End the parent run (FINISHED). The next stage call opens a new one."""
-        guarded_entry(
-            "end the parent run", lambda: self._end(FINISHED), strict=strict_of(self), default=None
+        self._guarded("end the parent run", lambda: self._end(FINISHED))
+
+    def _guarded(self, what: str, call: Any, *, may_raise: bool = True) -> Any:
+        # Strictness is asked only when something failed: an untracked `with`, a `run_id`
+        # read, pays nothing for it.
+        return guarded_entry(
+            what, call, strict=lambda: strict_of(self), may_raise=may_raise, default=None
         )
 
     def _open(self) -> None:
@@ -108,12 +108,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
         session = self._last_session()
         if session is None:
             return None
-        return guarded_entry(
-            "read the parent run's id",
-            lambda: session.run_id,
-            strict=strict_of(self),
-            default=None,
-        )
+        return self._guarded("read the parent run's id", lambda: session.run_id)
 
     @property
     def model_uri(self) -> str | None:
@@ -124,12 +119,7 @@ class TrackedPipeline(metaclass=TrackedMeta):
         session = self._last_session()
         if session is None:
             return None
-        return guarded_entry(
-            "read the composed model's URI",
-            lambda: session.model_uri,
-            strict=strict_of(self),
-            default=None,
-        )
+        return self._guarded("read the composed model's URI", lambda: session.model_uri)
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy (pickle, copy.copy, deepcopy) gets its own tracking context, decided now:

@@ -176,7 +176,12 @@ def report_failure(what: str, exc: BaseException, *, strict: bool, may_raise: bo
 
 
 def guarded_entry(
-    what: str, call: Callable[[], T], *, strict: bool, may_raise: bool = True, default: T
+    what: str,
+    call: Callable[[], T],
+    *,
+    strict: bool | Callable[[], bool],
+    may_raise: bool = True,
+    default: T,
 ) -> T:
     """``call()`` at one of the library's entry points (the ``with`` enter and exit,
     ``close()``, ``run_id``, ``model_uri``, ``flush()``), as a stage call is guarded: a
@@ -185,6 +190,7 @@ def guarded_entry(
 
     Args:
         what: the step, phrased to follow "tracked could not ...".
+        strict: whether the failure raises, or a callable asked only when one happened.
         may_raise: False while a user's exception is in flight (a ``with`` block that
             raised): nothing raised here may replace it.
     """
@@ -199,7 +205,8 @@ def guarded_entry(
             raise  # strict mode, reported already: not wrapped in a second message
         return default
     except Exception as exc:
-        report_failure(what, exc, strict=strict, may_raise=may_raise)
+        raises = strict() if callable(strict) else strict
+        report_failure(what, exc, strict=raises, may_raise=may_raise)
         return default
 
 
